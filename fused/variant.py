@@ -1,0 +1,106 @@
+"""The `Variant` contract: how a kernel under test is described to the suite.
+
+A variant is a function with the signature of `reference.conv_bn` (torch tensors in, the BN output
+out, running stats updated in place) plus the batch-norm form it implements and the optional
+features it handles. The suite draws only the features a variant declares, so a kernel that handles
+a subset is still fuzzed on everything it claims; calling a variant with an undeclared feature raises
+`UnsupportedFeatureError` instead of silently computing something else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+FORMS = ("tutorial", "standard")
+
+# Features every variant must handle when declared; the suite passes the default otherwise.
+CONV_FEATURES = frozenset({"stride", "padding", "dilation", "groups", "bias"})
+BN_FEATURES = frozenset({"affine", "running_stats"})
+# Extensions: dtypes beyond float32/float64, devices, and double backward.
+EXTRA_FEATURES = frozenset({"float16", "bfloat16", "cuda", "double_backward"})
+FEATURES = CONV_FEATURES | BN_FEATURES | EXTRA_FEATURES
+
+
+class UnsupportedFeatureError(NotImplementedError):
+    """A variant was called with an argument whose feature it does not declare in `supports`."""
+
+
+def _is_default_pair(value, default: int) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(int(v) == default for v in value)
+    return int(value) == default
+
+
+def requested_features(*, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
+                       running_var=None, stride=1, padding=0, dilation=1, groups=1,
+                       training=True, momentum=0.1, **_ignored) -> frozenset:
+    """The optional features a call uses, judged from its arguments against their defaults."""
+    used = set()
+    if not _is_default_pair(stride, 1):
+        used.add("stride")
+    if not _is_default_pair(padding, 0):
+        used.add("padding")
+    if not _is_default_pair(dilation, 1):
+        used.add("dilation")
+    if int(groups) != 1:
+        used.add("groups")
+    if bias is not None:
+        used.add("bias")
+    if bn_weight is not None or bn_bias is not None:
+        used.add("affine")
+    if running_mean is not None or running_var is not None or not training:
+        used.add("running_stats")
+    return frozenset(used)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A fused Conv2d+BatchNorm kernel under test.
+
+    `fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None, running_var=None, *,
+    stride=1, padding=0, dilation=1, groups=1, training=True, momentum=0.1, eps=1e-3) -> Tensor`.
+    `supports` names the optional features of `FEATURES` that `fn` handles; an unknown name is an
+    error, because a misspelt feature would silently never be tested.
+    """
+
+    name: str
+    fn: Callable
+    form: str = "tutorial"
+    supports: frozenset = field(default_factory=frozenset)
+    # Extension: a variant that claims to save activation memory is also checked to save fewer
+    # bytes for backward than eager Conv2d+BatchNorm2d (verify/test_saved_memory.py).
+    memory_saving: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Variant name must be a non-empty string, got {self.name!r}")
+        if not callable(self.fn):
+            raise TypeError(f"Variant {self.name!r}: fn must be callable, got {type(self.fn).__name__}")
+        if self.form not in FORMS:
+            raise ValueError(f"Variant {self.name!r}: form must be one of {FORMS}, got {self.form!r}")
+        if isinstance(self.supports, str):
+            raise TypeError(f"Variant {self.name!r}: supports must be an iterable of feature names, "
+                            f"not the string {self.supports!r} (did you mean {{{self.supports!r}}}?)")
+        supports = frozenset(self.supports)
+        unknown = sorted(supports - FEATURES)
+        if unknown:
+            raise ValueError(f"Variant {self.name!r}: unknown feature(s) {unknown} in supports; "
+                             f"known features are {sorted(FEATURES)}")
+        object.__setattr__(self, "supports", supports)
+
+    def check_features(self, **kwargs) -> None:
+        """Raise UnsupportedFeatureError if the call's arguments use an undeclared feature."""
+        missing = sorted(requested_features(**kwargs) - self.supports)
+        if missing:
+            raise UnsupportedFeatureError(
+                f"variant {self.name!r} does not declare feature(s) {missing} "
+                f"(supports={sorted(self.supports)}); add them to `supports` if the kernel handles them")
+
+    def __call__(self, x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
+                 running_var=None, **kwargs):
+        self.check_features(bias=bias, bn_weight=bn_weight, bn_bias=bn_bias,
+                            running_mean=running_mean, running_var=running_var, **kwargs)
+        return self.fn(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, **kwargs)
+
+    def __repr__(self):
+        return f"Variant({self.name!r}, form={self.form!r}, supports={sorted(self.supports)})"

@@ -1,0 +1,1 @@
+"""pytest plugin of the benchmarks (placeholder while they are built)."""
