@@ -1,1 +1,97 @@
-"""pytest plugin of the verification suite (placeholder while the suite is built)."""
+"""pytest plugin of the verification suite: --variant, parametrisation over variants, skips for
+absent hardware and long hunts, and the end-of-run table."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import verify.profiles  # noqa: F401 - registers and selects the Hypothesis profiles
+from verify import report
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("convbn-verify")
+    group.addoption("--variant", action="append", default=None, metavar="SPEC",
+                    help="kernel variant(s) to verify instead of the built-in ones: "
+                         "package.module:attr or path/to/file.py:attr (a Variant or a list); "
+                         "repeatable")
+    group.addoption("--verify-repro-dir", default=None, metavar="DIR",
+                    help="write a standalone repro script for every property failure into DIR")
+    group.addoption("--run-fuzz", action="store_true", default=False,
+                    help="run tests marked `fuzz` (also CONVBN_FUZZ=1)")
+    group.addoption("--run-slow", action="store_true", default=False,
+                    help="run tests marked `slow` (also CONVBN_SLOW=1)")
+
+
+def pytest_configure(config):
+    report.REPRO_DIR[0] = config.getoption("--verify-repro-dir")
+    config._convbn_variants = None
+
+
+def _variants(config):
+    if config._convbn_variants is None:
+        from verify.variants import VariantSpecError, select
+        try:
+            config._convbn_variants = select(config.getoption("--variant"))
+        except VariantSpecError as error:
+            raise pytest.UsageError(str(error)) from None
+    return config._convbn_variants
+
+
+def pytest_generate_tests(metafunc):
+    if "variant" not in metafunc.fixturenames or _parametrizes_variant_itself(metafunc):
+        return
+    prop = getattr(metafunc.module, "PROPERTY", None)
+    params = []
+    for v in _variants(metafunc.config):
+        reason = _not_applicable(prop, v)
+        marks = [pytest.mark.skip(reason=reason)] if reason else []
+        params.append(pytest.param(v, id=v.name, marks=marks))
+    metafunc.parametrize("variant", params)
+
+
+def _parametrizes_variant_itself(metafunc) -> bool:
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "variant" in names:
+            return True
+    return False
+
+
+def _not_applicable(prop, variant) -> str | None:
+    if prop is None:
+        return None
+    if prop.NAME == "cuda":
+        from verify.properties.devices import cuda_available
+        if not cuda_available():
+            return "no CUDA device"
+        if "cuda" not in variant.supports:
+            return f"variant {variant.name!r} does not declare 'cuda'"
+    if prop.strategy(variant) is None:
+        return f"property {prop.NAME!r} does not apply to {variant.name!r} (supports={sorted(variant.supports)})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    run_fuzz = config.getoption("--run-fuzz") or os.environ.get("CONVBN_FUZZ") == "1"
+    run_slow = config.getoption("--run-slow") or os.environ.get("CONVBN_SLOW") == "1"
+    for item in items:
+        if "fuzz" in item.keywords and not run_fuzz:
+            item.add_marker(pytest.mark.skip(reason="long hunt: use --run-fuzz"))
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow: use --run-slow"))
+        if "cuda" in item.keywords:
+            import torch
+            if not torch.cuda.is_available():
+                item.add_marker(pytest.mark.skip(reason="no CUDA device"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = report.summary_lines()
+    if lines:
+        terminalreporter.section("convbn-verify: examples and worst error / bound")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,292 @@
+"""fused.functional.fused_conv_bn against the float64 oracle, plus its memory and error contract."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fused.functional import fused_conv_bn
+from tests.fused.helpers.oracle_cmp import (assert_close, clone_tensors, expected, make_case,
+                                            saved_bytes)
+
+CONFIGS = {
+    "plain": dict(),
+    "stride_pad": dict(stride=(2, 1), padding=(1, 2)),
+    "dilation": dict(dilation=(2, 1), H=9),
+    "groups_bias": dict(groups=2, bias=True),
+    "affine_running": dict(affine=True, running=True, momentum=0.3),
+    "everything": dict(stride=2, padding=1, dilation=(1, 2), groups=2, bias=True, affine=True,
+                       running=True),
+    "depthwise": dict(groups=4, C_out=8, affine=True, running=True),
+}
+
+
+def run_and_compare(case_kw, *, form, training, memory_format=None, slice_input=False):
+    tensors, kw = make_case(**case_kw)
+    kw.update(form=form, training=training)
+    if not training and tensors[5] is None:
+        pytest.skip("eval needs running stats")
+    grad_out_shape = F.conv2d(tensors[0], tensors[1], tensors[2],
+                              *(kw.get(k, d) for k, d in (("stride", 1), ("padding", 0),
+                                                          ("dilation", 1), ("groups", 1)))).shape
+    g = torch.randn(grad_out_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    exp_out, exp_rm, exp_rv, exp_grads = expected(tensors, g, **kw)
+    mine = clone_tensors(tensors)
+    x = mine[0]
+    if memory_format is not None:
+        x = x.detach().to(memory_format=memory_format).requires_grad_()
+        mine[0] = x
+    if slice_input:  # a non-contiguous view of a bigger tensor
+        big = torch.zeros(x.shape[0], x.shape[1] * 2, x.shape[2], x.shape[3] + 3,
+                          dtype=x.dtype)
+        big[:, ::2, :, 1:-2] = x.detach()
+        big.requires_grad_()
+        x = big[:, ::2, :, 1:-2]
+        assert not x.is_contiguous()
+    out = fused_conv_bn(x, *mine[1:], **kw)
+    assert_close(out, exp_out, what="out")
+    assert_close(mine[5], exp_rm, what="running_mean")
+    assert_close(mine[6], exp_rv, what="running_var")
+    leaves = [big if slice_input else mine[0]] + mine[1:5]
+    needs = [t for t in leaves if t is not None]
+    grads = iter(torch.autograd.grad(out, needs, g))
+    got = [next(grads) if t is not None else None for t in leaves]
+    if slice_input:
+        got[0] = got[0][:, ::2, :, 1:-2]
+    for name, a, e in zip(("x", "weight", "bias", "bn_weight", "bn_bias"), got, exp_grads):
+        assert_close(a, e, what=f"grad {name}")
+    return out
+
+
+@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_matches_oracle(name, form, training):
+    case = CONFIGS[name] if training else {**CONFIGS[name], "running": True}
+    run_and_compare(case, form=form, training=training)
+
+
+@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("layout", ["channels_last", "slice"])
+def test_layouts(form, layout):
+    case = CONFIGS["everything"]
+    if layout == "channels_last":
+        out = run_and_compare(case, form=form, training=True,
+                              memory_format=torch.channels_last)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+    else:
+        out = run_and_compare(case, form=form, training=True, slice_input=True)
+
+
+def test_output_follows_conv_memory_format():
+    tensors, kw = make_case(affine=True)
+    x = tensors[0].detach().to(memory_format=torch.channels_last)
+    conv = F.conv2d(x, tensors[1].detach())
+    out = fused_conv_bn(x, tensors[1].detach(), bn_weight=tensors[3].detach(),
+                        bn_bias=tensors[4].detach())
+    assert out.stride() == conv.stride()
+
+
+@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_gradcheck(form, training):
+    tensors, kw = make_case(N=2, C_in=2, H=4, W=3, C_out=2, k=(2, 2), bias=True, affine=True,
+                            running=True, stride=(1, 2), padding=1)
+    x, w, b, bw, bb, rm, rv = tensors
+
+    def fn(x, w, b, bw, bb):
+        return fused_conv_bn(x, w, b, bw, bb, rm.clone(), rv.clone(), form=form,
+                             training=training, **kw)
+
+    assert torch.autograd.gradcheck(fn, (x, w, b, bw, bb))
+
+
+@pytest.mark.parametrize("form", ["standard", "tutorial"])
+def test_zero_variance_channel(form):
+    tensors, kw = make_case(affine=True, bias=True)
+    with torch.no_grad():
+        tensors[1][0].zero_()  # channel 0 of the conv output is its bias: zero variance
+    g = torch.randn(3, 6, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    exp_out, _, _, exp_grads = expected(tensors, g, form=form, **kw)
+    mine = clone_tensors(tensors)
+    out = fused_conv_bn(*mine, form=form, **kw)
+    grads = torch.autograd.grad(out, [t for t in mine if t is not None], g)
+    assert all(torch.isfinite(gr).all() for gr in grads)
+    assert_close(out, exp_out, what="out")
+    # The constant channel's gradients are ~1/eps times larger, its conv-bias gradient a sum
+    # that cancels to rounding noise of that size: compare on that scale.
+    for a, e in zip(grads, [e for e in exp_grads if e is not None]):
+        assert_close(a, e, atol=1e-8, what="grad")
+
+
+def test_tutorial_zero_variance_limit():
+    # Identity conv so grad_x is the batch-norm input gradient itself.
+    y = torch.randn(4, 2, 3, 3, dtype=torch.float64)
+    y[:, 1] = 2.5
+    y.requires_grad_()
+    eye = torch.eye(2, dtype=torch.float64).view(2, 2, 1, 1)
+    bw = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    g = torch.randn_like(y)
+    out = fused_conv_bn(y, eye, bn_weight=bw, form="tutorial", eps=1e-3)
+    (gy,) = torch.autograd.grad(out, y, g)
+    limit = (g[:, 1] - g[:, 1].mean()) / 1e-3 * 3.0
+    torch.testing.assert_close(gy[:, 1], limit, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("form", ["standard", "tutorial"])
+def test_single_value_per_channel(form):
+    x = torch.randn(1, 2, 3, 3, dtype=torch.float64)
+    w = torch.randn(4, 2, 3, 3, dtype=torch.float64)
+    rm, rv, nbt = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64), \
+        torch.tensor(5)
+    with pytest.raises(ValueError, match=r"\(1, 4, 1, 1\)"):
+        fused_conv_bn(x, w, running_mean=rm, running_var=rv, form=form,
+                      num_batches_tracked=nbt)
+    assert torch.equal(rm, torch.zeros(4, dtype=torch.float64)) and int(nbt) == 5
+    assert torch.equal(rv, torch.ones(4, dtype=torch.float64))
+    # Eval mode is fine with a single value.
+    out = fused_conv_bn(x, w, running_mean=rm, running_var=rv, training=False, form=form)
+    assert out.shape == (1, 4, 1, 1)
+
+
+BAD_CALLS = {
+    "channels": (dict(x=(2, 3, 5, 5)), "channels"),
+    "groups_div": (dict(groups=4, w=(6, 1, 3, 3)), "divisible"),
+    "groups_zero": (dict(groups=0), "groups"),
+    "stride0": (dict(stride=0), "stride"),
+    "dilation0": (dict(dilation=(1, 0)), "dilation"),
+    "neg_padding": (dict(padding=-1), "padding"),
+    "kernel_too_big": (dict(x=(2, 4, 2, 2)), "larger"),
+    "eval_no_stats": (dict(training=False, running=False), "running"),
+    "half_stats": (dict(drop_var=True), "together"),
+    "bn_weight_shape": (dict(bn_weight=(5,)), "bn_weight"),
+    "running_shape": (dict(rm=(5,)), "running_mean"),
+    "bias_shape": (dict(bias=(2,)), "bias"),
+    "x_rank": (dict(x=(4, 5, 5)), "4-D"),
+    "form": (dict(form="nope"), "form"),
+    "dtype_mismatch": (dict(w_dtype=torch.float32), "dtype"),
+    "momentum_none_no_counter": (dict(momentum=None), "num_batches_tracked"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CALLS))
+def test_bad_arguments_raise_before_touching_state(name):
+    spec, message = BAD_CALLS[name]
+    spec = dict(spec)
+    x = torch.randn(*spec.pop("x", (2, 4, 5, 5)), dtype=torch.float64)
+    w = torch.randn(*spec.pop("w", (6, 4, 3, 3)), dtype=spec.pop("w_dtype", torch.float64))
+    extra = {}
+    for key in ("bn_weight", "bias"):
+        if key in spec:
+            extra[key] = torch.ones(*spec.pop(key), dtype=torch.float64)
+    running = spec.pop("running", True)
+    rm = torch.zeros(*spec.pop("rm", (6,)), dtype=torch.float64)
+    rv = torch.ones(6, dtype=torch.float64)
+    if spec.pop("drop_var", False):
+        rv = None
+    rm0 = rm.clone()
+    with pytest.raises(ValueError, match=message):
+        fused_conv_bn(x, w, running_mean=rm if running else None,
+                      running_var=rv if running else None, **extra, **spec)
+    assert torch.equal(rm, rm0)
+    if rv is not None:
+        assert torch.equal(rv, torch.ones(6, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("form", ["standard", "tutorial"])
+def test_inputs_not_modified(form):
+    tensors, kw = make_case(bias=True, affine=True, running=True)
+    before = [t.detach().clone() for t in tensors if t is not None]
+    out = fused_conv_bn(*tensors, form=form, training=False, **kw)
+    out.backward(torch.ones_like(out))
+    out = fused_conv_bn(*tensors, form=form, training=True, **kw)
+    out.backward(torch.randn_like(out))
+    after = [t.detach() for t in tensors if t is not None]
+    for i, (b, a) in enumerate(zip(before, after)):
+        if i < 5:  # running stats (last two) legitimately change in training
+            assert torch.equal(b, a)
+
+
+@pytest.mark.parametrize("momentum", [None, 0.25])
+def test_momentum_and_counter_match_batchnorm(momentum):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 5, 3, bias=True).double()
+    bn = nn.BatchNorm2d(5, eps=1e-3, momentum=momentum).double()
+    rm, rv = bn.running_mean.clone(), bn.running_var.clone()
+    nbt = bn.num_batches_tracked.clone()
+    for step in range(3):
+        x = torch.randn(4, 3, 6, 6, dtype=torch.float64) * (step + 1)
+        ref = bn(conv(x))
+        out = fused_conv_bn(x, conv.weight, conv.bias, bn.weight, bn.bias, rm, rv,
+                            momentum=momentum, eps=1e-3, num_batches_tracked=nbt)
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(rm, bn.running_mean, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(rv, bn.running_var, rtol=1e-12, atol=1e-12)
+        assert int(nbt) == int(bn.num_batches_tracked) == step + 1
+
+
+@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_saves_less_than_eager(form, training):
+    x = torch.randn(8, 4, 12, 12, requires_grad=True)
+    w = torch.randn(16, 4, 3, 3, requires_grad=True)
+    bw, bb = torch.ones(16, requires_grad=True), torch.zeros(16, requires_grad=True)
+    rm, rv = torch.zeros(16), torch.ones(16)
+    fused_b, shapes, out = saved_bytes(
+        lambda: fused_conv_bn(x, w, None, bw, bb, rm, rv, training=training, form=form))
+    eager_b, _, _ = saved_bytes(
+        lambda: F.batch_norm(F.conv2d(x, w), rm.clone(), rv.clone(), bw, bb, training))
+    y_numel = out.numel()
+    # Exactly one NCHW-sized tensor (x) and nothing output-sized.
+    assert not any(torch.Size(s).numel() == y_numel for s in shapes), shapes
+    big = [s for s in shapes if torch.Size(s).numel() > 16 * 4 * 9]
+    assert big == [tuple(x.shape)], shapes
+    assert fused_b < eager_b
+    assert fused_b <= x.numel() * 4 + w.numel() * 4 + 8 * 16 * 8
+
+
+def test_double_backward_raises():
+    tensors, kw = make_case(affine=True)
+    out = fused_conv_bn(*tensors, **kw)
+    g = torch.randn_like(out).requires_grad_()
+    (gx,) = torch.autograd.grad(out, tensors[0], g, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        gx.sum().backward()
+
+
+@pytest.mark.parametrize("need", ["x", "weight", "bn_weight", "bn_bias"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_partial_requires_grad(need, training):
+    tensors, kw = make_case(affine=True, running=True, bias=True)
+    plain = [None if t is None else t.detach() for t in tensors]
+    idx = {"x": 0, "weight": 1, "bn_weight": 3, "bn_bias": 4}[need]
+    plain[idx] = plain[idx].clone().requires_grad_()
+    g = torch.randn(3, 6, 5, 5, dtype=torch.float64)
+    _, _, _, exp_grads = expected(tensors, g, training=training, **kw)
+    out = fused_conv_bn(*plain[:5], plain[5].clone(), plain[6].clone(), training=training, **kw)
+    (got,) = torch.autograd.grad(out, plain[idx], g)
+    assert_close(got, exp_grads[idx], what=need)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("form", ["standard", "tutorial"])
+def test_half_types(dtype, form):
+    tensors, kw = make_case(affine=True, running=True, N=4, H=8, W=8)
+    g = torch.randn(4, 6, 6, 7, dtype=torch.float64)
+    exp_out, exp_rm, exp_rv, exp_grads = expected(tensors, g, form=form, **kw)
+    half = [None if t is None else t.detach().to(dtype).requires_grad_(t.requires_grad)
+            for t in tensors]
+    rm, rv = tensors[5].clone().float(), tensors[6].clone().float()
+    out = fused_conv_bn(*half[:5], rm, rv, form=form, **kw)
+    assert out.dtype == dtype
+    tol = dict(rtol=0.05, atol=0.05)
+    torch.testing.assert_close(out.double(), exp_out, **tol)
+    # Statistics are computed in float32, so the running stats are much closer than `dtype`.
+    torch.testing.assert_close(rm.double(), exp_rm, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(rv.double(), exp_rv, rtol=1e-2, atol=1e-2)
+    grads = torch.autograd.grad(out, [half[0], half[1], half[3], half[4]], g.to(dtype))
+    for got, exp in zip(grads, [exp_grads[0], exp_grads[1], exp_grads[3], exp_grads[4]]):
+        assert got.dtype == dtype
+        scale = exp.abs().max().item()
+        torch.testing.assert_close(got.double() / scale, exp / scale, rtol=0.05, atol=0.05)

@@ -1,0 +1,157 @@
+"""A `Case`: one fully determined configuration of a fused Conv2d+BatchNorm call.
+
+A case is plain data (JSON round-trips it), so a failure can be replayed exactly from one line.
+The tensors are not stored: `case.arrays()` regenerates them from `seed` and the value family,
+already rounded to the case's dtype, so the oracle (float64) sees exactly the numbers the kernel sees.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from verify.strategies.values import draw_arrays
+
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+LAYOUTS = ("contiguous", "channels_last", "strided")
+
+
+@dataclass(frozen=True)
+class Case:
+    batch: int
+    in_channels: int
+    out_channels: int
+    height: int
+    width: int
+    kernel: tuple
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+    bias: bool = False
+    affine: bool = False
+    running_stats: bool = False
+    training: bool = True
+    momentum: float = 0.1
+    eps: float = 1e-3
+    form: str = "tutorial"
+    dtype: str = "float64"
+    layout: str = "contiguous"
+    values: str = "normal"
+    seed: int = 0
+    device: str = "cpu"
+    steps: int = 1          # consecutive calls with fresh values (the running-stats property)
+    defect: str = ""        # the bad-input scenario applied to the call (the bad-inputs property)
+
+    def __post_init__(self):
+        for name in ("kernel", "stride", "padding", "dilation"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def output_hw(self) -> tuple:
+        return tuple(
+            (size + 2 * pad - dil * (k - 1) - 1) // st + 1
+            for size, k, st, pad, dil in zip((self.height, self.width), self.kernel, self.stride,
+                                             self.padding, self.dilation))
+
+    @property
+    def values_per_channel(self) -> int:
+        """The batch-norm reduction length N * H_out * W_out."""
+        h, w = self.output_hw
+        return self.batch * h * w
+
+    @property
+    def conv_reduction(self) -> int:
+        """Terms summed into one conv output: C_in/groups * kh * kw (+1 for the bias)."""
+        return self.in_channels // self.groups * self.kernel[0] * self.kernel[1] + int(self.bias)
+
+    @property
+    def weight_shape(self) -> tuple:
+        return (self.out_channels, self.in_channels // self.groups) + self.kernel
+
+    @property
+    def x_shape(self) -> tuple:
+        return (self.batch, self.in_channels, self.height, self.width)
+
+    @property
+    def out_shape(self) -> tuple:
+        return (self.batch, self.out_channels) + self.output_hw
+
+    def features(self) -> frozenset:
+        """The optional Variant features this case exercises."""
+        used = set()
+        if self.stride != (1, 1):
+            used.add("stride")
+        if self.padding != (0, 0):
+            used.add("padding")
+        if self.dilation != (1, 1):
+            used.add("dilation")
+        if self.groups != 1:
+            used.add("groups")
+        if self.bias:
+            used.add("bias")
+        if self.affine:
+            used.add("affine")
+        if self.running_stats or not self.training:
+            used.add("running_stats")
+        if self.dtype in ("float16", "bfloat16"):
+            used.add(self.dtype)
+        if self.device != "cpu":
+            used.add("cuda")
+        return frozenset(used)
+
+    # -- tensors ------------------------------------------------------------------------------
+    def arrays(self, step: int = 0) -> dict:
+        """float64 arrays (x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
+        grad_out; None where absent), rounded to the case dtype. `step` gives fresh values for
+        consecutive calls with the same configuration."""
+        return draw_arrays(self, step)
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of the Variant fn / reference.conv_bn for this case."""
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups, training=self.training, momentum=self.momentum,
+                    eps=self.eps)
+
+    def replace(self, **changes) -> "Case":
+        return dataclasses.replace(self, **changes)
+
+    # -- replay -------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Case":
+        fields = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"unknown Case field(s) {unknown}; known: {sorted(known)}")
+        return cls(**fields)
+
+    def describe(self) -> str:
+        parts = [f"x{self.x_shape}", f"weight{self.weight_shape}", f"out{self.out_shape}",
+                 f"stride={self.stride}", f"padding={self.padding}", f"dilation={self.dilation}",
+                 f"groups={self.groups}", f"bias={self.bias}", f"affine={self.affine}",
+                 f"running_stats={self.running_stats}", f"training={self.training}",
+                 f"momentum={self.momentum}", f"eps={self.eps}", f"form={self.form}",
+                 f"dtype={self.dtype}", f"layout={self.layout}", f"values={self.values}",
+                 f"seed={self.seed}", f"device={self.device}"]
+        if self.steps != 1:
+            parts.append(f"steps={self.steps}")
+        if self.defect:
+            parts.append(f"defect={self.defect}")
+        return ", ".join(parts)
+
+
+def unit_roundoff(dtype: str) -> float:
+    """Half the machine epsilon: the relative error of one correctly rounded operation."""
+    mantissa_bits = {"float64": 53, "float32": 24, "float16": 11, "bfloat16": 8}[dtype]
+    return float(2.0 ** -mantissa_bits)
+
+
+def as_float64(array) -> np.ndarray:
+    return np.asarray(array, dtype=np.float64)

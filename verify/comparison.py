@@ -1,0 +1,56 @@
+"""Compare a kernel's answer with the oracle's under per-element bounds; find the worst element."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Comparison:
+    name: str
+    ok: bool
+    ratio: float              # worst |actual - expected| / allowed; inf for NaN/Inf or shape errors
+    index: tuple | None = None
+    expected: float | None = None
+    actual: float | None = None
+    allowed: float | None = None
+    problem: str = ""
+
+    def describe(self) -> str:
+        if self.problem:
+            return f"{self.name}: {self.problem}"
+        return (f"{self.name}: worst element {self.index}: expected {self.expected!r}, "
+                f"actual {self.actual!r}, |diff| {abs(self.actual - self.expected):.3e} "
+                f"> allowed {self.allowed:.3e} ({self.ratio:.3g}x the bound)"
+                if not self.ok else
+                f"{self.name}: ok, worst error {self.ratio:.3g}x the bound at {self.index}")
+
+
+def compare(name: str, actual, expected, allowed) -> Comparison:
+    """`actual` must match `expected` elementwise within `allowed`; NaN/Inf where the oracle is
+    finite always fails, and so does a missing result or a wrong shape."""
+    if expected is None:
+        if actual is not None and np.any(np.asarray(actual) != 0):
+            return Comparison(name, False, np.inf, problem="got a non-zero result where none exists")
+        return Comparison(name, True, 0.0)
+    if actual is None:
+        return Comparison(name, False, np.inf, problem="missing (None) but the oracle has one")
+    actual = np.asarray(actual, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return Comparison(name, False, np.inf,
+                          problem=f"shape {actual.shape}, expected {expected.shape}")
+    if actual.size == 0:
+        return Comparison(name, True, 0.0)
+    with np.errstate(all="ignore"):
+        diff = np.abs(actual - expected)
+        ratio = np.where(diff == 0, 0.0, diff / allowed)
+    finite_expected = np.isfinite(expected)
+    bad_nonfinite = finite_expected & ~np.isfinite(actual)
+    mismatched_nonfinite = ~finite_expected & ~((actual == expected) | (np.isnan(actual) & np.isnan(expected)))
+    ratio = np.where(bad_nonfinite | mismatched_nonfinite, np.inf, np.nan_to_num(ratio, nan=0.0))
+    flat = int(np.argmax(ratio))
+    index = tuple(int(i) for i in np.unravel_index(flat, ratio.shape))
+    worst = float(ratio[index])
+    return Comparison(name, worst <= 1.0, worst, index=index, expected=float(expected[index]),
+                      actual=float(actual[index]), allowed=float(allowed[index]))

@@ -1,0 +1,49 @@
+"""The oracle's answers for a `Case`: what a perfect kernel returns, from `reference.conv_bn`
+and `reference.conv_bn_backward` in float64 on exactly the numbers the kernel receives."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+import reference
+from verify.case import Case
+
+RESULT_NAMES = ("out", "running_mean", "running_var", "grad_x", "grad_weight", "grad_bias",
+                "grad_bn_weight", "grad_bn_bias")
+GRADIENT_NAMES = RESULT_NAMES[3:]
+
+
+@dataclass
+class Results:
+    out: np.ndarray | None = None
+    running_mean: np.ndarray | None = None
+    running_var: np.ndarray | None = None
+    grad_x: np.ndarray | None = None
+    grad_weight: np.ndarray | None = None
+    grad_bias: np.ndarray | None = None
+    grad_bn_weight: np.ndarray | None = None
+    grad_bn_bias: np.ndarray | None = None
+
+    def items(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                yield f.name, value
+
+
+def _inputs(arrays: dict) -> tuple:
+    return tuple(arrays[k] for k in ("x", "weight", "bias", "bn_weight", "bn_bias",
+                                     "running_mean", "running_var"))
+
+
+def expected(case: Case, arrays: dict, *, gradients: bool = True) -> Results:
+    """The float64 oracle's answers: output, new running stats and (optionally) all gradients."""
+    kwargs = dict(case.kwargs(), form=case.form)
+    out, new_mean, new_var = reference.conv_bn(*_inputs(arrays), **kwargs)
+    results = Results(out=out, running_mean=new_mean, running_var=new_var)
+    if gradients:
+        grads = reference.conv_bn_backward(arrays["grad_out"], *_inputs(arrays), **kwargs)
+        for name, grad in zip(GRADIENT_NAMES, grads):
+            setattr(results, name, grad)
+    return results

@@ -1,0 +1,67 @@
+"""Invariants that catch bugs the output hides.
+
+Training-mode batch norm cancels any per-channel shift of the conv output, so a kernel can drop or
+mangle the conv bias and still produce the right training output. Shifting the conv output by
+delta per channel (through the conv bias, or through a constant added to the input where the
+variant has no bias and no padding) must leave the training output unchanged, move the new running
+mean by exactly momentum * delta, and in eval mode move the output by delta times the channel's
+scale. Each is checked on the variant's own two answers: the difference of the two calls must
+match the oracle's difference within the sum of both bounds."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from verify import oracle, runner, tolerance
+from verify.properties._common import assert_close
+from verify.strategies.configs import cases
+from verify.strategies.values import round_to_dtype
+
+NAME = "shift_invariance"
+
+
+@st.composite
+def _shiftable_case(draw, variant):
+    case = draw(cases(variant.supports, variant.form))
+    if "bias" in variant.supports:
+        return case.replace(bias=True)
+    # Without a conv bias, a constant added to every input value shifts each conv output channel by
+    # that constant times the sum of its weights, exactly, as long as no padding breaks uniformity.
+    return case.replace(padding=(0, 0))
+
+
+def strategy(variant):
+    return _shiftable_case(variant)
+
+
+def _shifted(case, arrays):
+    rng = np.random.default_rng([case.seed, 0x5F])
+    shifted = dict(arrays)
+    if case.bias:
+        shifted["bias"] = round_to_dtype(arrays["bias"] + rng.standard_normal(case.out_channels),
+                                         case.dtype)
+    else:
+        # Rounding makes the shift inexact; both oracle answers see the same rounded inputs.
+        shifted["x"] = round_to_dtype(arrays["x"] + 2.0 ** int(rng.integers(-2, 3)), case.dtype)
+    return shifted
+
+
+def check(variant, case) -> float:
+    arrays = case.arrays()
+    shifted = _shifted(case, arrays)
+    names = ("out", "running_mean", "running_var")
+    actual = [runner.run(variant, case, a, gradients=False)[0] for a in (arrays, shifted)]
+    exact = [oracle.expected(case, a, gradients=False) for a in (arrays, shifted)]
+    allowed = [tolerance.bounds(case, a, e, gradients=False)
+               for a, e in zip((arrays, shifted), exact)]
+
+    def difference(pair):
+        return oracle.Results(**{n: None if getattr(pair[0], n) is None
+                                 else getattr(pair[1], n) - getattr(pair[0], n) for n in names})
+
+    total = oracle.Results(**{n: None if getattr(allowed[0], n) is None
+                              else getattr(allowed[0], n) + getattr(allowed[1], n) for n in names})
+    how = "conv bias" if case.bias else "input (a constant added to x)"
+    return assert_close(variant, NAME, case, difference(actual), difference(exact), total, names,
+                        context=f"change between two calls that shift the conv output through the {how}")
+

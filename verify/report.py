@@ -1,0 +1,98 @@
+"""Failure reports that a kernel engineer can act on, replay lines, repro scripts, and the
+end-of-run table of examples and worst error per variant and property."""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import textwrap
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# variant name -> the --variant SPEC it was loaded from (set by verify.variants)
+VARIANT_SPECS: dict[str, str] = {}
+# Directory for standalone repro scripts (--verify-repro-dir); None disables them.
+REPRO_DIR: list = [None]
+
+
+class PropertyFailure(AssertionError):
+    """A variant broke a property. The message is the whole report."""
+
+
+@dataclass
+class Tally:
+    examples: int = 0
+    failures: int = 0
+    worst_ratio: float = 0.0
+    worst_case: str = ""
+
+
+TALLIES: dict = defaultdict(Tally)
+
+
+def record(variant_name: str, prop: str, ratio: float, case=None, failed: bool = False) -> None:
+    tally = TALLIES[(variant_name, prop)]
+    tally.examples += 1
+    tally.failures += int(failed)
+    if ratio > tally.worst_ratio or (failed and not tally.worst_case):
+        tally.worst_ratio = ratio
+        tally.worst_case = case.to_json() if case is not None else ""
+
+
+def replay_command(variant_name: str, prop: str, case) -> str:
+    spec = VARIANT_SPECS.get(variant_name, "fused.registry:BUILTIN_VARIANTS")
+    return (f"python -m verify.replay --variant {shlex.quote(spec)} --name "
+            f"{shlex.quote(variant_name)} --property {prop} --case {shlex.quote(case.to_json())}")
+
+
+def write_repro(variant_name: str, prop: str, case, message: str) -> Path | None:
+    directory = REPRO_DIR[0]
+    if directory is None:
+        return None
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{variant_name}-{prop}-{case.seed}")
+    path = directory / f"{stem}.py"
+    spec = VARIANT_SPECS.get(variant_name, "fused.registry:BUILTIN_VARIANTS")
+    path.write_text(textwrap.dedent(f'''\
+        """Standalone repro: variant {variant_name!r} breaks property {prop!r}.
+
+        Run from the convbn-verify checkout: python {path.name}
+        """
+        import sys
+
+        from verify.case import Case
+        from verify.replay import replay
+
+        SPEC = {spec!r}
+        NAME = {variant_name!r}
+        PROPERTY = {prop!r}
+        CASE = Case.from_json({case.to_json()!r})
+
+        if __name__ == "__main__":
+            sys.exit(replay(SPEC, NAME, PROPERTY, CASE))
+        '''))
+    return path
+
+
+def failure_message(variant_name: str, prop: str, case, details: list[str]) -> str:
+    lines = [f"variant {variant_name!r} breaks property {prop!r}",
+             f"  case: {case.describe()}"]
+    lines += [f"  {d}" for d in details]
+    lines.append(f"  replay: {replay_command(variant_name, prop, case)}")
+    path = write_repro(variant_name, prop, case, "\n".join(lines))
+    if path is not None:
+        lines.append(f"  repro script: {path}")
+    return "\n".join(lines)
+
+
+def summary_lines() -> list[str]:
+    if not TALLIES:
+        return []
+    rows = [("variant", "property", "examples", "failed", "worst err/bound")]
+    for (variant_name, prop), t in sorted(TALLIES.items()):
+        worst = "inf" if t.worst_ratio == float("inf") else f"{t.worst_ratio:.3g}"
+        rows.append((variant_name, prop, str(t.examples), str(t.failures), worst))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

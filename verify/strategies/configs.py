@@ -1,0 +1,118 @@
+"""Hypothesis strategies for `Case`s, restricted to the features a variant declares.
+
+Small composable pieces: one strategy per concern (geometry, batch-norm options, numerics), joined
+by `cases`. Sizes stay small so one example runs in milliseconds, and every integer shrinks toward
+the simplest legal value, so a failure is reported on a minimal configuration.
+"""
+from __future__ import annotations
+
+from hypothesis import assume, strategies as st
+
+from verify.case import Case
+from verify.strategies.values import VALUE_FAMILIES
+
+BASE_DTYPES = ("float32", "float64")
+HALF_DTYPES = ("float16", "bfloat16")
+LAYOUTS = ("contiguous", "channels_last", "strided")
+EPS_VALUES = (1e-3, 1e-5, 1e-1)
+
+# Bound on N*C_in*H*W so a case stays in the millisecond range even in the oracle's perturbations.
+MAX_INPUT_ELEMENTS = 2048
+
+
+@st.composite
+def _pair(draw, values, enabled: bool, default: int):
+    if not enabled:
+        return (default, default)
+    first = draw(values)
+    square = draw(st.booleans())
+    return (first, first) if square else (first, draw(values))
+
+
+@st.composite
+def geometry(draw, supports: frozenset, *, min_values_per_channel: int = 2,
+             max_input_elements: int = MAX_INPUT_ELEMENTS):
+    """Batch, channels, spatial size and conv parameters. Returns a dict of Case fields."""
+    groups = draw(st.integers(1, 3)) if "groups" in supports else 1
+    in_per_group = draw(st.integers(1, 3))
+    out_per_group = draw(st.integers(1, 3))
+    kernel = draw(_pair(st.integers(1, 3), True, 1))
+    stride = draw(_pair(st.integers(1, 3), "stride" in supports, 1))
+    dilation = draw(_pair(st.integers(1, 2), "dilation" in supports, 1))
+    padding = draw(_pair(st.integers(0, 2), "padding" in supports, 0))
+    # Draw the output size first so every geometry is legal, then the input size that gives it.
+    out_hw = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    in_hw = []
+    for o, k, s, d, p in zip(out_hw, kernel, stride, dilation, padding):
+        size = (o - 1) * s + d * (k - 1) + 1 - 2 * p + draw(st.integers(0, s - 1))
+        in_hw.append(max(size, 1))
+    batch = draw(st.integers(1, 3))
+    fields = dict(batch=batch, in_channels=in_per_group * groups,
+                  out_channels=out_per_group * groups, height=in_hw[0], width=in_hw[1],
+                  kernel=kernel, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    probe = Case(**fields)
+    # Training needs two values per channel; raise the batch rather than reject the example.
+    while probe.values_per_channel < min_values_per_channel:
+        probe = probe.replace(batch=probe.batch + 1)
+    assume(probe.batch * probe.in_channels * probe.height * probe.width <= max_input_elements)
+    return dict(fields, batch=probe.batch)
+
+
+def momenta():
+    """The usual 0.1, both extremes, and anything between."""
+    return st.sampled_from([0.1, 0.0, 1.0]) | st.floats(0.0, 1.0)
+
+
+@st.composite
+def batch_norm_options(draw, supports: frozenset, *, training=None):
+    """training, running stats, momentum, affine, eps. Returns a dict of Case fields."""
+    has_stats = "running_stats" in supports
+    if training is None:
+        training = draw(st.booleans()) if has_stats else True
+    running_stats = True if not training else (draw(st.booleans()) if has_stats else False)
+    momentum = draw(momenta()) if running_stats and training else 0.1
+    return dict(training=training, running_stats=running_stats, momentum=momentum,
+                affine="affine" in supports and draw(st.booleans()),
+                bias="bias" in supports and draw(st.booleans()),
+                eps=draw(st.sampled_from(EPS_VALUES)))
+
+
+def dtypes_for(supports: frozenset) -> tuple:
+    """float32/float64 always; half types only where declared."""
+    return BASE_DTYPES + tuple(d for d in HALF_DTYPES if d in supports)
+
+
+@st.composite
+def cases(draw, supports: frozenset, form: str, *, dtypes=None, layouts=LAYOUTS,
+          values=VALUE_FAMILIES, training=None, device: str = "cpu",
+          max_input_elements: int = MAX_INPUT_ELEMENTS):
+    """A complete `Case` using only features in `supports` (plus always-on dtypes and layouts)."""
+    bn = draw(batch_norm_options(supports, training=training))
+    geo = draw(geometry(supports, min_values_per_channel=2 if bn["training"] else 1,
+                        max_input_elements=max_input_elements))
+    return Case(**geo, **bn, form=form,
+                dtype=draw(st.sampled_from(tuple(dtypes or dtypes_for(supports)))),
+                layout=draw(st.sampled_from(tuple(layouts))),
+                values=draw(st.sampled_from(tuple(values))),
+                seed=draw(st.integers(0, 2**32 - 1)), device=device)
+
+
+# Smallest per-channel spread of the conv output, relative to its scale, for which finite
+# differences of step ~1e-4 stay on one side of the tutorial form's sqrt(var) kink at zero.
+MIN_RELATIVE_SPREAD = 1e-2
+
+
+def has_spread(case: Case) -> bool:
+    """True when every channel's conv output varies enough to differentiate numerically."""
+    if not case.training:
+        return True
+    import numpy as np
+
+    import reference
+
+    arrays = case.arrays()
+    y = reference.conv2d(arrays["x"], arrays["weight"], arrays["bias"], stride=case.stride,
+                         padding=case.padding, dilation=case.dilation, groups=case.groups)
+    spread = y.std(axis=(0, 2, 3))
+    scale = np.abs(y).max(axis=(0, 2, 3)) + 1.0
+    return bool(np.all(spread > MIN_RELATIVE_SPREAD * scale))

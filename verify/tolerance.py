@@ -1,0 +1,146 @@
+"""Per-element error bounds derived from the dtype and the conditioning of the case.
+
+A fixed atol is either too loose for a well-conditioned case (a kernel computing in half precision
+passes) or too tight for an ill-conditioned one (a correct kernel fails on a large offset with a
+small spread, where 1/(std+eps) amplifies every rounding error of the conv output). Instead each
+result gets a first-order running error bound, built stage by stage from the magnitudes that flow
+into it, in units of the claimed dtype's unit roundoff u:
+
+  conv output      E_y   = u (sqrt(K) |x|*|w| + |y|)                 K terms per output
+  centred values   E_d   = E_y + mean(E_y) + u sqrt(R) mean|y|        R values per channel
+  denominator      rel_D = dD/D from the variance's error              D = sqrt(var)+eps or sqrt(var+eps)
+  normalised       E_xh  = E_d / D + |xhat| rel_D
+  output           E_out = |bn_weight| E_xh + 2u (|out| + |bn_bias|)
+  grad of y        E_gy  = |bn_weight| / D (u sqrt(R) B + B rel_D + rms(g) (E_xh + |xhat| rms(E_xh)))
+                   with B = |g| + mean|g| + 1.5 |xhat| rms(g), the terms of the backward formula
+  conv backward    E_gx, E_gw, E_gb: E_gy pushed through |w| and |x|, plus the sums' own rounding
+
+Sums of n terms are charged sqrt(n) u (probabilistic rounding error analysis, Higham & Mary 2019)
+rather than the worst case n u. The bound scales with u, so a kernel that silently computes in a
+lower precision than its dtype fails by the ratio of unit roundoffs (2^13 for float32 against
+float16, 2^29 for float64 against float32), while every amplification of the maths (1/D, the
+cancellation in y - mean, the projection in the backward) widens it exactly where a correct kernel
+loses accuracy. `SAFETY` is the margin over the model, calibrated on correct kernels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import reference
+from reference.batch_norm import _normalise as batch_norm_statistics  # TODO public name
+from verify.case import Case, unit_roundoff
+from verify.oracle import Results
+
+# Calibrated on correct kernels over the fuzz profile: the worst error/bound seen is reported by
+# the run's summary table and in the README; the margin stays far below 2^13.
+SAFETY = 8.0
+# The tutorial form's var term carries sqrt(R/(R-1)) <= sqrt(2) relative to the standard form's.
+VAR_TERM = 1.5
+
+_AXES = (0, 2, 3)
+
+
+def _c(v):
+    return np.asarray(v)[None, :, None, None]
+
+
+def _mean(a):
+    return a.mean(axis=_AXES)
+
+
+def _rms(a):
+    return np.sqrt((a * a).mean(axis=_AXES))
+
+
+def bounds(case: Case, arrays: dict, exact: Results, *, gradients: bool = True) -> Results:
+    """Allowed absolute error for every element of every result in `exact`."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _bounds(case, arrays, exact, gradients)
+
+
+def _bounds(case, arrays, exact, gradients):
+    u = unit_roundoff(case.dtype)
+    x, weight, bias = arrays["x"], arrays["weight"], arrays["bias"]
+    gamma = np.abs(arrays["bn_weight"]) if arrays["bn_weight"] is not None else np.ones(case.out_channels)
+    beta = np.abs(arrays["bn_bias"]) if arrays["bn_bias"] is not None else np.zeros(case.out_channels)
+    conv = dict(stride=case.stride, padding=case.padding, dilation=case.dilation, groups=case.groups)
+    r = case.values_per_channel
+    root_r = np.sqrt(r)
+
+    y = reference.conv2d(x, weight, bias, **conv)
+    magnitude = reference.conv2d(np.abs(x), np.abs(weight),
+                                 None if bias is None else np.abs(bias), **conv)
+    e_y = u * (np.sqrt(case.conv_reduction) * magnitude + np.abs(y))
+
+    stats = batch_norm_statistics(y, arrays["running_mean"], arrays["running_var"],
+                                            training=case.training, eps=case.eps, form=case.form)
+    denom, centred = stats.denom, stats.centred
+    xhat = centred / _c(denom)
+    if case.training:
+        e_mean = _mean(e_y) + u * root_r * _mean(np.abs(y))
+        e_d = e_y + _c(e_mean) + u * np.abs(centred)
+        # Error of the variance (sum of squares of centred values), then of the denominator.
+        var = stats.var_unbiased
+        e_var = 2 * _mean(np.abs(centred) * e_d) * r / max(r - 1, 1) + u * root_r * var
+        if case.form == "tutorial":
+            std = np.sqrt(var)
+            # sqrt is 1/2-Hoelder: |sqrt(v + e) - sqrt(v)| <= min(e / (2 sqrt(v)), sqrt(e)).
+            e_denom = np.minimum(np.divide(e_var, 2 * std, out=np.full_like(std, np.inf),
+                                           where=std > 0), np.sqrt(e_var))
+        else:
+            e_denom = e_var / (2 * denom)
+        rel_denom = e_denom / denom + 2 * u
+    else:
+        e_mean = np.zeros(case.out_channels)
+        e_d = e_y + u * (np.abs(centred) + _c(np.abs(arrays["running_mean"])))
+        rel_denom = np.full(case.out_channels, 2 * u)
+    e_xhat = e_d / _c(denom) + np.abs(xhat) * _c(rel_denom)
+
+    result = Results(out=_c(gamma) * e_xhat + 2 * u * (np.abs(exact.out) + _c(beta)))
+    if exact.running_mean is not None:
+        if case.training:
+            m = case.momentum
+            running_mean, running_var = arrays["running_mean"], arrays["running_var"]
+            result.running_mean = m * e_mean + 2 * u * ((1 - m) * np.abs(running_mean)
+                                                        + m * np.abs(stats.mean))
+            result.running_var = m * e_var + 2 * u * ((1 - m) * running_var + m * var)
+        else:
+            # Eval mode must hand the running stats back untouched: no error is allowed.
+            result.running_mean = np.zeros(case.out_channels)
+            result.running_var = np.zeros(case.out_channels)
+
+    if gradients:
+        _gradient_bounds(case, arrays, result, u, gamma, denom, xhat, e_xhat, rel_denom, conv)
+    return Results(**{name: SAFETY * value for name, value in result.items()})
+
+
+def _gradient_bounds(case, arrays, result, u, gamma, denom, xhat, e_xhat, rel_denom, conv):
+    g = arrays["grad_out"]
+    abs_g = np.abs(g)
+    r = case.values_per_channel
+    root_r = np.sqrt(r)
+    scale = _c(gamma / denom)
+    if case.training:
+        rms_g = _c(_rms(g))
+        terms = abs_g + _c(_mean(abs_g)) + VAR_TERM * np.abs(xhat) * rms_g
+        e_gy = scale * (u * root_r * terms + terms * _c(rel_denom)
+                        + rms_g * (e_xhat + np.abs(xhat) * _c(_rms(e_xhat))))
+        grad_y = scale * terms  # magnitude of the terms of grad_y, for the conv backward's sums
+    else:
+        e_gy = scale * abs_g * _c(rel_denom + 2 * u)
+        grad_y = scale * abs_g
+    if arrays["bn_weight"] is not None:
+        result.grad_bn_weight = (u * root_r * np.einsum("nchw,nchw->c", abs_g, np.abs(xhat))
+                                 + np.einsum("nchw,nchw->c", abs_g, e_xhat))
+    if arrays["bn_bias"] is not None:
+        result.grad_bn_bias = u * root_r * abs_g.sum(axis=_AXES)
+
+    has_bias = arrays["bias"] is not None
+    x_abs, w_abs = np.abs(arrays["x"]), np.abs(arrays["weight"])
+    pushed = reference.conv2d_backward(e_gy, x_abs, w_abs, has_bias=has_bias, **conv)
+    sums = reference.conv2d_backward(grad_y, x_abs, w_abs, has_bias=has_bias, **conv)
+    transposed_terms = case.out_channels // case.groups * case.kernel[0] * case.kernel[1]
+    result.grad_x = pushed[0] + u * np.sqrt(transposed_terms) * sums[0]
+    result.grad_weight = pushed[1] + u * root_r * sums[1]
+    if has_bias:
+        result.grad_bias = pushed[2] + u * root_r * sums[2]
