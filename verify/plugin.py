@@ -18,6 +18,9 @@ def pytest_addoption(parser):
                          "repeatable")
     group.addoption("--verify-repro-dir", default=None, metavar="DIR",
                     help="write a standalone repro script for every property failure into DIR")
+    group.addoption("--verify-summary-json", default=None, metavar="PATH",
+                    help="write the end-of-run table (per variant and property: examples, "
+                         "failures, worst error / bound) as JSON to PATH")
     group.addoption("--run-fuzz", action="store_true", default=False,
                     help="run tests marked `fuzz` (also CONVBN_FUZZ=1)")
     group.addoption("--run-slow", action="store_true", default=False,
@@ -89,7 +92,10 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason="no CUDA device"))
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter, config):
+    path = config.getoption("--verify-summary-json")
+    if path:
+        report.write_summary_json(path)
     lines = report.summary_lines()
     if lines:
         terminalreporter.section("convbn-verify: examples and worst error / bound")

@@ -87,6 +87,18 @@ def failure_message(variant_name: str, prop: str, case, details: list[str]) -> s
     return "\n".join(lines)
 
 
+def summary_rows() -> list[dict]:
+    return [dict(variant=variant_name, property=prop, examples=t.examples, failures=t.failures,
+                 worst_ratio=None if t.worst_ratio == float("inf") else t.worst_ratio,
+                 worst_case=t.worst_case)
+            for (variant_name, prop), t in sorted(TALLIES.items())]
+
+
+def write_summary_json(path) -> None:
+    import json
+    Path(path).write_text(json.dumps(summary_rows(), indent=1))
+
+
 def summary_lines() -> list[str]:
     if not TALLIES:
         return []

@@ -1,0 +1,70 @@
+"""Every `torch.library` custom op a variant calls passes `torch.library.opcheck` on the arguments
+it was really called with: schema (declared mutation and aliasing), fake/meta kernel, autograd
+registration, and AOT dispatch. Variants that call no custom op are skipped."""
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+
+from verify import runner
+from verify.properties._common import fail
+from verify.strategies.configs import cases
+
+NAME = "opcheck"
+BUILTIN_NAMESPACES = frozenset({"aten", "prim", "prims", "profiler", "_c10d_functional"})
+
+
+class _CustomOpCalls(TorchDispatchMode):
+    """Record (op, arguments) of every non-builtin op, with arguments copied before the call
+    (an op may mutate them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.namespace not in BUILTIN_NAMESPACES:
+            def copy(a):
+                if isinstance(a, torch.Tensor):
+                    return a.detach().clone().requires_grad_(a.requires_grad)
+                return a
+            self.calls.append((func, tree_map(copy, args), tree_map(copy, kwargs)))
+        return func(*args, **kwargs)
+
+
+def custom_op_calls(variant, case):
+    tensors = runner.make_inputs(case, case.arrays(), requires_grad=True)
+    with _CustomOpCalls() as recorder:
+        runner.call_variant(variant, case, tensors)
+    return recorder.calls
+
+
+@functools.lru_cache(maxsize=None)
+def _uses_custom_ops(variant) -> bool:
+    from verify.case import Case
+    probe = Case(batch=2, in_channels=1, out_channels=1, height=2, width=2, kernel=(1, 1),
+                 form=variant.form, dtype="float32")
+    try:
+        return bool(custom_op_calls(variant, probe))
+    except Exception:  # noqa: BLE001 - a broken variant is other properties' finding
+        return False
+
+
+def strategy(variant):
+    if not _uses_custom_ops(variant):
+        return None
+    return cases(variant.supports, variant.form, dtypes=("float32", "float64"))
+
+
+def check(variant, case) -> float:
+    for op, args, kwargs in custom_op_calls(variant, case):
+        try:
+            torch.library.opcheck(op, args, kwargs)
+        except Exception as error:  # noqa: BLE001 - opcheck reports through several types
+            fail(variant, NAME, case, [f"torch.library.opcheck({op}) failed: "
+                                       f"{type(error).__name__}: {str(error)[:1500]}"])
+    return 0.0
