@@ -27,9 +27,11 @@ class Comparison:
                 f"{self.name}: ok, worst error {self.ratio:.3g}x the bound at {self.index}")
 
 
-def compare(name: str, actual, expected, allowed) -> Comparison:
+def compare(name: str, actual, expected, allowed, *, largest: float = np.inf) -> Comparison:
     """`actual` must match `expected` elementwise within `allowed`; NaN/Inf where the oracle is
-    finite always fails, and so does a missing result or a wrong shape."""
+    finite always fails, and so does a missing result or a wrong shape. Where the exact value
+    exceeds `largest` (the dtype's largest finite value) it cannot be represented: overflow to
+    infinity of the right sign is then the correctly rounded answer."""
     if expected is None:
         if actual is not None and np.any(np.asarray(actual) != 0):
             return Comparison(name, False, np.inf, problem="got a non-zero result where none exists")
@@ -46,7 +48,10 @@ def compare(name: str, actual, expected, allowed) -> Comparison:
         diff = np.abs(actual - expected)
         ratio = np.where(diff == 0, 0.0, diff / allowed)
     finite_expected = np.isfinite(expected)
-    bad_nonfinite = finite_expected & ~np.isfinite(actual)
+    overflowed = finite_expected & (np.abs(expected) > largest) & np.isinf(actual) & (
+        np.sign(actual) == np.sign(expected))
+    ratio = np.where(overflowed, 0.0, ratio)
+    bad_nonfinite = finite_expected & ~np.isfinite(actual) & ~overflowed
     mismatched_nonfinite = ~finite_expected & ~((actual == expected) | (np.isnan(actual) & np.isnan(expected)))
     ratio = np.where(bad_nonfinite | mismatched_nonfinite, np.inf, np.nan_to_num(ratio, nan=0.0))
     flat = int(np.argmax(ratio))

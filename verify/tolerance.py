@@ -27,7 +27,6 @@ from __future__ import annotations
 import numpy as np
 
 import reference
-from reference.batch_norm import _normalise as batch_norm_statistics  # TODO public name
 from verify.case import Case, unit_roundoff
 from verify.oracle import Results
 
@@ -72,8 +71,9 @@ def _bounds(case, arrays, exact, gradients):
                                  None if bias is None else np.abs(bias), **conv)
     e_y = u * (np.sqrt(case.conv_reduction) * magnitude + np.abs(y))
 
-    stats = batch_norm_statistics(y, arrays["running_mean"], arrays["running_var"],
-                                            training=case.training, eps=case.eps, form=case.form)
+    stats = reference.batch_norm_statistics(y, arrays["running_mean"], arrays["running_var"],
+                                            training=case.training, eps=case.eps,
+                                            form=case.form)
     denom, centred = stats.denom, stats.centred
     xhat = centred / _c(denom)
     if case.training:
@@ -101,9 +101,11 @@ def _bounds(case, arrays, exact, gradients):
         if case.training:
             m = case.momentum
             running_mean, running_var = arrays["running_mean"], arrays["running_var"]
-            result.running_mean = m * e_mean + 2 * u * ((1 - m) * np.abs(running_mean)
+            # Whatever the blend's arithmetic ((1-m) old + m new, or old + m (new - old)), the
+            # rounding of momentum and of the old value costs u |old|, even when 1 - m is tiny.
+            result.running_mean = m * e_mean + 2 * u * (np.abs(running_mean)
                                                         + m * np.abs(stats.mean))
-            result.running_var = m * e_var + 2 * u * ((1 - m) * running_var + m * var)
+            result.running_var = m * e_var + 2 * u * (running_var + m * var)
         else:
             # Eval mode must hand the running stats back untouched: no error is allowed.
             result.running_mean = np.zeros(case.out_channels)

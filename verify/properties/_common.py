@@ -7,6 +7,7 @@ from hypothesis import target
 from hypothesis.control import currently_in_test_context
 
 from verify import report
+from verify.case import largest_finite
 from verify.comparison import compare
 from verify.oracle import Results
 
@@ -38,8 +39,9 @@ def fail(variant, prop: str, case, details: list[str]) -> None:
 def assert_close(variant, prop: str, case, actual: Results, exact: Results, allowed: Results,
                  names, *, context: str = "") -> float:
     """Every named result of `actual` within `allowed` of `exact`; returns the worst ratio."""
+    largest = largest_finite(case.dtype)
     comparisons = [compare(name, getattr(actual, name), getattr(exact, name),
-                           getattr(allowed, name)) for name in names]
+                           getattr(allowed, name), largest=largest) for name in names]
     worst = max((c.ratio for c in comparisons), default=0.0)
     failed = [c for c in comparisons if not c.ok]
     if failed:

@@ -1,0 +1,88 @@
+"""The built-in variants: what `pytest verify` checks when no `--variant` is given.
+
+Each variant declares only the features it was seen to handle (tests/fused/test_registry.py runs
+every declared feature, dtype and double backward against the NumPy oracle):
+
+* ``tutorial_function``: the tutorial's `FusedConvBN2DFunction` (tutorial form); it handles no
+  optional feature (no bias, stride, ..., no affine, no running stats) and stays fp32/fp64.
+* ``fused_tutorial`` / ``fused_standard``: `fused.functional.fused_conv_bn` with its form fixed;
+  every conv and BN feature, float16 and bfloat16 on CPU; once-differentiable (no double backward).
+* ``custom_op_standard``: the same kernel as a `torch.library` custom op, `fused_conv_bn_op`.
+* ``eager``: `F.conv2d` + `F.batch_norm` (standard), the unfused baseline; every feature,
+  bfloat16, double backward, CUDA. Not float16: PyTorch 2.13's CPU float16 convolution segfaults
+  on some legal geometries (width 1, 1x1 kernel, stride 2, padding 1, dilation 2), which
+  `pytest verify` found; the fused kernels route CPU float16 convs through float32 instead.
+* ``checkpoint``: the eager computation under non-reentrant `torch.utils.checkpoint`, the
+  memory-saving baseline; every feature, bfloat16, double backward, CUDA (not float16: as eager).
+
+``memory_saving=True`` marks the variants that save fewer bytes for backward than eager.
+"""
+from __future__ import annotations
+
+from fused.baselines import checkpoint_conv_bn, eager_conv_bn
+from fused.custom_op import fused_conv_bn_op
+from fused.functional import fused_conv_bn
+from fused.tutorial import tutorial_variant_fn
+from fused.variant import CONV_FEATURES, BN_FEATURES, Variant
+
+__all__ = ["BUILTIN_VARIANTS", "builtin_variant", "fused_tutorial_fn", "fused_standard_fn",
+           "custom_op_standard_fn"]
+
+_ALL_CONV_BN = CONV_FEATURES | BN_FEATURES
+_LOW_PRECISION = frozenset({"float16", "bfloat16"})
+
+
+def fused_tutorial_fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
+                      running_var=None, *, stride=1, padding=0, dilation=1, groups=1,
+                      training=True, momentum=0.1, eps=1e-3):
+    """`fused_conv_bn(..., form="tutorial")` in the Variant fn signature."""
+    return fused_conv_bn(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
+                         stride=stride, padding=padding, dilation=dilation, groups=groups,
+                         training=training, momentum=momentum, eps=eps, form="tutorial")
+
+
+def fused_standard_fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
+                      running_var=None, *, stride=1, padding=0, dilation=1, groups=1,
+                      training=True, momentum=0.1, eps=1e-3):
+    """`fused_conv_bn(..., form="standard")` in the Variant fn signature."""
+    return fused_conv_bn(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
+                         stride=stride, padding=padding, dilation=dilation, groups=groups,
+                         training=training, momentum=momentum, eps=eps, form="standard")
+
+
+def custom_op_standard_fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
+                          running_var=None, *, stride=1, padding=0, dilation=1, groups=1,
+                          training=True, momentum=0.1, eps=1e-3):
+    """`fused_conv_bn_op(..., form="standard")` in the Variant fn signature."""
+    return fused_conv_bn_op(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
+                            stride=stride, padding=padding, dilation=dilation, groups=groups,
+                            training=training, momentum=momentum, eps=eps, form="standard")
+
+
+BUILTIN_VARIANTS: tuple[Variant, ...] = (
+    Variant("tutorial_function", tutorial_variant_fn, form="tutorial", supports=frozenset(),
+            memory_saving=True),
+    Variant("fused_tutorial", fused_tutorial_fn, form="tutorial",
+            supports=_ALL_CONV_BN | _LOW_PRECISION, memory_saving=True),
+    Variant("fused_standard", fused_standard_fn, form="standard",
+            supports=_ALL_CONV_BN | _LOW_PRECISION, memory_saving=True),
+    Variant("custom_op_standard", custom_op_standard_fn, form="standard",
+            supports=_ALL_CONV_BN | _LOW_PRECISION, memory_saving=True),
+    Variant("eager", eager_conv_bn, form="standard",
+            supports=_ALL_CONV_BN | {"bfloat16", "double_backward", "cuda"}),
+    Variant("checkpoint", checkpoint_conv_bn, form="standard",
+            supports=_ALL_CONV_BN | {"bfloat16", "double_backward", "cuda"},
+            memory_saving=True),
+)
+
+_BY_NAME = {v.name: v for v in BUILTIN_VARIANTS}
+assert len(_BY_NAME) == len(BUILTIN_VARIANTS), "duplicate built-in variant names"
+
+
+def builtin_variant(name: str) -> Variant:
+    """The built-in variant called `name`; KeyError (listing the names) if there is none."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no built-in variant {name!r}; built-in variants: "
+                       f"{', '.join(_BY_NAME)}") from None

@@ -1,0 +1,214 @@
+"""Shared helpers of tests/fused: small models for fuse_conv_bn and a reference comparison."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import reference
+
+# --- comparing a variant fn with the NumPy oracle ---------------------------------------------
+
+FEATURE_CONFIGS = {
+    # feature -> keyword overrides of BASE_CONFIG that exercise it
+    "stride": dict(stride=(2, 1)),
+    "padding": dict(padding=(1, 2)),
+    "dilation": dict(dilation=(2, 1), H=8, W=7),
+    "groups": dict(groups=2, C_in=4, C_out=6),
+    "bias": dict(bias=True),
+    "affine": dict(affine=True),
+    "running_stats": dict(running_stats=True, momentum=0.3),
+}
+BASE_CONFIG = dict(N=3, C_in=2, H=6, W=5, C_out=4, k=(3, 2), stride=1, padding=0, dilation=1,
+                   groups=1, bias=False, affine=False, running_stats=False, training=True,
+                   momentum=0.1, eps=1e-3)
+
+
+def make_inputs(cfg, *, dtype=torch.float64, seed=0, memory_format=torch.contiguous_format):
+    """Random tensors for a config; returns (x, weight, bias, bn_weight, bn_bias, rm, rv)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, positive=False):
+        t = torch.rand(shape, generator=g, dtype=torch.float64) + 0.5 if positive else \
+            torch.randn(shape, generator=g, dtype=torch.float64)
+        return t.to(dtype)
+
+    kh, kw = cfg["k"]
+    x = rnd(cfg["N"], cfg["C_in"], cfg["H"], cfg["W"]).contiguous(memory_format=memory_format)
+    weight = rnd(cfg["C_out"], cfg["C_in"] // cfg["groups"], kh, kw).contiguous(
+        memory_format=memory_format)
+    bias = rnd(cfg["C_out"]) if cfg["bias"] else None
+    bn_weight = rnd(cfg["C_out"], positive=True) if cfg["affine"] else None
+    bn_bias = rnd(cfg["C_out"]) if cfg["affine"] else None
+    if cfg["running_stats"] or not cfg["training"]:
+        rm, rv = rnd(cfg["C_out"]), rnd(cfg["C_out"], positive=True)
+    else:
+        rm = rv = None
+    return x, weight, bias, bn_weight, bn_bias, rm, rv
+
+
+def config(**overrides):
+    cfg = dict(BASE_CONFIG)
+    for feature in overrides.pop("features", ()):
+        cfg.update(FEATURE_CONFIGS[feature])
+    cfg.update(overrides)
+    return cfg
+
+
+def _np(t):
+    return None if t is None else t.detach().to(torch.float64).cpu().numpy()
+
+
+def compare_with_reference(fn, cfg, *, form, dtype=torch.float64, seed=0,
+                           memory_format=torch.contiguous_format, call=None):
+    """Run `fn` (Variant fn signature) on cfg's inputs, forward + backward, against the oracle.
+
+    Returns a dict name -> max abs error (relative to max(1, |ref|)) over the output, the updated
+    running stats and the five gradients. `call` (default: fn itself) allows calling through a
+    `Variant` object.
+    """
+    call = call or fn
+    inputs = make_inputs(cfg, dtype=dtype, seed=seed, memory_format=memory_format)
+    x, weight, bias, bn_weight, bn_bias, rm, rv = inputs
+    kw = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
+              groups=cfg["groups"], training=cfg["training"], momentum=cfg["momentum"],
+              eps=cfg["eps"])
+    np_in = [_np(t) for t in inputs]
+    ref_out, ref_rm, ref_rv = reference.conv_bn(*np_in, form=form, **kw)
+    g = torch.Generator().manual_seed(seed + 1)
+    grad_out = torch.randn(ref_out.shape, generator=g, dtype=torch.float64)
+    ref_grads = reference.conv_bn_backward(grad_out.numpy(), *np_in, form=form, **kw)
+
+    leaves = [t.clone().requires_grad_() if t is not None else None
+              for t in (x, weight, bias, bn_weight, bn_bias)]
+    rm_t = None if rm is None else rm.clone()
+    rv_t = None if rv is None else rv.clone()
+    out = call(*leaves, rm_t, rv_t, **kw)
+    diff_in = [t for t in leaves if t is not None]
+    grads = torch.autograd.grad(out, diff_in, grad_out.to(out.dtype))
+    grads = iter(grads)
+    got_grads = [None if t is None else next(grads) for t in leaves]
+
+    def err(got, ref):
+        if ref is None:
+            assert got is None or got is rm_t or got is rv_t
+            return 0.0
+        got = _np(got)
+        assert got.shape == ref.shape, (got.shape, ref.shape)
+        return float(np.max(np.abs(got - ref) / np.maximum(1.0, np.abs(ref)), initial=0.0))
+
+    errors = {"out": err(out, ref_out)}
+    if rm is not None:
+        errors["running_mean"] = err(rm_t, ref_rm if cfg["training"] or ref_rm is not None
+                                     else np_in[5])
+        errors["running_var"] = err(rv_t, ref_rv if cfg["training"] or ref_rv is not None
+                                    else np_in[6])
+    for name, got, ref in zip(("grad_x", "grad_weight", "grad_bias", "grad_bn_weight",
+                               "grad_bn_bias"), got_grads, ref_grads):
+        errors[name] = err(got, ref)
+    return errors
+
+
+def saved_storages(fn, *args, **kwargs):
+    """Storages (id -> bytes) saved for backward while running fn, deduplicated by storage."""
+    saved = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        saved[(s.data_ptr(), t.device)] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(*args, **kwargs)
+    return out, saved
+
+
+# --- small models for fuse_conv_bn --------------------------------------------------------------
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: conv(bias, stride)-BN-ReLU, grouped conv-BN(momentum=None), shortcut."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=True)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, groups=2, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout, momentum=None)
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(cout, eps=1e-5, momentum=0.2))
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class SmallResNet(nn.Module):
+    """Traceable by torch.fx. Fusable pairs: stem, block1 (conv1/bn1, conv2/bn2), block2 (the
+    same plus its shortcut), dilated/affine-free pair = 7. Not fusable: `side` (output also used
+    elsewhere), `head` (no BN after it), `pad_conv` (reflect padding)."""
+
+    n_fusable = 7
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=True), nn.BatchNorm2d(8),
+                                  nn.ReLU())
+        self.block1 = BasicBlock(8, 8, 1)
+        self.block2 = BasicBlock(8, 12, 2)
+        self.dil_conv = nn.Conv2d(12, 12, 3, padding=2, dilation=2, bias=False)
+        self.dil_bn = nn.BatchNorm2d(12, affine=False, track_running_stats=False)
+        self.side_conv = nn.Conv2d(12, 12, 1)
+        self.side_bn = nn.BatchNorm2d(12)
+        self.pad_conv = nn.Conv2d(12, 12, 3, padding=1, padding_mode="reflect")
+        self.pad_bn = nn.BatchNorm2d(12)
+        self.head = nn.Conv2d(12, 5, 1)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.block2(self.block1(x))
+        x = F.relu(self.dil_bn(self.dil_conv(x)))
+        y = self.side_conv(x)
+        x = self.side_bn(y) + y  # conv output used twice: must not be fused
+        x = self.pad_bn(self.pad_conv(x))
+        x = self.head(x)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class Flip(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace this, nor any module that calls it."""
+
+    def forward(self, x):
+        return x if x.sum() > 0 else -x
+
+
+class Gate(nn.Module):
+    """Untraceable (data-dependent control flow in its forward and in `features`), so
+    fuse_conv_bn falls back to adjacent children of `features`, and traces `block` on its own.
+    Fusable pairs: features[0]/[1], features[4] (a traceable Sequential), block's two = 4."""
+
+    n_fusable = 4
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), Flip(),
+            nn.Sequential(nn.Conv2d(6, 6, 3, stride=2, bias=False),
+                          nn.BatchNorm2d(6, momentum=None)),
+            nn.Conv2d(6, 6, 1), nn.ReLU(), nn.BatchNorm2d(6),  # not adjacent: no fusion
+        )
+        self.block = BasicBlock(6, 6, 1)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        x = self.features(x)
+        if x.mean() > 0:  # data-dependent: symbolic tracing fails here
+            x = self.block(x)
+        else:
+            x = self.block(x * 0.5)
+        return self.fc(x.mean(dim=(2, 3)))
