@@ -1,0 +1,264 @@
+"""`python -m verify.compare`: exit status rules, error handling, and the history plot."""
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from verify.compare import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(name, median, spread=0.02, group="mnist_net batch=256", variant=None, **bytes_figures):
+    """A pytest-benchmark JSON entry: median `median` s, IQR median*(1 -/+ spread)."""
+    q1, q3 = median * (1 - spread), median * (1 + spread)
+    extra = {"model": "mnist_net", "variant": variant or name}
+    extra.update(bytes_figures)
+    return {
+        "group": group,
+        "name": f"test_mnist_net[{name}]",
+        "fullname": f"verify/benchmarks/bench_mnist.py::test_mnist_net[{name}]",
+        "params": {"variant": name},
+        "param": name,
+        "extra_info": extra,
+        "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5,
+                    "max_time": 1.0, "min_time": 5e-06, "warmup": False},
+        "stats": {"min": q1 * 0.99, "max": q3 * 1.01, "mean": median, "stddev": median * spread,
+                  "rounds": 9, "median": median, "iqr": q3 - q1, "q1": q1, "q3": q3,
+                  "iqr_outliers": 0, "stddev_outliers": 1, "outliers": "1;0",
+                  "ld15iqr": q1, "hd15iqr": q3, "ops": 1 / median, "total": 9 * median,
+                  "iterations": 1},
+    }
+
+
+def run_json(benchmarks, commit="0123456789abcdef0123456789abcdef01234567",
+             when="2026-01-01T00:00:00.000000+00:00"):
+    return {
+        "machine_info": {"node": "box", "machine": "x86_64", "python_implementation": "CPython",
+                         "torch": {"version": "2.13.0", "threads": 2, "device": "cpu"}},
+        "commit_info": {"id": commit, "time": when, "author_time": when, "dirty": False,
+                        "project": "convbn-verify", "branch": "main"},
+        "benchmarks": benchmarks,
+        "datetime": when,
+        "version": "5.2.0",
+    }
+
+
+BASE = run_json([
+    bench("eager", 0.300, saved_bytes=153_987_972, saved_activation_bytes=149_189_380,
+          peak_bytes=200_022_320),
+    bench("fused_standard", 0.320, saved_bytes=94_087_300, saved_activation_bytes=89_288_708,
+          peak_bytes=177_881_008),
+])
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return str(path)
+
+
+def compare(tmp_path, base, head, *options):
+    return main([write(tmp_path, "base.json", base), write(tmp_path, "head.json", head), *options])
+
+
+def modified(run, index, **changes):
+    """A copy of `run` with benchmark `index` changed: stats keys or extra_info keys."""
+    new = copy.deepcopy(run)
+    entry = new["benchmarks"][index]
+    for key, value in changes.items():
+        if key in entry["stats"]:
+            entry["stats"][key] = value
+        else:
+            entry["extra_info"][key] = value
+    return new
+
+
+# ---------------------------------------------------------------------------------------------
+# Exit status
+
+
+def test_identical_files_pass(tmp_path, capsys):
+    assert compare(tmp_path, BASE, BASE) == 0
+    out = capsys.readouterr().out
+    assert "OK: no regression in 2 common benchmark(s)" in out
+    assert "153,987,972" in out and "saved_bytes" in out and "1.000x" in out
+
+
+@pytest.mark.parametrize("key", ["saved_bytes", "saved_activation_bytes", "peak_bytes"])
+def test_any_bytes_figure_growing_by_one_byte_fails(tmp_path, capsys, key):
+    head = modified(BASE, 1, **{key: BASE["benchmarks"][1]["extra_info"][key] + 1})
+    assert compare(tmp_path, BASE, head) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: 1 regression(s)" in out and f"test_mnist_net[fused_standard]: {key}" in out
+
+
+def test_new_bytes_key_from_another_plugin_is_checked_too(tmp_path):
+    base = modified(BASE, 0, oracle_workspace_bytes=1000)
+    head = modified(base, 0, oracle_workspace_bytes=1001)
+    assert compare(tmp_path, base, head) == 1
+
+
+def test_less_memory_passes(tmp_path):
+    head = modified(BASE, 1, saved_bytes=1, peak_bytes=1)
+    assert compare(tmp_path, BASE, head) == 0
+
+
+def test_peak_tolerance_applies_to_peak_figures_only(tmp_path):
+    peak = BASE["benchmarks"][0]["extra_info"]["peak_bytes"]
+    saved = BASE["benchmarks"][0]["extra_info"]["saved_bytes"]
+    assert compare(tmp_path, BASE, modified(BASE, 0, peak_bytes=peak + 1000),
+                   "--peak-tolerance", "0.01") == 0
+    assert compare(tmp_path, BASE, modified(BASE, 0, peak_bytes=int(peak * 1.02)),
+                   "--peak-tolerance", "0.01") == 1
+    assert compare(tmp_path, BASE, modified(BASE, 0, saved_bytes=saved + 1),
+                   "--peak-tolerance", "0.5") == 1
+
+
+def test_large_time_regression_with_separate_spreads_fails(tmp_path, capsys):
+    head = modified(BASE, 0, median=0.450, q1=0.440, q3=0.460)   # 1.5x, IQRs far apart
+    assert compare(tmp_path, BASE, head) == 1
+    out = capsys.readouterr().out
+    assert "SLOWER" in out and "test_mnist_net[eager]: time 1.500x" in out
+
+
+def test_time_change_inside_the_noise_passes(tmp_path):
+    # +20% median, but HEAD's IQR overlaps BASE's (noisy machine): not a regression.
+    head = modified(BASE, 0, median=0.360, q1=0.250, q3=0.420)
+    assert compare(tmp_path, BASE, head) == 0
+
+
+def test_small_time_change_below_threshold_passes_unless_threshold_lowered(tmp_path):
+    head = modified(BASE, 0, median=0.327, q1=0.325, q3=0.329)    # +9%, IQRs apart
+    assert compare(tmp_path, BASE, head) == 0
+    assert compare(tmp_path, BASE, head, "--time-threshold", "0.05") == 1
+
+
+def test_faster_head_passes(tmp_path):
+    head = modified(BASE, 0, median=0.100, q1=0.099, q3=0.101)
+    assert compare(tmp_path, BASE, head) == 0
+
+
+def test_benchmarks_in_one_file_only_are_listed_and_do_not_fail(tmp_path, capsys):
+    head = copy.deepcopy(BASE)
+    head["benchmarks"][1] = bench("checkpoint", 9.0, saved_bytes=10**12)
+    assert compare(tmp_path, BASE, head) == 0
+    out = capsys.readouterr().out
+    assert "only in BASE" in out and "only in HEAD" in out
+    assert "2 benchmark(s) in only one file" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad files: exit 2, message names the file and the problem
+
+
+def test_missing_file(tmp_path, capsys):
+    good = write(tmp_path, "base.json", BASE)
+    missing = str(tmp_path / "nope.json")
+    assert main([good, missing]) == 2
+    err = capsys.readouterr().err
+    assert missing in err and "no such file" in err
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{not json", "is not valid JSON"),
+    ("", "is not valid JSON"),
+    (json.dumps({"results": []}), "not a pytest-benchmark JSON file"),
+    (json.dumps([1, 2]), "not a pytest-benchmark JSON file"),
+    (json.dumps({"benchmarks": [{"fullname": "x"}]}), "has no 'stats' object"),
+    (json.dumps({"benchmarks": [{"fullname": "x", "stats": {"median": 1}}]}),
+     "has no numeric stats ['q1', 'q3']"),
+    (json.dumps({"benchmarks": ["x"]}), "benchmarks[0] is not an object"),
+])
+def test_malformed_head(tmp_path, capsys, content, problem):
+    path = write(tmp_path, "head.json", content)
+    assert main([write(tmp_path, "base.json", BASE), path]) == 2
+    err = capsys.readouterr().err
+    assert path in err and problem in err
+
+
+def test_directory_instead_of_file(tmp_path, capsys):
+    assert main([str(tmp_path), write(tmp_path, "head.json", BASE)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads anything")
+def test_unreadable_file(tmp_path, capsys):
+    path = write(tmp_path, "base.json", BASE)
+    os.chmod(path, 0)
+    try:
+        assert main([path, path]) == 2
+        assert "cannot be read" in capsys.readouterr().err
+    finally:
+        os.chmod(path, 0o644)
+
+
+def test_wrong_number_of_files_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main([write(tmp_path, "base.json", BASE)])
+    assert exc.value.code == 2
+
+
+def test_command_line_entry_point(tmp_path):
+    base = write(tmp_path, "base.json", BASE)
+    head = write(tmp_path, "head.json", modified(BASE, 0, saved_bytes=10**9))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    same = subprocess.run([sys.executable, "-m", "verify.compare", base, base], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    grew = subprocess.run([sys.executable, "-m", "verify.compare", base, head], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert (same.returncode, grew.returncode) == (0, 1), same.stderr + grew.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# History
+
+
+def storage(tmp_path, runs=4):
+    machine = tmp_path / "storage" / "Linux-CPython-3.11-64bit"
+    machine.mkdir(parents=True)
+    for i in range(runs):
+        data = copy.deepcopy(BASE)
+        data["commit_info"]["id"] = f"{i:x}" * 40
+        data["datetime"] = f"2026-01-0{i + 1}T12:00:00.000000+00:00"
+        for entry in data["benchmarks"]:
+            entry["stats"]["median"] *= 1 + 0.05 * i
+            entry["extra_info"]["saved_bytes"] += 1000 * i
+        data["benchmarks"].append(bench("checkpoint", 0.5, group="resnet_stage batch=32",
+                                        saved_bytes=26_906_624, peak_bytes=45_598_528))
+        # written out of order: the history is ordered by datetime, not by file listing
+        (machine / f"{4 - i:04d}_run{i}.json").write_text(json.dumps(data))
+    return tmp_path / "storage"
+
+
+def test_history_plot_writes_a_png(tmp_path, capsys):
+    out = tmp_path / "history.png"
+    assert main(["--history", str(storage(tmp_path)), "--plot", str(out)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    text = capsys.readouterr().out
+    assert "4 saved run(s), oldest first" in text
+    commits = [line.split()[1] for line in text.splitlines()[1:5]]
+    assert commits == ["00000000", "11111111", "22222222", "33333333"]
+
+
+def test_history_errors(tmp_path, capsys):
+    assert main(["--history", str(tmp_path / "absent")]) == 2
+    assert "no such benchmark storage directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["--history", str(tmp_path / "empty")]) == 2
+    assert "holds no saved runs" in capsys.readouterr().err
+    bad = storage(tmp_path)
+    (bad / "Linux-CPython-3.11-64bit" / "0009_bad.json").write_text("{")
+    assert main(["--history", str(bad)]) == 2
+    assert "0009_bad.json: is not valid JSON" in capsys.readouterr().err
+
+
+def test_plot_without_history_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["--plot", str(tmp_path / "x.png")])
+    assert exc.value.code == 2

@@ -1,0 +1,162 @@
+"""Loading and validating pytest-benchmark JSON files (``--benchmark-json`` output, or the runs
+``--benchmark-autosave``/``--benchmark-save`` keep under ``--benchmark-storage``).
+
+`load_run(path)` returns a `Run` or raises `BenchmarkFileError`, whose message names the file and
+what is wrong with it. `load_history(directory)` loads every saved run of a storage directory
+(layout ``DIR/<machine-id>/NNNN_<name>.json``), oldest first.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["BenchmarkFileError", "Benchmark", "Run", "load_run", "load_history", "bytes_figures"]
+
+
+class BenchmarkFileError(Exception):
+    """A file is missing, unreadable, not JSON, or not a pytest-benchmark result file."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def bytes_figures(extra_info) -> dict:
+    """The numeric ``extra_info`` entries whose key ends in ``bytes``."""
+    if not isinstance(extra_info, dict):
+        return {}
+    return {k: v for k, v in extra_info.items()
+            if isinstance(k, str) and k.endswith("bytes") and _number(v)}
+
+
+@dataclass
+class Benchmark:
+    """One benchmark of a run: its timing statistics (seconds) and memory figures (bytes)."""
+
+    fullname: str
+    name: str
+    group: str | None
+    median: float
+    q1: float
+    q3: float
+    rounds: int
+    extra_info: dict = field(default_factory=dict)
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+    @property
+    def bytes(self) -> dict:
+        return bytes_figures(self.extra_info)
+
+    @property
+    def label(self) -> str:
+        """Short label within its group: the variant name when recorded, else the test name."""
+        variant = self.extra_info.get("variant") if isinstance(self.extra_info, dict) else None
+        return str(variant) if variant else self.name
+
+
+@dataclass
+class Run:
+    """A pytest-benchmark result file."""
+
+    path: str
+    benchmarks: dict            # fullname -> Benchmark, in file order
+    commit_id: str | None = None
+    commit_dirty: bool = False
+    datetime: str | None = None
+    machine: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The commit id (short, ``*`` when the tree was dirty), else the file name."""
+        if self.commit_id:
+            return self.commit_id[:8] + ("*" if self.commit_dirty else "")
+        return Path(self.path).stem
+
+
+def _parse_benchmark(path, index: int, entry) -> Benchmark:
+    where = f"benchmarks[{index}]"
+    if not isinstance(entry, dict):
+        raise BenchmarkFileError(path, f"not a pytest-benchmark file: {where} is not an object")
+    name = entry.get("fullname") or entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise BenchmarkFileError(path, f"not a pytest-benchmark file: {where} has no 'fullname'/'name'")
+    stats = entry.get("stats")
+    if not isinstance(stats, dict):
+        raise BenchmarkFileError(path, f"not a pytest-benchmark file: {where} ({name}) has no 'stats' object")
+    missing = [k for k in ("median", "q1", "q3") if not _number(stats.get(k))]
+    if missing:
+        raise BenchmarkFileError(path, f"benchmark {name} has no numeric stats {missing}")
+    extra = entry.get("extra_info") or {}
+    if not isinstance(extra, dict):
+        raise BenchmarkFileError(path, f"benchmark {name}: 'extra_info' is not an object")
+    rounds = stats.get("rounds")
+    return Benchmark(fullname=name, name=str(entry.get("name") or name), group=entry.get("group"),
+                     median=float(stats["median"]), q1=float(stats["q1"]), q3=float(stats["q3"]),
+                     rounds=int(rounds) if _number(rounds) else 0, extra_info=extra)
+
+
+def load_run(path) -> Run:
+    """Load and validate one pytest-benchmark JSON file."""
+    p = Path(path)
+    if not p.exists():
+        raise BenchmarkFileError(path, "no such file")
+    if p.is_dir():
+        raise BenchmarkFileError(path, "is a directory, not a pytest-benchmark JSON file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchmarkFileError(path, f"cannot be read ({exc.__class__.__name__}: {exc})") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BenchmarkFileError(path, f"is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise BenchmarkFileError(path, "not a pytest-benchmark JSON file (no top-level 'benchmarks' list; "
+                                       "write one with `pytest --benchmark-json PATH`)")
+    benchmarks = {}
+    for i, entry in enumerate(data["benchmarks"]):
+        bench = _parse_benchmark(path, i, entry)
+        if bench.fullname in benchmarks:
+            raise BenchmarkFileError(path, f"benchmark {bench.fullname} appears twice")
+        benchmarks[bench.fullname] = bench
+    commit = data.get("commit_info") if isinstance(data.get("commit_info"), dict) else {}
+    machine = data.get("machine_info") if isinstance(data.get("machine_info"), dict) else {}
+    return Run(path=str(path), benchmarks=benchmarks,
+               commit_id=commit.get("id") if isinstance(commit.get("id"), str) else None,
+               commit_dirty=bool(commit.get("dirty")),
+               datetime=data.get("datetime") if isinstance(data.get("datetime"), str) else None,
+               machine=machine.get("node") if isinstance(machine.get("node"), str) else None)
+
+
+_COUNTER = re.compile(r"^(\d+)_")
+
+
+def load_history(directory) -> list:
+    """Every saved run under a ``--benchmark-storage`` directory, oldest first.
+
+    Looks for ``DIR/<machine-id>/NNNN_*.json`` (pytest-benchmark's layout) and, for convenience,
+    ``DIR/NNNN_*.json``. Runs are ordered by their ``datetime``, then by their counter NNNN.
+    Raises `BenchmarkFileError` when the directory is missing or holds no runs, or a run is invalid.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise BenchmarkFileError(directory, "no such benchmark storage directory")
+    paths = [p for p in list(root.glob("*.json")) + list(root.glob("*/*.json"))
+             if _COUNTER.match(p.name)]
+    if not paths:
+        raise BenchmarkFileError(directory, "holds no saved runs (expected <machine-id>/NNNN_*.json, "
+                                            "as written by `pytest --benchmark-autosave`)")
+    runs = [(load_run(p), int(_COUNTER.match(p.name).group(1))) for p in paths]
+    runs.sort(key=lambda rc: (rc[0].datetime or "", rc[1], rc[0].path))
+    return [run for run, _ in runs]
