@@ -46,14 +46,13 @@ def compare(name: str, actual, expected, allowed, *, largest: float = np.inf) ->
         return Comparison(name, True, 0.0)
     with np.errstate(all="ignore"):
         diff = np.abs(actual - expected)
-        ratio = np.where(diff == 0, 0.0, diff / allowed)
+        # A NaN or infinite bound or difference never passes an error: ratio inf unless equal.
+        ratio = np.where(diff == 0, 0.0, np.nan_to_num(diff / allowed, nan=np.inf, posinf=np.inf))
     finite_expected = np.isfinite(expected)
     overflowed = finite_expected & (np.abs(expected) > largest) & np.isinf(actual) & (
         np.sign(actual) == np.sign(expected))
-    ratio = np.where(overflowed, 0.0, ratio)
-    bad_nonfinite = finite_expected & ~np.isfinite(actual) & ~overflowed
-    mismatched_nonfinite = ~finite_expected & ~((actual == expected) | (np.isnan(actual) & np.isnan(expected)))
-    ratio = np.where(bad_nonfinite | mismatched_nonfinite, np.inf, np.nan_to_num(ratio, nan=0.0))
+    same_nonfinite = ~finite_expected & ((actual == expected) | (np.isnan(actual) & np.isnan(expected)))
+    ratio = np.where(overflowed | same_nonfinite, 0.0, ratio)
     flat = int(np.argmax(ratio))
     index = tuple(int(i) for i in np.unravel_index(flat, ratio.shape))
     worst = float(ratio[index])

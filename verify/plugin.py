@@ -30,6 +30,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     report.REPRO_DIR[0] = config.getoption("--verify-repro-dir")
     config._convbn_variants = None
+    if config.getoption("--variant"):
+        _variants(config)  # a bad SPEC is one usage error now, not one error per test module
 
 
 def _variants(config):
@@ -90,6 +92,13 @@ def pytest_collection_modifyitems(config, items):
             import torch
             if not torch.cuda.is_available():
                 item.add_marker(pytest.mark.skip(reason="no CUDA device"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when == "call" and outcome.get_result().failed:
+        report.write_last_repro()
 
 
 def pytest_terminal_summary(terminalreporter, config):

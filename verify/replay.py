@@ -27,6 +27,10 @@ def replay(spec: str, name: str, prop: str, case: Case) -> int:
     except PropertyFailure as failure:
         print(f"FAIL\n{failure}")
         return 1
+    except Exception as error:  # noqa: BLE001 - a crash on a legal case is a failure too
+        print(f"FAIL\nvariant {name!r} raised {type(error).__name__} on property {prop!r}: {error}"
+              f"\n  case: {case.describe()}")
+        return 1
     print(f"PASS: variant {name!r}, property {prop!r}, worst error {ratio:.3g}x the bound\n"
           f"  case: {case.describe()}")
     return 0

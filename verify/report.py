@@ -2,7 +2,7 @@
 end-of-run table of examples and worst error per variant and property."""
 from __future__ import annotations
 
-import os
+import hashlib
 import re
 import shlex
 import textwrap
@@ -14,6 +14,9 @@ from pathlib import Path
 VARIANT_SPECS: dict[str, str] = {}
 # Directory for standalone repro scripts (--verify-repro-dir); None disables them.
 REPRO_DIR: list = [None]
+# (variant name, property, case) of the latest failure, whose repro script is written when the
+# test ends (Hypothesis replays the minimal example last).
+LAST_FAILURE: list = [None]
 
 
 class PropertyFailure(AssertionError):
@@ -46,14 +49,26 @@ def replay_command(variant_name: str, prop: str, case) -> str:
             f"{shlex.quote(variant_name)} --property {prop} --case {shlex.quote(case.to_json())}")
 
 
-def write_repro(variant_name: str, prop: str, case, message: str) -> Path | None:
+def repro_path(variant_name: str, prop: str, case) -> Path | None:
     directory = REPRO_DIR[0]
     if directory is None:
         return None
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{variant_name}-{prop}-{case.seed}")
-    path = directory / f"{stem}.py"
+    digest = hashlib.sha1(case.to_json().encode()).hexdigest()[:8]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{variant_name}-{prop}-{digest}")
+    return Path(directory) / f"{stem}.py"
+
+
+def write_last_repro() -> Path | None:
+    """Write the standalone repro script of the most recent failure. Called once a test has
+    failed, when Hypothesis's last call was the shrunk, minimal example."""
+    if LAST_FAILURE[0] is None:
+        return None
+    variant_name, prop, case = LAST_FAILURE[0]
+    LAST_FAILURE[0] = None
+    path = repro_path(variant_name, prop, case)
+    if path is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
     spec = VARIANT_SPECS.get(variant_name, "fused.registry:BUILTIN_VARIANTS")
     path.write_text(textwrap.dedent(f'''\
         """Standalone repro: variant {variant_name!r} breaks property {prop!r}.
@@ -81,7 +96,8 @@ def failure_message(variant_name: str, prop: str, case, details: list[str]) -> s
              f"  case: {case.describe()}"]
     lines += [f"  {d}" for d in details]
     lines.append(f"  replay: {replay_command(variant_name, prop, case)}")
-    path = write_repro(variant_name, prop, case, "\n".join(lines))
+    LAST_FAILURE[0] = (variant_name, prop, case)
+    path = repro_path(variant_name, prop, case)
     if path is not None:
         lines.append(f"  repro script: {path}")
     return "\n".join(lines)

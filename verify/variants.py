@@ -48,6 +48,8 @@ def load_variants(spec: str) -> list[Variant]:
     except AttributeError:
         raise VariantSpecError(f"--variant {spec!r}: {target} has no attribute {attr!r}") from None
     variants = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not variants:
+        raise VariantSpecError(f"--variant {spec!r}: {attr} is an empty list: nothing to verify")
     for v in variants:
         if not isinstance(v, Variant):
             raise VariantSpecError(f"--variant {spec!r}: {attr} holds {type(v).__name__}, not a "

@@ -33,12 +33,14 @@ def run_example(prop_module, variant, data) -> float:
 
 
 def fail(variant, prop: str, case, details: list[str]) -> None:
+    __tracebackhide__ = True  # the report is the message; these frames are the suite's own
     raise report.PropertyFailure(report.failure_message(variant.name, prop, case, details))
 
 
 def assert_close(variant, prop: str, case, actual: Results, exact: Results, allowed: Results,
                  names, *, context: str = "") -> float:
     """Every named result of `actual` within `allowed` of `exact`; returns the worst ratio."""
+    __tracebackhide__ = True
     largest = largest_finite(case.dtype)
     comparisons = [compare(name, getattr(actual, name), getattr(exact, name),
                            getattr(allowed, name), largest=largest) for name in names]

@@ -39,6 +39,10 @@ def geometry(draw, supports: frozenset, *, min_values_per_channel: int = 2,
     kernel = draw(_pair(st.integers(1, 3), True, 1))
     stride = draw(_pair(st.integers(1, 3), "stride" in supports, 1))
     dilation = draw(_pair(st.integers(1, 2), "dilation" in supports, 1))
+    # Dilation does nothing along an axis whose kernel is 1 wide, and there it only reaches a
+    # PyTorch 2.13 CPU convolution segfault (width 1, 1-wide kernel, stride 2, padding 1,
+    # dilation 2, in float16, and bfloat16/float32 channels_last): keep such axes at 1.
+    dilation = tuple(d if k > 1 else 1 for d, k in zip(dilation, kernel))
     padding = draw(_pair(st.integers(0, 2), "padding" in supports, 0))
     # Draw the output size first so every geometry is legal, then the input size that gives it.
     out_hw = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
@@ -77,6 +81,12 @@ def batch_norm_options(draw, supports: frozenset, *, training=None):
                 eps=draw(st.sampled_from(EPS_VALUES)))
 
 
+def eps_values(dtype: str) -> tuple:
+    """1e-5 is below float16's normal range, and 1/eps-sized tutorial-form gradients of
+    zero-variance channels then overflow it: half types draw eps >= 1e-3."""
+    return EPS_VALUES if dtype not in HALF_DTYPES else tuple(e for e in EPS_VALUES if e >= 1e-3)
+
+
 def dtypes_for(supports: frozenset) -> tuple:
     """float32/float64 always; half types only where declared."""
     return BASE_DTYPES + tuple(d for d in HALF_DTYPES if d in supports)
@@ -90,8 +100,10 @@ def cases(draw, supports: frozenset, form: str, *, dtypes=None, layouts=LAYOUTS,
     bn = draw(batch_norm_options(supports, training=training))
     geo = draw(geometry(supports, min_values_per_channel=2 if bn["training"] else 1,
                         max_input_elements=max_input_elements))
-    return Case(**geo, **bn, form=form,
-                dtype=draw(st.sampled_from(tuple(dtypes or dtypes_for(supports)))),
+    dtype = draw(st.sampled_from(tuple(dtypes or dtypes_for(supports))))
+    if bn["eps"] not in eps_values(dtype):
+        bn["eps"] = draw(st.sampled_from(eps_values(dtype)))
+    return Case(**geo, **bn, form=form, dtype=dtype,
                 layout=draw(st.sampled_from(tuple(layouts))),
                 values=draw(st.sampled_from(tuple(values))),
                 seed=draw(st.integers(0, 2**32 - 1)), device=device)

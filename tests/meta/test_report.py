@@ -1,0 +1,134 @@
+"""verify.report: failure messages, replay commands, repro scripts, and the end-of-run table."""
+from __future__ import annotations
+
+import json
+import math
+import shlex
+
+import pytest
+
+from tests.meta.kernels import lower_precision
+from verify import report
+from verify.case import Case
+from verify.properties import forward
+from verify.variants import BUILTIN_SPEC
+
+CASE = Case(batch=2, in_channels=2, out_channels=3, height=4, width=4, kernel=(2, 2),
+            dtype="float32", seed=11, form="standard")
+
+
+def _case_from_command(command):
+    argv = shlex.split(command)
+    return Case.from_json(argv[argv.index("--case") + 1]), argv
+
+
+def test_replay_command_round_trips_the_case():
+    report.VARIANT_SPECS["meta v"] = "some dir/variants.py:ALL"
+    case, argv = _case_from_command(report.replay_command("meta v", "gradients", CASE))
+    assert case == CASE
+    assert argv[argv.index("--variant") + 1] == "some dir/variants.py:ALL"
+    assert argv[argv.index("--name") + 1] == "meta v"
+    assert argv[argv.index("--property") + 1] == "gradients"
+
+
+def test_replay_command_defaults_to_builtin_spec():
+    _, argv = _case_from_command(report.replay_command("eager", "forward", CASE))
+    assert argv[argv.index("--variant") + 1] == BUILTIN_SPEC
+
+
+def test_failure_message_contents():
+    message = report.failure_message("meta_v", "forward", CASE, ["out: worst element (0,)"])
+    lines = message.splitlines()
+    assert lines[0] == "variant 'meta_v' breaks property 'forward'"
+    assert f"  case: {CASE.describe()}" in lines
+    assert "  out: worst element (0,)" in lines
+    assert lines[-1].startswith("  replay: python -m verify.replay")
+    assert "repro script" not in message   # no --verify-repro-dir
+
+
+def test_failure_message_writes_repro_script(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "LAST_FAILURE", [None])
+    report.REPRO_DIR[0] = str(tmp_path / "repro")
+    message = report.failure_message("meta/v 1", "forward", CASE, ["detail"])
+    # Written once the test has failed (the last failure is Hypothesis's minimal example).
+    assert not (tmp_path / "repro").exists()
+    path = report.write_last_repro()
+    assert [path] == list((tmp_path / "repro").iterdir())
+    assert f"repro script: {path}" in message
+    assert "/" not in path.name[:-3] and " " not in path.name
+    source = path.read_text()
+    compile(source, str(path), "exec")
+    assert CASE.to_json() in source or repr(CASE.to_json()) in source
+    assert "'meta/v 1'" in source and "'forward'" in source
+
+
+def test_property_failure_reports_worst_element():
+    kernel = lower_precision(__import__("torch").bfloat16, "standard")
+    with pytest.raises(report.PropertyFailure) as info:
+        forward.check(kernel, CASE)
+    message = str(info.value)
+    assert f"variant '{kernel.name}' breaks property 'forward'" in message
+    assert CASE.describe() in message
+    assert "out: worst element (" in message and "expected" in message
+    assert "actual" in message and "> allowed" in message and "x the bound" in message
+    assert "replay: python -m verify.replay" in message
+
+
+def test_tally_and_summary():
+    report.record("v1", "forward", 0.25, CASE)
+    report.record("v1", "forward", 0.5, CASE.replace(seed=3))
+    report.record("v1", "forward", 0.125, CASE)
+    report.record("v2", "gradients", math.inf, CASE, failed=True)
+    rows = report.summary_rows()
+    assert rows == [
+        dict(variant="v1", property="forward", examples=3, failures=0, worst_ratio=0.5,
+             worst_case=CASE.replace(seed=3).to_json()),
+        dict(variant="v2", property="gradients", examples=1, failures=1, worst_ratio=None,
+             worst_case=CASE.to_json()),
+    ]
+    lines = report.summary_lines()
+    assert lines[0].split() == ["variant", "property", "examples", "failed", "worst", "err/bound"]
+    assert lines[1].split() == ["v1", "forward", "3", "0", "0.5"]
+    assert lines[2].split() == ["v2", "gradients", "1", "1", "inf"]
+
+
+def test_empty_summary():
+    assert report.summary_lines() == [] and report.summary_rows() == []
+
+
+def test_write_summary_json(tmp_path):
+    report.record("v1", "forward", 0.25, CASE)
+    path = tmp_path / "summary.json"
+    report.write_summary_json(path)
+    assert json.loads(path.read_text()) == report.summary_rows()
+
+
+# -- a real `pytest verify` run --------------------------------------------------------------
+def test_summary_table_of_a_passing_run(passing_run):
+    proc, _ = passing_run
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.splitlines()
+    i = next(i for i, line in enumerate(lines) if "convbn-verify: examples and worst error" in line)
+    assert lines[i + 1].split() == ["variant", "property", "examples", "failed", "worst", "err/bound"]
+    variant, prop, examples, failed, worst = lines[i + 2].split()
+    assert (variant, prop, failed) == ("meta_good", "forward", "0")
+    assert int(examples) >= 10 and 0 < float(worst) < 1
+
+
+def test_summary_json_of_a_passing_run(passing_run):
+    _, out = passing_run
+    [row] = json.loads((out / "summary.json").read_text())
+    assert row["variant"] == "meta_good" and row["property"] == "forward"
+    assert row["examples"] >= 10 and row["failures"] == 0
+    assert 0 < row["worst_ratio"] < 1
+    worst = Case.from_json(row["worst_case"])
+    assert worst.form == "standard" and worst.features() == frozenset()
+
+
+def test_summary_json_of_a_failing_run(failing_run):
+    proc, out = failing_run
+    assert proc.returncode == 1
+    [row] = json.loads((out / "summary.json").read_text())
+    assert row["variant"] == "meta_no_mean" and row["failures"] >= 1
+    assert row["worst_ratio"] is None   # inf, written as null
+    Case.from_json(row["worst_case"])

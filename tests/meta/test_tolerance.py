@@ -1,0 +1,178 @@
+"""verify.tolerance.bounds: tight enough to catch a kernel computing in lower precision, wide
+enough for correct kernels, on well- and ill-conditioned cases, both forms, train and eval.
+
+Observed on these cases (torch 2.13 CPU), as a fraction of the bound (SAFETY included):
+correct float32/float64 kernels <= 0.04; float32 maths rounded to float16 at every stage
+>= 15 on `out` (well-conditioned); bfloat16 >= 80 on `out`; a float32 kernel on float64 cases >= 1e4.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+
+from tests.meta.kernels import correct, lower_precision, single_precision
+from verify import oracle, runner, tolerance
+from verify.case import Case
+from verify.comparison import compare
+from verify.strategies.configs import cases
+
+BASE = Case(batch=2, in_channels=3, out_channels=4, height=6, width=6, kernel=(3, 3),
+            dtype="float32", seed=1)
+CASES = {
+    "normal": BASE,
+    "affine_bias_geometry": BASE.replace(affine=True, bias=True, in_channels=4, groups=2,
+                                         stride=(2, 1), padding=(1, 1), dilation=(1, 2)),
+    "positive": BASE.replace(values="positive"),
+    "integers": BASE.replace(values="integers", bias=True),
+    "offset": BASE.replace(values="offset"),
+    "tiny": BASE.replace(values="tiny"),
+    "huge": BASE.replace(values="huge"),
+    "constant": BASE.replace(values="constant", affine=True),
+    "train_stats": BASE.replace(running_stats=True, momentum=0.3, eps=1e-5),
+    "eval": BASE.replace(training=False, running_stats=True, affine=True),
+}
+# Where a kernel in half precision must be caught on every result family of the forward.
+WELL_CONDITIONED = ("normal", "affine_bias_geometry", "positive", "integers", "train_stats", "eval")
+FORMS = ("standard", "tutorial")
+
+
+def ratios(kernel, case, *, gradients=True) -> dict:
+    """error / bound for every result of `kernel` on `case`."""
+    arrays = case.arrays()
+    exact = oracle.expected(case, arrays, gradients=gradients)
+    allowed = tolerance.bounds(case, arrays, exact, gradients=gradients)
+    actual, _ = runner.run(kernel, case, arrays, gradients=gradients)
+    return {name: compare(name, getattr(actual, name), value, getattr(allowed, name)).ratio
+            for name, value in exact.items()}
+
+
+# (a) correct kernels pass, with a wide margin
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_correct_kernels_within_bounds(name, form, dtype):
+    r = ratios(correct(form), CASES[name].replace(form=form, dtype=dtype))
+    assert max(r.values()) < 0.5, r  # observed <= 0.04
+
+
+@given(case=cases(correct("tutorial").supports, "tutorial", values=(
+    "normal", "positive", "offset", "tiny", "huge", "integers", "constant")))
+@settings(max_examples=25, deadline=None, database=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_correct_tutorial_kernel_within_bounds_on_drawn_cases(case):
+    assert max(ratios(correct("tutorial"), case).values()) <= 1.0
+
+
+# (b) the same maths in half precision is caught against float32 bounds
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", WELL_CONDITIONED)
+def test_float16_arithmetic_fails_float32_bounds(name, form):
+    r = ratios(lower_precision(torch.float16, form), CASES[name].replace(form=form))
+    assert r["out"] > 4, r   # observed >= 15
+    assert max(r.values()) > 4, r
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", ["normal", "positive", "train_stats"])
+def test_float16_gradients_fail_float32_bounds(name, form):
+    r = ratios(lower_precision(torch.float16, form), CASES[name].replace(form=form))
+    assert max(r["grad_x"], r["grad_weight"]) > 1.5, r   # observed >= 2.9
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", WELL_CONDITIONED + ("offset", "tiny", "huge", "constant"))
+def test_bfloat16_arithmetic_fails_float32_bounds(name, form):
+    r = ratios(lower_precision(torch.bfloat16, form), CASES[name].replace(form=form),
+               gradients=False)
+    assert r["out"] > 10, r   # observed >= 80
+
+
+# (c) a float32 kernel fails the float64 bounds
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_float32_kernel_fails_float64_bounds(name, form):
+    r = ratios(single_precision(form), CASES[name].replace(form=form, dtype="float64"))
+    assert r["out"] > 1e3, r   # observed >= 1e4
+
+
+# (d) the bounds scale with the unit roundoff
+def _bounds(case, arrays):
+    exact = oracle.expected(case, arrays)
+    return exact, tolerance.bounds(case, arrays, exact)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bounds_scale_with_unit_roundoff(name, form):
+    case32 = CASES[name].replace(form=form)
+    arrays = case32.arrays()               # float32 values: exact in every wider dtype
+    _, b32 = _bounds(case32, arrays)
+    _, b64 = _bounds(case32.replace(dtype="float64"), arrays)
+    _, b16 = _bounds(case32.replace(dtype="bfloat16"), arrays)
+    degenerate = name == "constant" and form == "tutorial"   # sqrt(var) at var=0: ~sqrt(u)
+    for result, bound32 in b32.items():
+        bound64, bound16 = getattr(b64, result), getattr(b16, result)
+        nonzero = bound32 > 0
+        np.testing.assert_array_equal(bound64 > 0, nonzero)
+        if degenerate and result.startswith("grad"):
+            assert np.all(bound64[nonzero] < bound32[nonzero] * 2.0**-14), result
+            continue
+        np.testing.assert_allclose(bound64[nonzero] / bound32[nonzero], 2.0**-29, rtol=1e-6,
+                                   err_msg=result)
+        # bfloat16's variance error can reach the variance itself, where sqrt's 1/2-Hoelder
+        # branch takes over: between sqrt(2^16) and 2^16 times the float32 bound.
+        scale16 = bound16[nonzero] / bound32[nonzero]
+        assert np.all(scale16 <= 2.0**16 * (1 + 1e-6)), result
+        assert np.all(scale16 >= 2.0**8 * (1 - 1e-6)), result
+        if name in WELL_CONDITIONED:
+            np.testing.assert_allclose(scale16, 2.0**16, rtol=1e-6, err_msg=result)
+
+
+def test_bounds_carry_the_safety_margin(monkeypatch):
+    case = CASES["normal"]
+    arrays = case.arrays()
+    exact, base = _bounds(case, arrays)
+    monkeypatch.setattr(tolerance, "SAFETY", tolerance.SAFETY * 2)
+    _, doubled = _bounds(case, arrays)
+    for result, bound in base.items():
+        np.testing.assert_allclose(getattr(doubled, result), 2 * bound, err_msg=result)
+    assert 1 <= tolerance.SAFETY <= 64   # far below 2^13, the float32/float16 roundoff ratio
+
+
+# (e) finite, positive bounds wherever the answer is finite and non-zero
+def _assert_sane(case):
+    arrays = case.arrays()
+    exact, allowed = _bounds(case, arrays)
+    for result, value in exact.items():
+        bound = getattr(allowed, result)
+        assert bound.shape == value.shape, result
+        assert not np.any(np.isnan(bound)), (result, case)
+        if result.startswith("running") and not case.training:
+            assert np.all(bound == 0), "eval mode must return the running stats untouched"
+            continue
+        where = np.isfinite(value) & (value != 0)
+        assert np.all(np.isfinite(bound[where])) and np.all(bound[where] > 0), (result, case)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bounds_finite_and_positive(name, form, dtype):
+    _assert_sane(CASES[name].replace(form=form, dtype=dtype))
+
+
+@given(case=cases(correct("standard").supports, "standard"))
+@settings(max_examples=30, deadline=None, database=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_bounds_finite_and_positive_on_drawn_cases(case):
+    _assert_sane(case)
+
+
+def test_gradients_false_gives_no_gradient_bounds():
+    case = CASES["train_stats"]
+    arrays = case.arrays()
+    exact = oracle.expected(case, arrays, gradients=False)
+    allowed = tolerance.bounds(case, arrays, exact, gradients=False)
+    assert {name for name, _ in allowed.items()} == {"out", "running_mean", "running_var"}
