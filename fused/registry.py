@@ -32,31 +32,23 @@ _ALL_CONV_BN = CONV_FEATURES | BN_FEATURES
 _LOW_PRECISION = frozenset({"float16", "bfloat16"})
 
 
-def fused_tutorial_fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                      running_var=None, *, stride=1, padding=0, dilation=1, groups=1,
-                      training=True, momentum=0.1, eps=1e-3):
-    """`fused_conv_bn(..., form="tutorial")` in the Variant fn signature."""
-    return fused_conv_bn(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                         stride=stride, padding=padding, dilation=dilation, groups=groups,
-                         training=training, momentum=momentum, eps=eps, form="tutorial")
+def _with_form(op, form: str):
+    """`op(..., form=form)` in the Variant fn signature."""
+    def fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
+           running_var=None, *, stride=1, padding=0, dilation=1, groups=1, training=True,
+           momentum=0.1, eps=1e-3):
+        return op(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, stride=stride,
+                  padding=padding, dilation=dilation, groups=groups, training=training,
+                  momentum=momentum, eps=eps, form=form)
+
+    fn.__name__ = fn.__qualname__ = f"{op.__name__}_{form}"
+    fn.__doc__ = f"`{op.__name__}(..., form={form!r})` in the Variant fn signature."
+    return fn
 
 
-def fused_standard_fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                      running_var=None, *, stride=1, padding=0, dilation=1, groups=1,
-                      training=True, momentum=0.1, eps=1e-3):
-    """`fused_conv_bn(..., form="standard")` in the Variant fn signature."""
-    return fused_conv_bn(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                         stride=stride, padding=padding, dilation=dilation, groups=groups,
-                         training=training, momentum=momentum, eps=eps, form="standard")
-
-
-def custom_op_standard_fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                          running_var=None, *, stride=1, padding=0, dilation=1, groups=1,
-                          training=True, momentum=0.1, eps=1e-3):
-    """`fused_conv_bn_op(..., form="standard")` in the Variant fn signature."""
-    return fused_conv_bn_op(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                            stride=stride, padding=padding, dilation=dilation, groups=groups,
-                            training=training, momentum=momentum, eps=eps, form="standard")
+fused_tutorial_fn = _with_form(fused_conv_bn, "tutorial")
+fused_standard_fn = _with_form(fused_conv_bn, "standard")
+custom_op_standard_fn = _with_form(fused_conv_bn_op, "standard")
 
 
 BUILTIN_VARIANTS: tuple[Variant, ...] = (

@@ -6,7 +6,7 @@ import math
 from hypothesis import target
 from hypothesis.control import currently_in_test_context
 
-from verify import report
+from verify import oracle, report, runner, tolerance
 from verify.case import largest_finite
 from verify.comparison import compare
 from verify.oracle import Results
@@ -53,3 +53,13 @@ def assert_close(variant, prop: str, case, actual: Results, exact: Results, allo
     return worst
 
 
+
+
+def check_against_oracle(variant, prop: str, case, names, *, gradients: bool) -> float:
+    """One call of the variant (with backward if `gradients`) against the oracle on `names`."""
+    __tracebackhide__ = True
+    arrays = case.arrays()
+    exact = oracle.expected(case, arrays, gradients=gradients)
+    allowed = tolerance.bounds(case, arrays, exact, gradients=gradients)
+    actual, _ = runner.run(variant, case, arrays, gradients=gradients)
+    return assert_close(variant, prop, case, actual, exact, allowed, names)

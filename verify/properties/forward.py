@@ -1,8 +1,7 @@
 """Forward output and new running statistics against `reference.conv_bn`, train and eval."""
 from __future__ import annotations
 
-from verify import oracle, runner, tolerance
-from verify.properties._common import assert_close
+from verify.properties._common import check_against_oracle
 from verify.strategies.configs import cases
 
 NAME = "forward"
@@ -13,9 +12,5 @@ def strategy(variant):
 
 
 def check(variant, case) -> float:
-    arrays = case.arrays()
-    exact = oracle.expected(case, arrays, gradients=False)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=False)
-    actual, _ = runner.run(variant, case, arrays, gradients=False)
-    return assert_close(variant, NAME, case, actual, exact, allowed,
-                        ("out", "running_mean", "running_var"))
+    return check_against_oracle(variant, NAME, case, ("out", "running_mean", "running_var"),
+                                gradients=False)

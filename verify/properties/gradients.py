@@ -2,8 +2,8 @@
 `reference.conv_bn_backward`, in training and in eval mode."""
 from __future__ import annotations
 
-from verify import oracle, runner, tolerance
-from verify.properties._common import assert_close
+from verify.oracle import GRADIENT_NAMES
+from verify.properties._common import check_against_oracle
 from verify.strategies.configs import cases
 
 NAME = "gradients"
@@ -14,8 +14,4 @@ def strategy(variant):
 
 
 def check(variant, case) -> float:
-    arrays = case.arrays()
-    exact = oracle.expected(case, arrays, gradients=True)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=True)
-    actual, _ = runner.run(variant, case, arrays, gradients=True)
-    return assert_close(variant, NAME, case, actual, exact, allowed, oracle.GRADIENT_NAMES)
+    return check_against_oracle(variant, NAME, case, GRADIENT_NAMES, gradients=True)
