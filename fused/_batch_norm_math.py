@@ -41,17 +41,20 @@ def per_channel(t: Tensor) -> Tensor:
 # Convolution
 # ----------------------------------------------------------------------------------------------
 
-def _cpu_float16(x: Tensor) -> bool:
-    # PyTorch's CPU float16 convolution segfaults on some legal geometries (torch 2.13: width 1,
-    # 1x1 kernel, stride 2, padding 1, dilation 2; found by `pytest verify`) and is no faster than
-    # float32 on CPU, so float16 convs on CPU run in float32 and round once to float16.
-    return x.dtype == torch.float16 and x.device.type == "cpu"
+def _cpu_half(x: Tensor) -> bool:
+    # PyTorch 2.13's CPU half-precision convolutions are wrong on some legal geometries, found by
+    # `pytest verify`: float16 forward segfaults (width 1, 1-wide kernel, stride 2, padding 1,
+    # dilation 2), and bfloat16 channels_last weight gradients read uninitialised memory (NaN or
+    # garbage where a kernel tap sees only padding, e.g. grouped 3x3, stride (1, 2), padding
+    # (0, 2), width 1). Neither is faster than float32 on CPU, so CPU half convs run in float32 and
+    # round once to the input dtype.
+    return x.dtype in HALF_DTYPES and x.device.type == "cpu"
 
 
 def conv_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int],
                  padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
     """Conv2d forward through the native kernel (output in the conv's natural memory format)."""
-    if _cpu_float16(x):
+    if _cpu_half(x):
         upcast = conv_forward(x.float(), weight.float(), None if bias is None else bias.float(),
                               stride, padding, dilation, groups)
         return upcast.to(x.dtype)
@@ -65,7 +68,7 @@ def conv_backward(grad_y: Tensor, x: Tensor, weight: Tensor, has_bias: bool,
     """(grad_x, grad_weight, grad_bias) of Conv2d in one native call; None where not asked for."""
     if not any(output_mask):
         return None, None, None
-    if _cpu_float16(x):
+    if _cpu_half(x):
         grads = conv_backward(grad_y.float(), x.float(), weight.float(), has_bias, stride, padding,
                               dilation, groups, output_mask)
         return tuple(None if g is None else g.to(x.dtype) for g in grads)

@@ -9,11 +9,11 @@ every declared feature, dtype and double backward against the NumPy oracle):
   every conv and BN feature, float16 and bfloat16 on CPU; once-differentiable (no double backward).
 * ``custom_op_standard``: the same kernel as a `torch.library` custom op, `fused_conv_bn_op`.
 * ``eager``: `F.conv2d` + `F.batch_norm` (standard), the unfused baseline; every feature,
-  bfloat16, double backward, CUDA. Not float16: PyTorch 2.13's CPU float16 convolution segfaults
-  on some legal geometries (width 1, 1x1 kernel, stride 2, padding 1, dilation 2), which
-  `pytest verify` found; the fused kernels route CPU float16 convs through float32 instead.
+  double backward, CUDA. No half types: `pytest verify` found PyTorch 2.13's CPU half-precision
+  convolutions wrong on legal geometries (float16 forward segfaults; bfloat16 channels_last
+  weight gradients read uninitialised memory); the fused kernels route them through float32.
 * ``checkpoint``: the eager computation under non-reentrant `torch.utils.checkpoint`, the
-  memory-saving baseline; every feature, bfloat16, double backward, CUDA (not float16: as eager).
+  memory-saving baseline; every feature, double backward, CUDA (no half types, as eager).
 
 ``memory_saving=True`` marks the variants that save fewer bytes for backward than eager.
 """
@@ -61,9 +61,9 @@ BUILTIN_VARIANTS: tuple[Variant, ...] = (
     Variant("custom_op_standard", custom_op_standard_fn, form="standard",
             supports=_ALL_CONV_BN | _LOW_PRECISION, memory_saving=True),
     Variant("eager", eager_conv_bn, form="standard",
-            supports=_ALL_CONV_BN | {"bfloat16", "double_backward", "cuda"}),
+            supports=_ALL_CONV_BN | {"double_backward", "cuda"}),
     Variant("checkpoint", checkpoint_conv_bn, form="standard",
-            supports=_ALL_CONV_BN | {"bfloat16", "double_backward", "cuda"},
+            supports=_ALL_CONV_BN | {"double_backward", "cuda"},
             memory_saving=True),
 )
 
