@@ -4,6 +4,7 @@ derivative is a failure, a clear error is not."""
 from __future__ import annotations
 
 import torch
+from torch.autograd.gradcheck import GradcheckError
 
 from verify import runner
 from verify.properties._common import fail
@@ -26,7 +27,7 @@ def check(variant, case) -> float:
     fn, parameters = runner.function_of_parameters(variant, case, tensors)
     try:
         torch.autograd.gradcheck(fn, parameters, fast_mode=True)
-    except torch.autograd.gradcheck.GradcheckError as error:
+    except GradcheckError as error:
         fail(variant, NAME, case, ["gradcheck failed: " + str(error)[:1500]])
     grad_out = tensors["grad_out"]
     if "double_backward" in variant.supports:
@@ -39,7 +40,7 @@ def check(variant, case) -> float:
 def _gradgradcheck(variant, case, fn, parameters, grad_out):
     try:
         torch.autograd.gradgradcheck(fn, parameters, (grad_out,), fast_mode=True)
-    except torch.autograd.gradcheck.GradcheckError as error:
+    except GradcheckError as error:
         fail(variant, NAME, case, ["gradgradcheck failed: " + str(error)[:1500]])
 
 
