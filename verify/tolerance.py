@@ -79,9 +79,12 @@ def _bounds(case, arrays, exact, gradients):
     if case.training:
         e_mean = _mean(e_y) + u * root_r * _mean(np.abs(y))
         e_d = e_y + _c(e_mean) + u * np.abs(centred)
-        # Error of the variance (sum of squares of centred values), then of the denominator.
+        # Error of the variance (sum of squares of centred values), then of the denominator:
+        # |(d + e)^2 - d^2| <= 2 |d| e + e^2, whose second-order term is all that is left on a
+        # constant channel (d = 0 exactly, yet a kernel's rounded mean leaves e^2 behind).
         var = stats.var_unbiased
-        e_var = 2 * _mean(np.abs(centred) * e_d) * r / max(r - 1, 1) + u * root_r * var
+        e_var = (_mean(2 * np.abs(centred) * e_d + e_d * e_d) * r / max(r - 1, 1)
+                 + u * root_r * var)
         if case.form == "tutorial":
             std = np.sqrt(var)
             # sqrt is 1/2-Hoelder: |sqrt(v + e) - sqrt(v)| <= min(e / (2 sqrt(v)), sqrt(e)).
