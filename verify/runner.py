@@ -67,7 +67,8 @@ def call_variant(variant, case: Case, tensors: dict):
 
 
 def run(variant, case: Case, arrays: dict, *, gradients: bool = True) -> tuple[Results, Call]:
-    """Forward (and backward with the case's grad_out) through `variant`."""
+    """Forward (and backward with the case's grad_out) through `variant`. Running stats are
+    read after the whole call, backward included."""
     tensors = make_inputs(case, arrays, requires_grad=gradients)
     with torch.set_grad_enabled(gradients):
         out = call_variant(variant, case, tensors)
@@ -91,6 +92,10 @@ def run(variant, case: Case, arrays: dict, *, gradients: bool = True) -> tuple[R
             # autograd leaves .grad as None for an input the output does not depend on: zero.
             grad = tensor.grad if tensor.grad is not None else torch.zeros_like(tensor)
             setattr(results, grad_name, to_numpy(grad))
+        # Read again after backward: a kernel that recomputes batch norm in backward (a naive
+        # checkpoint) must not update the running stats a second time.
+        results.running_mean = to_numpy(tensors["running_mean"])
+        results.running_var = to_numpy(tensors["running_var"])
     return results, Call(inputs=tensors, out=out)
 
 

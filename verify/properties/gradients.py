@@ -1,5 +1,6 @@
 """Every gradient (input, weight, conv bias, bn weight, bn bias) against
-`reference.conv_bn_backward`, in training and in eval mode."""
+`reference.conv_bn_backward`, in training and in eval mode; the running stats after backward
+against `reference.conv_bn` (backward must not update them again)."""
 from __future__ import annotations
 
 from verify.oracle import GRADIENT_NAMES
@@ -14,4 +15,5 @@ def strategy(variant):
 
 
 def check(variant, case) -> float:
-    return check_against_oracle(variant, NAME, case, GRADIENT_NAMES, gradients=True)
+    return check_against_oracle(variant, NAME, case,
+                                GRADIENT_NAMES + ("running_mean", "running_var"), gradients=True)

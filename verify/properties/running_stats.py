@@ -7,6 +7,7 @@ import torch
 from hypothesis import strategies as st
 
 from verify import oracle, runner, tolerance
+from verify.case import largest_finite
 from verify.properties._common import assert_close, fail
 from verify.strategies.configs import cases, momenta
 
@@ -50,6 +51,10 @@ def check(variant, case) -> float:
             variant, NAME, case, actual, exact, oracle.Results(**allowed_stats), STATS,
             context=f"after training step {step + 1} of {steps}"))
         expected_stats = {name: getattr(exact, name) for name in STATS}
+        if any(np.any(np.abs(v) > largest_finite(case.dtype)) for v in expected_stats.values()):
+            # The exact running stats overflow the dtype: the kernel holds inf, legitimately, and
+            # further blending (0 * inf with momentum 1) is outside what any kernel can match.
+            break
     return max(worst, _eval_step(variant, case, steps, stats))
 
 

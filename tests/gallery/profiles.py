@@ -1,0 +1,24 @@
+"""Hypothesis profiles for running the gallery through `pytest verify` (load with
+`-p tests.gallery.profiles`, select with `--hypothesis-profile NAME`).
+
+* `gallery`: the suite's `ci` profile (derandomised, 25 examples) without the shrink phase. Each
+  property stops at its first failing example, which is all the gallery needs to know (the bug was
+  caught, by which property, for which reason). On 2 busy cores with one thread, tests/test_gallery.py
+  takes ~40 s with it and ~3.5 min with `ci` (shrinking ~100 failures of 27 wrong kernels).
+* `gallery_fuzz`: the suite's `fuzz` profile with max_examples from $CONVBN_FUZZ_EXAMPLES (default
+  2000, fuzz's own count), so the zero-false-alarm hunt can be tried out quickly.
+"""
+from __future__ import annotations
+
+import os
+
+from hypothesis import Phase, settings
+
+import verify.profiles  # noqa: F401 - registers `ci` and `fuzz`
+
+settings.register_profile(
+    "gallery", parent=settings.get_profile("ci"),
+    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target))
+settings.register_profile(
+    "gallery_fuzz", parent=settings.get_profile("fuzz"),
+    max_examples=int(os.environ.get("CONVBN_FUZZ_EXAMPLES", "2000")))

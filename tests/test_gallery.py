@@ -1,0 +1,206 @@
+"""Proof that `pytest verify` works: every planted bug of tests/gallery/ is caught by the property
+that should catch it, for the right reason; the published tutorial fails exactly the properties its
+maths says it must; the correct implementations pass everything.
+
+One subprocess runs the whole suite on all gallery variants at once (module-scoped fixture), with
+CI=1 and the `ci` Hypothesis profile (derandomised, 25 examples, failures shrunk to minimal cases),
+one intra-op thread; the tests below read its summary JSON (which properties failed) and JUnit XML
+(the failure reports, matched against the reason each bug was planted for).
+CONVBN_GALLERY_PROFILE=gallery (tests/gallery/profiles.py: `ci` without shrinking) checks the
+same in a fraction of the time; the reasons are written to hold for shrunk and unshrunk reports.
+
+`test_no_false_alarms_under_fuzz` (marked fuzz: --run-fuzz or CONVBN_FUZZ=1) runs the correct
+variants and the built-in ones under the `fuzz` profile and requires zero failures;
+CONVBN_FUZZ_EXAMPLES=N shortens it to N examples per property.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tests.gallery import bugs
+from tests.gallery._correct import CORRECT
+from tests.gallery.tutorial_published import PUBLISHED, PUBLISHED_EXPECTED
+
+ROOT = Path(__file__).resolve().parents[1]
+BUGS_SPEC = "tests/gallery/bugs.py:ALL"
+PUBLISHED_SPEC = "tests/gallery/tutorial_published.py:PUBLISHED"
+CORRECT_SPEC = "tests.gallery._correct:CORRECT"
+TIMEOUT_S = 1800
+
+# Properties the gallery's variants can be checked for on a CPU-only machine.
+CPU_PROPERTIES = ("forward", "gradients", "gradcheck", "finite_differences", "running_stats",
+                  "shift_invariance", "bad_inputs", "no_mutation", "saved_memory")
+
+def _run_suite(tmp: Path, specs: list[str], profile: str, extra: list[str] = (), env_extra=None):
+    summary, junit = tmp / "summary.json", tmp / "junit.xml"
+    command = [sys.executable, "-m", "pytest", "verify", "-p", "no:cacheprovider",
+               "-p", "tests.gallery.profiles", "--hypothesis-profile", profile,
+               "--benchmark-skip", "-q", "--no-header", "-rN",
+               f"--verify-summary-json={summary}", f"--junitxml={junit}", *extra]
+    for spec in specs:
+        command += ["--variant", spec]
+    # One intra-op thread: the tensors are tiny, and on a busy 2-core machine two OpenMP threads
+    # make every conv ~100x slower (spinning), which turns minutes into tens of minutes.
+    env = dict(os.environ, CI="1",
+               OMP_NUM_THREADS=os.environ.get("CONVBN_GALLERY_THREADS", "1"), **(env_extra or {}))
+    env.pop("CONVBN_FUZZ", None)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+    output = done.stdout + done.stderr
+    (tmp / "output.txt").write_text(output)
+    if done.returncode not in (0, 1) or not summary.exists():
+        pytest.fail(f"`pytest verify` exited {done.returncode} (a crash, not a verdict):\n"
+                    f"{output[-6000:]}", pytrace=False)
+    return done.returncode, output, _summary(summary), _junit(junit)
+
+
+def _summary(path: Path) -> dict:
+    """(variant, property) -> row of the suite's summary JSON."""
+    return {(row["variant"], row["property"]): row for row in json.loads(path.read_text())}
+
+
+def _strip(text: str) -> str:
+    # Failure reports in JUnit carry pytest's "E   " and Hypothesis' "  | " prefixes: drop them so
+    # the reasons can be matched line by line.
+    lines = (re.sub(r"^(E\s+|\s*\|\s*|\s+)", "", line) for line in text.splitlines())
+    return "\n".join(lines)
+
+
+def _junit(path: Path) -> dict:
+    """(variant, property) -> (outcome, failure text) from the JUnit XML."""
+    results = {}
+    for case in ET.parse(path).iter("testcase"):
+        match = re.fullmatch(r"test_(\w+)\[(.+)\]", case.get("name", ""))
+        if not match:
+            continue
+        prop, variant = match.groups()
+        outcome, text = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            element = case.find(tag)
+            if element is not None:
+                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
+                text = _strip((element.get("message") or "") + "\n" + (element.text or ""))
+                break
+        results[(variant, prop)] = (outcome, text)
+    return results
+
+
+class Run:
+    def __init__(self, returncode, output, summary, junit):
+        self.returncode, self.output, self.summary, self.junit = returncode, output, summary, junit
+
+    def failed(self, variant: str) -> set:
+        """Properties the variant broke (summary failures or a failed/errored test)."""
+        props = {p for (v, p), row in self.summary.items() if v == variant and row["failures"]}
+        props |= {p for (v, p), (outcome, _) in self.junit.items()
+                  if v == variant and outcome in ("failed", "error")}
+        return props
+
+    def ran(self, variant: str) -> set:
+        return {p for (v, p), (outcome, _) in self.junit.items()
+                if v == variant and outcome != "skipped"}
+
+    def report(self, variant: str, prop: str) -> str:
+        return self.junit.get((variant, prop), ("", ""))[1]
+
+    def examples(self, variant: str, prop: str) -> int:
+        row = self.summary.get((variant, prop))
+        return row["examples"] if row else 0
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory) -> Run:
+    profile = os.environ.get("CONVBN_GALLERY_PROFILE", "ci")
+    tmp = tmp_path_factory.mktemp("gallery")
+    return Run(*_run_suite(tmp, [BUGS_SPEC, PUBLISHED_SPEC, CORRECT_SPEC], profile))
+
+
+def _bug_params():
+    for variant in bugs.ALL:
+        gap = bugs.KNOWN_GAPS.get(variant.name)
+        marks = [pytest.mark.xfail(strict=True, reason=f"gap in the suite: {gap}")] if gap else []
+        yield pytest.param(variant.name, id=variant.name, marks=marks)
+
+
+@pytest.mark.gallery
+@pytest.mark.parametrize("name", list(_bug_params()))
+def test_bug_is_caught(gallery, name):
+    expected = bugs.EXPECTED[name]
+    failed = gallery.failed(name)
+    print(f"{name}: expected {sorted(expected)}; failed {sorted(failed)}; "
+          f"also failed {sorted(failed - set(expected))}")
+    missed = sorted(set(expected) - failed)
+    assert not missed, (f"{name}: the suite did not catch the bug with {missed} "
+                        f"(properties that failed: {sorted(failed)})")
+    _check_reasons(gallery, name, expected)
+
+
+def _check_reasons(gallery, name, reasons: dict) -> None:
+    """Each property's failure report must match its reason: the bug was caught for the reason it
+    was planted, not by a crash elsewhere (of the kernel or of the suite)."""
+    wrong = [f"--- {prop}: report does not match {reason!r}:\n{gallery.report(name, prop)[:3000]}"
+             for prop, reason in reasons.items() if not re.search(reason, gallery.report(name, prop))]
+    assert not wrong, f"{name}: caught for the wrong reason\n" + "\n".join(wrong)
+
+
+@pytest.mark.gallery
+def test_published_tutorial_fails_exactly_its_expected_properties(gallery):
+    name = PUBLISHED.name
+    failed = gallery.failed(name)
+    print(f"{name}: expected {sorted(PUBLISHED_EXPECTED)}; failed {sorted(failed)}; "
+          f"ran {sorted(gallery.ran(name))}")
+    assert failed == set(PUBLISHED_EXPECTED), (
+        f"{name} failed {sorted(failed)}, expected exactly {sorted(PUBLISHED_EXPECTED)}")
+    # It must pass the others it can be checked for; one that never ran would prove nothing.
+    for prop in sorted(set(CPU_PROPERTIES) - set(PUBLISHED_EXPECTED) - {"running_stats"}):
+        assert gallery.examples(name, prop) > 0, f"{name}: property {prop} never ran"
+    reasons = {
+        "gradients": r"grad_\w+: worst element .* actual nan",
+        "bad_inputs": r"scenario 'single_value_per_channel': no exception; returned NaN",
+        "gradcheck": r"gradgradcheck failed",
+    }
+    _check_reasons(gallery, name, reasons)
+
+
+@pytest.mark.gallery
+@pytest.mark.parametrize("name", [v.name for v in CORRECT])
+def test_correct_variant_passes_everything(gallery, name):
+    failed = gallery.failed(name)
+    details = "\n".join(gallery.report(name, p)[:3000] for p in sorted(failed))
+    assert not failed, f"false alarm: correct variant {name} failed {sorted(failed)}\n{details}"
+    ran = gallery.ran(name)
+    assert {"forward", "gradients", "gradcheck", "running_stats", "bad_inputs"} <= ran, ran
+
+
+@pytest.mark.gallery
+def test_every_variant_ran_every_cpu_property(gallery):
+    """No property was silently skipped for a gallery variant (features declared honestly)."""
+    for variant in bugs.ALL + CORRECT:
+        wanted = set(CPU_PROPERTIES) - ({"saved_memory"} if not variant.memory_saving else set())
+        assert wanted <= gallery.ran(variant.name), (variant.name, sorted(wanted - gallery.ran(variant.name)))
+
+
+@pytest.mark.fuzz
+def test_no_false_alarms_under_fuzz(tmp_path):
+    """Correct variants (ours and the built-in ones) under the fuzz profile: zero failures."""
+    examples = os.environ.get("CONVBN_FUZZ_EXAMPLES")
+    profile = "gallery_fuzz" if examples else "fuzz"
+    returncode, output, summary, junit = _run_suite(
+        tmp_path, [CORRECT_SPEC, "fused.registry:BUILTIN_VARIANTS"], profile)
+    failures = [row for row in summary.values() if row["failures"]]
+    broken = [key for key, (outcome, _) in junit.items() if outcome in ("failed", "error")]
+    counts = defaultdict(int)
+    for (variant, _), row in summary.items():
+        counts[variant] += row["examples"]
+    print(f"examples per variant: {dict(counts)}")
+    assert returncode == 0 and not failures and not broken, (
+        f"false alarms under the fuzz profile: {failures or broken}\n{output[-8000:]}")
