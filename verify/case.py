@@ -153,6 +153,12 @@ def unit_roundoff(dtype: str) -> float:
     return float(2.0 ** -mantissa_bits)
 
 
+def underflow_unit(dtype: str) -> float:
+    """The smallest positive subnormal: the absolute rounding error floor of the dtype (relative
+    error u only holds above the normal range; below it, spacing is this constant)."""
+    return float(2.0 ** -{"float64": 1074, "float32": 149, "float16": 24, "bfloat16": 133}[dtype])
+
+
 def largest_finite(dtype: str) -> float:
     """The largest finite value of the dtype: results beyond it cannot be represented."""
     return {"float64": float(np.finfo(np.float64).max), "float32": float(np.finfo(np.float32).max),

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 import reference
-from verify.case import Case, unit_roundoff
+from verify.case import Case, underflow_unit, unit_roundoff
 from verify.oracle import Results
 
 # Calibrated on correct kernels over the fuzz profile: the worst error/bound seen is reported by
@@ -69,7 +69,11 @@ def _bounds(case, arrays, exact, gradients):
     y = reference.conv2d(x, weight, bias, **conv)
     magnitude = reference.conv2d(np.abs(x), np.abs(weight),
                                  None if bias is None else np.abs(bias), **conv)
-    e_y = u * (np.sqrt(case.conv_reduction) * magnitude + np.abs(y))
+    # Below the normal range the dtype's spacing is a constant, eta: each rounded product, sum
+    # and stored value may err by it whatever its size (values near float16's 6e-5, say).
+    eta = underflow_unit(case.dtype)
+    e_y = (u * (np.sqrt(case.conv_reduction) * magnitude + np.abs(y))
+           + eta * (np.sqrt(case.conv_reduction) + 1))
 
     stats = reference.batch_norm_statistics(y, arrays["running_mean"], arrays["running_var"],
                                             training=case.training, eps=case.eps,
@@ -99,7 +103,7 @@ def _bounds(case, arrays, exact, gradients):
         rel_denom = np.full(case.out_channels, 2 * u)
     e_xhat = e_d / _c(denom) + np.abs(xhat) * _c(rel_denom)
 
-    result = Results(out=_c(gamma) * e_xhat + 2 * u * (np.abs(exact.out) + _c(beta)))
+    result = Results(out=_c(gamma) * e_xhat + 2 * u * (np.abs(exact.out) + _c(beta)) + 2 * eta)
     if exact.running_mean is not None:
         if case.training:
             m = case.momentum
@@ -109,17 +113,20 @@ def _bounds(case, arrays, exact, gradients):
             result.running_mean = m * e_mean + 2 * u * (np.abs(running_mean)
                                                         + m * np.abs(stats.mean))
             result.running_var = m * e_var + 2 * u * (running_var + m * var)
+            result.running_mean += 2 * eta
+            result.running_var += 2 * eta
         else:
             # Eval mode must hand the running stats back untouched: no error is allowed.
             result.running_mean = np.zeros(case.out_channels)
             result.running_var = np.zeros(case.out_channels)
 
     if gradients:
-        _gradient_bounds(case, arrays, result, u, gamma, denom, xhat, e_xhat, rel_denom, conv)
+        _gradient_bounds(case, arrays, result, u, eta, gamma, denom, xhat, e_xhat, rel_denom,
+                         conv)
     return Results(**{name: SAFETY * value for name, value in result.items()})
 
 
-def _gradient_bounds(case, arrays, result, u, gamma, denom, xhat, e_xhat, rel_denom, conv):
+def _gradient_bounds(case, arrays, result, u, eta, gamma, denom, xhat, e_xhat, rel_denom, conv):
     g = arrays["grad_out"]
     abs_g = np.abs(g)
     r = case.values_per_channel
@@ -134,18 +141,20 @@ def _gradient_bounds(case, arrays, result, u, gamma, denom, xhat, e_xhat, rel_de
     else:
         e_gy = scale * abs_g * _c(rel_denom + 2 * u)
         grad_y = scale * abs_g
+    e_gy = e_gy + 2 * eta  # grad_y is rounded to the dtype
     if arrays["bn_weight"] is not None:
         result.grad_bn_weight = (u * root_r * np.einsum("nchw,nchw->c", abs_g, np.abs(xhat))
-                                 + np.einsum("nchw,nchw->c", abs_g, e_xhat))
+                                 + np.einsum("nchw,nchw->c", abs_g, e_xhat) + eta * (root_r + 1))
     if arrays["bn_bias"] is not None:
-        result.grad_bn_bias = u * root_r * abs_g.sum(axis=_AXES)
+        result.grad_bn_bias = u * root_r * abs_g.sum(axis=_AXES) + eta * (root_r + 1)
 
     has_bias = arrays["bias"] is not None
     x_abs, w_abs = np.abs(arrays["x"]), np.abs(arrays["weight"])
     pushed = reference.conv2d_backward(e_gy, x_abs, w_abs, has_bias=has_bias, **conv)
     sums = reference.conv2d_backward(grad_y, x_abs, w_abs, has_bias=has_bias, **conv)
     transposed_terms = case.out_channels // case.groups * case.kernel[0] * case.kernel[1]
-    result.grad_x = pushed[0] + u * np.sqrt(transposed_terms) * sums[0]
-    result.grad_weight = pushed[1] + u * root_r * sums[1]
+    result.grad_x = pushed[0] + u * np.sqrt(transposed_terms) * sums[0] + eta * (
+        np.sqrt(transposed_terms) + 1)
+    result.grad_weight = pushed[1] + u * root_r * sums[1] + eta * (root_r + 1)
     if has_bias:
-        result.grad_bias = pushed[2] + u * root_r * sums[2]
+        result.grad_bias = pushed[2] + u * root_r * sums[2] + eta * (root_r + 1)

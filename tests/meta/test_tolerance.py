@@ -105,7 +105,9 @@ def _bounds(case, arrays):
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bounds_scale_with_unit_roundoff(name, form):
+def test_bounds_scale_with_unit_roundoff(name, form, monkeypatch):
+    # The relative part of the model scales with u; the underflow floor (tested below) does not.
+    monkeypatch.setattr(tolerance, "underflow_unit", lambda dtype: 0.0)
     case32 = CASES[name].replace(form=form)
     arrays = case32.arrays()               # float32 values: exact in every wider dtype
     _, b32 = _bounds(case32, arrays)
@@ -119,15 +121,19 @@ def test_bounds_scale_with_unit_roundoff(name, form):
         if degenerate and result.startswith("grad"):
             assert np.all(bound64[nonzero] < bound32[nonzero] * 2.0**-14), result
             continue
-        np.testing.assert_allclose(bound64[nonzero] / bound32[nonzero], 2.0**-29, rtol=1e-6,
-                                   err_msg=result)
+        # First order in u, plus the variance's second-order term e^2 (relative size ~u, and all
+        # there is on a zero-variance channel, where the ratio is then u64^2 / u32^2).
+        scale64 = bound64[nonzero] / bound32[nonzero]
+        assert np.all(scale64 <= 2.0**-29 * (1 + 1e-4)), result
+        assert np.all(scale64 >= 2.0**-58 * (1 - 1e-6)), result
         # bfloat16's variance error can reach the variance itself, where sqrt's 1/2-Hoelder
         # branch takes over: between sqrt(2^16) and 2^16 times the float32 bound.
         scale16 = bound16[nonzero] / bound32[nonzero]
-        assert np.all(scale16 <= 2.0**16 * (1 + 1e-6)), result
+        assert np.all(scale16 <= 2.0**32), result  # at most second order: (u16 / u32)^2
         assert np.all(scale16 >= 2.0**8 * (1 - 1e-6)), result
         if name in WELL_CONDITIONED:
-            np.testing.assert_allclose(scale16, 2.0**16, rtol=1e-6, err_msg=result)
+            np.testing.assert_allclose(scale64, 2.0**-29, rtol=1e-4, err_msg=result)
+            np.testing.assert_allclose(scale16, 2.0**16, rtol=0.25, err_msg=result)
 
 
 def test_bounds_carry_the_safety_margin(monkeypatch):
@@ -176,3 +182,18 @@ def test_gradients_false_gives_no_gradient_bounds():
     exact = oracle.expected(case, arrays, gradients=False)
     allowed = tolerance.bounds(case, arrays, exact, gradients=False)
     assert {name for name, _ in allowed.items()} == {"out", "running_mean", "running_var"}
+
+
+def test_bounds_cover_the_underflow_spacing():
+    """Below float16's normal range the spacing is 2^-24 whatever the value: a conv output there
+    rounds by up to that much, and 1/(std+eps) amplifies it (found by the fuzz profile)."""
+    from verify.case import Case
+    from verify.runner import run
+    from fused.registry import builtin_variant
+    case = Case(batch=1, in_channels=1, out_channels=1, height=1, width=1, kernel=(1, 1),
+                padding=(0, 1), form="tutorial", dtype="float16", values="tiny", seed=28)
+    arrays = case.arrays(1)
+    exact, allowed = _bounds(case, arrays)
+    assert np.all(allowed.out >= 2.0**-24)
+    actual, _ = run(builtin_variant("fused_tutorial"), case, arrays, gradients=False)
+    assert np.all(np.abs(actual.out - exact.out) <= allowed.out)
