@@ -76,7 +76,8 @@ def _not_applicable(prop, variant) -> str | None:
         if "cuda" not in variant.supports:
             return f"variant {variant.name!r} does not declare 'cuda'"
     if prop.strategy(variant) is None:
-        return f"property {prop.NAME!r} does not apply to {variant.name!r} (supports={sorted(variant.supports)})"
+        scope = getattr(prop, "APPLIES_TO", "some variants")
+        return f"property {prop.NAME!r} applies to {scope}, not to {variant.name!r}"
     return None
 
 

@@ -14,6 +14,7 @@ from verify.properties._common import fail
 from verify.strategies.configs import cases
 
 NAME = "opcheck"
+APPLIES_TO = "variants that call a torch.library custom op"
 BUILTIN_NAMESPACES = frozenset({"aten", "prim", "prims", "profiler", "_c10d_functional"})
 
 

@@ -12,6 +12,7 @@ from verify.properties._common import assert_close, fail
 from verify.strategies.configs import cases, momenta
 
 NAME = "running_stats"
+APPLIES_TO = "variants that declare 'running_stats'"
 STATS = ("running_mean", "running_var")
 
 

@@ -13,6 +13,7 @@ from verify.properties._common import fail
 from verify.strategies.configs import cases
 
 NAME = "saved_memory"
+APPLIES_TO = "variants with memory_saving=True"
 # Enough values per channel that the conv output (the buffer a fused kernel must not keep) dwarfs
 # the handful of per-channel vectors (mean, invstd, ...) any batch-norm backward needs.
 MIN_VALUES_PER_CHANNEL = 64
