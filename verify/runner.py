@@ -74,8 +74,7 @@ def run(variant, case: Case, arrays: dict, *, gradients: bool = True) -> tuple[R
         out = call_variant(variant, case, tensors)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"variant {variant.name!r} returned {type(out).__name__}, expected a Tensor")
-    results = Results(out=to_numpy(out), running_mean=to_numpy(tensors["running_mean"]),
-                      running_var=to_numpy(tensors["running_var"]))
+    results = Results(out=to_numpy(out))
     if gradients:
         if out.grad_fn is None:
             raise AssertionError(f"variant {variant.name!r} returned an output with no autograd "
@@ -92,10 +91,10 @@ def run(variant, case: Case, arrays: dict, *, gradients: bool = True) -> tuple[R
             # autograd leaves .grad as None for an input the output does not depend on: zero.
             grad = tensor.grad if tensor.grad is not None else torch.zeros_like(tensor)
             setattr(results, grad_name, to_numpy(grad))
-        # Read again after backward: a kernel that recomputes batch norm in backward (a naive
-        # checkpoint) must not update the running stats a second time.
-        results.running_mean = to_numpy(tensors["running_mean"])
-        results.running_var = to_numpy(tensors["running_var"])
+    # Read after backward: a kernel that recomputes batch norm in backward (a naive checkpoint)
+    # must not update the running stats a second time.
+    results.running_mean = to_numpy(tensors["running_mean"])
+    results.running_var = to_numpy(tensors["running_var"])
     return results, Call(inputs=tensors, out=out)
 
 
