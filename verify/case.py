@@ -163,7 +163,3 @@ def largest_finite(dtype: str) -> float:
     """The largest finite value of the dtype: results beyond it cannot be represented."""
     return {"float64": float(np.finfo(np.float64).max), "float32": float(np.finfo(np.float32).max),
             "float16": 65504.0, "bfloat16": 3.3895313892515355e38}[dtype]
-
-
-def as_float64(array) -> np.ndarray:
-    return np.asarray(array, dtype=np.float64)

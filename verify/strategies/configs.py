@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from hypothesis import assume, strategies as st
 
-from verify.case import Case
+from verify.case import LAYOUTS, Case
 from verify.strategies.values import VALUE_FAMILIES
 
 BASE_DTYPES = ("float32", "float64")
 HALF_DTYPES = ("float16", "bfloat16")
-LAYOUTS = ("contiguous", "channels_last", "strided")
 EPS_VALUES = (1e-3, 1e-5, 1e-1)
 
 # Bound on N*C_in*H*W so a case stays in the millisecond range even in the oracle's perturbations.
