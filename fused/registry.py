@@ -29,7 +29,8 @@ __all__ = ["BUILTIN_VARIANTS", "builtin_variant", "fused_tutorial_fn", "fused_st
            "custom_op_standard_fn"]
 
 _ALL_CONV_BN = CONV_FEATURES | BN_FEATURES
-_LOW_PRECISION = frozenset({"float16", "bfloat16"})
+# Half activations; "autocast": with float32 bn_weight/bn_bias/running stats beside them.
+_LOW_PRECISION = frozenset({"float16", "bfloat16", "autocast"})
 
 
 def _with_form(op, form: str):

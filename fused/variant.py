@@ -16,8 +16,11 @@ FORMS = ("tutorial", "standard")
 # Features every variant must handle when declared; the suite passes the default otherwise.
 CONV_FEATURES = frozenset({"stride", "padding", "dilation", "groups", "bias"})
 BN_FEATURES = frozenset({"affine", "running_stats"})
-# Extensions: dtypes beyond float32/float64, devices, and double backward.
-EXTRA_FEATURES = frozenset({"float16", "bfloat16", "cuda", "double_backward"})
+# Extensions: dtypes beyond float32/float64, devices, and double backward; "autocast": half
+# activations with float32 bn_weight/bn_bias/running stats, as nn.BatchNorm2d has them under
+# torch.autocast; "nondeterministic": two identical calls may differ in rounding (atomics).
+EXTRA_FEATURES = frozenset({"float16", "bfloat16", "cuda", "double_backward", "autocast",
+                            "nondeterministic"})
 FEATURES = CONV_FEATURES | BN_FEATURES | EXTRA_FEATURES
 
 

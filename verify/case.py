@@ -16,6 +16,13 @@ from verify.strategies.values import draw_arrays
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 LAYOUTS = ("contiguous", "channels_last", "strided")
+# Layouts of grad_out beyond x's: "same" follows x; "expanded" is one value broadcast with every
+# stride 0 (what `out.sum()` or `out.mean()` hands backward); "broadcast" repeats one sample over
+# the batch with a stride-0 batch dimension.
+GRAD_LAYOUTS = ("same",) + LAYOUTS + ("expanded", "broadcast")
+DIFFERENTIABLE = ("x", "weight", "bias", "bn_weight", "bn_bias")
+# The grad modes a kernel is called under: real training, and calibration/inference passes.
+GRAD_MODES = ("enabled", "no_grad", "inference_mode")
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,19 @@ class Case:
     device: str = "cpu"
     steps: int = 1          # consecutive calls with fresh values (the running-stats property)
     defect: str = ""        # the bad-input scenario applied to the call (the bad-inputs property)
+    # Calling context: which inputs require grad (a network's first layer: not x; a frozen
+    # backbone: not the conv weight), grad_out's layout, and the grad mode of the call.
+    requires_grad: tuple = DIFFERENTIABLE
+    grad_layout: str = "same"
+    grad_mode: str = "enabled"
+    # Mixed precision as nn.BatchNorm2d has it under torch.autocast: half activations and conv
+    # weight, bn_weight/bn_bias/running stats in this dtype ("" = the case's dtype).
+    param_dtype: str = ""
 
     def __post_init__(self):
         for name in ("kernel", "stride", "padding", "dilation"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        object.__setattr__(self, "requires_grad", tuple(self.requires_grad))
 
     # -- derived sizes -------------------------------------------------------------------------
     @property
@@ -101,7 +117,20 @@ class Case:
             used.add(self.dtype)
         if self.device != "cpu":
             used.add("cuda")
+        if self.param_dtype and self.param_dtype != self.dtype:
+            used.add("autocast")
         return frozenset(used)
+
+    @property
+    def stats_dtype(self) -> str:
+        """The dtype of bn_weight, bn_bias and the running statistics."""
+        return self.param_dtype or self.dtype
+
+    def size(self) -> str:
+        """The size as a kernel engineer reads it: values per channel and channels."""
+        h, w = self.output_hw
+        return (f"{self.values_per_channel} values per channel (N={self.batch} x "
+                f"H_out*W_out={h}x{w}), {self.out_channels} channels")
 
     # -- tensors ------------------------------------------------------------------------------
     def arrays(self, step: int = 0) -> dict:
@@ -144,6 +173,14 @@ class Case:
             parts.append(f"steps={self.steps}")
         if self.defect:
             parts.append(f"defect={self.defect}")
+        if self.requires_grad != DIFFERENTIABLE:
+            parts.append(f"requires_grad={list(self.requires_grad)}")
+        if self.grad_layout != "same":
+            parts.append(f"grad_layout={self.grad_layout}")
+        if self.grad_mode != "enabled":
+            parts.append(f"grad_mode={self.grad_mode}")
+        if self.param_dtype:
+            parts.append(f"param_dtype={self.param_dtype}")
         return ", ".join(parts)
 
 

@@ -20,11 +20,15 @@ class Comparison:
     def describe(self) -> str:
         if self.problem:
             return f"{self.name}: {self.problem}"
-        return (f"{self.name}: worst element {self.index}: expected {self.expected!r}, "
+        if self.ok:
+            return f"{self.name}: ok, worst error {self.ratio:.3g}x the bound at {self.index}"
+        text = (f"{self.name}: worst element {self.index}: expected {self.expected!r}, "
                 f"actual {self.actual!r}, |diff| {abs(self.actual - self.expected):.3e} "
-                f"> allowed {self.allowed:.3e} ({self.ratio:.3g}x the bound)"
-                if not self.ok else
-                f"{self.name}: ok, worst error {self.ratio:.3g}x the bound at {self.index}")
+                f"> allowed {self.allowed:.3e} ({self.ratio:.3g}x the bound)")
+        if np.isnan(self.actual) and np.isfinite(self.expected):
+            text += (" [NaN where the oracle is finite; the suite fills uninitialised memory with "
+                     "NaN, so a kernel that reads memory it never wrote shows here]")
+        return text
 
 
 def compare(name: str, actual, expected, allowed, *, largest: float = np.inf) -> Comparison:

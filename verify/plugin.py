@@ -54,6 +54,9 @@ def pytest_generate_tests(metafunc):
         marks = [pytest.mark.skip(reason=reason)] if reason else []
         params.append(pytest.param(v, id=v.name, marks=marks))
     metafunc.parametrize("variant", params)
+    if "tier" in metafunc.fixturenames:
+        from verify.strategies.sizes import SIZE_TIERS
+        metafunc.parametrize("tier", list(getattr(prop, "SIZE_TIERS", SIZE_TIERS)))
 
 
 def _parametrizes_variant_itself(metafunc) -> bool:
@@ -81,7 +84,16 @@ def _not_applicable(prop, variant) -> str | None:
     return None
 
 
+def _run_order(item) -> int:
+    """Property tests in `PROPERTIES` order (numeric ones first); everything else after."""
+    from verify.properties import PROPERTIES
+    prop = getattr(getattr(item, "module", None), "PROPERTY", None)
+    names = list(PROPERTIES)
+    return names.index(prop.NAME) if prop is not None and prop.NAME in names else len(names)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_run_order)  # stable: variants and tiers keep their order within a property
     run_fuzz = config.getoption("--run-fuzz") or os.environ.get("CONVBN_FUZZ") == "1"
     run_slow = config.getoption("--run-slow") or os.environ.get("CONVBN_SLOW") == "1"
     for item in items:

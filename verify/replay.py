@@ -9,6 +9,7 @@ import sys
 
 from verify.case import Case
 from verify.report import PropertyFailure
+from verify.runner import uninitialized_memory_filled
 
 
 def replay(spec: str, name: str, prop: str, case: Case) -> int:
@@ -22,15 +23,26 @@ def replay(spec: str, name: str, prop: str, case: Case) -> int:
     if prop not in PROPERTIES:
         print(f"unknown property {prop!r}; have {sorted(PROPERTIES)}", file=sys.stderr)
         return 2
+    from verify.legality import IllegalCase, check
+    from verify.runner import ContractViolation, KernelRaised
     try:
-        ratio = PROPERTIES[prop].check(variants[name], case)
+        check(case)
+        with uninitialized_memory_filled():  # as in `pytest verify`
+            ratio = PROPERTIES[prop].check(variants[name], case)
     except PropertyFailure as failure:
         print(f"FAIL\n{failure}")
         return 1
-    except Exception as error:  # noqa: BLE001 - a crash on a legal case is a failure too
-        print(f"FAIL\nvariant {name!r} raised {type(error).__name__} on property {prop!r}: {error}"
-              f"\n  case: {case.describe()}")
+    except (KernelRaised, ContractViolation) as error:
+        print(f"FAIL\nvariant {name!r} on property {prop!r}: {error}\n  case: {case.describe()}")
         return 1
+    except IllegalCase as error:
+        print(f"not replayed: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - the suite's own failure, never the kernel's
+        print(f"SUITE ERROR (convbn-verify failed on its own, not a finding about {name!r}): "
+              f"property {prop!r} raised {type(error).__name__}: {error}\n"
+              f"  case: {case.describe()}", file=sys.stderr)
+        return 3
     print(f"PASS: variant {name!r}, property {prop!r}, worst error {ratio:.3g}x the bound\n"
           f"  case: {case.describe()}")
     return 0

@@ -20,7 +20,12 @@ LAST_FAILURE: list = [None]
 
 
 class PropertyFailure(AssertionError):
-    """A variant broke a property. The message is the whole report."""
+    """A variant broke a property. The message is the whole report; `ratio` is the worst error
+    as a multiple of its bound where the failure is a numeric one (inf otherwise)."""
+
+    def __init__(self, message: str, ratio: float = float("inf")):
+        super().__init__(message)
+        self.ratio = ratio
 
 
 @dataclass
@@ -34,8 +39,9 @@ class Tally:
 TALLIES: dict = defaultdict(Tally)
 
 
-def record(variant_name: str, prop: str, ratio: float, case=None, failed: bool = False) -> None:
-    tally = TALLIES[(variant_name, prop)]
+def record(variant_name: str, prop: str, ratio: float, case=None, failed: bool = False,
+           tier: str = "small") -> None:
+    tally = TALLIES[(variant_name, prop, tier)]
     tally.examples += 1
     tally.failures += int(failed)
     if ratio > tally.worst_ratio or (failed and not tally.worst_case):
@@ -93,6 +99,7 @@ def write_last_repro() -> Path | None:
 
 def failure_message(variant_name: str, prop: str, case, details: list[str]) -> str:
     lines = [f"variant {variant_name!r} breaks property {prop!r}",
+             f"  size: {case.size()}",
              f"  case: {case.describe()}"]
     lines += [f"  {d}" for d in details]
     lines.append(f"  replay: {replay_command(variant_name, prop, case)}")
@@ -103,11 +110,19 @@ def failure_message(variant_name: str, prop: str, case, details: list[str]) -> s
     return "\n".join(lines)
 
 
+def _tier_order(key):
+    from verify.strategies.sizes import SIZE_TIERS
+    variant_name, prop, tier = key
+    return (variant_name, prop, SIZE_TIERS.index(tier) if tier in SIZE_TIERS else len(SIZE_TIERS))
+
+
 def summary_rows() -> list[dict]:
-    return [dict(variant=variant_name, property=prop, examples=t.examples, failures=t.failures,
+    return [dict(variant=variant_name, property=prop, tier=tier, examples=t.examples,
+                 failures=t.failures,
                  worst_ratio=None if t.worst_ratio == float("inf") else t.worst_ratio,
                  worst_case=t.worst_case)
-            for (variant_name, prop), t in sorted(TALLIES.items())]
+            for (variant_name, prop, tier), t in sorted(TALLIES.items(),
+                                                        key=lambda kv: _tier_order(kv[0]))]
 
 
 def write_summary_json(path) -> None:
@@ -118,9 +133,9 @@ def write_summary_json(path) -> None:
 def summary_lines() -> list[str]:
     if not TALLIES:
         return []
-    rows = [("variant", "property", "examples", "failed", "worst err/bound")]
-    for (variant_name, prop), t in sorted(TALLIES.items()):
+    rows = [("variant", "property", "size tier", "examples", "failed", "worst err/bound")]
+    for (variant_name, prop, tier), t in sorted(TALLIES.items(), key=lambda kv: _tier_order(kv[0])):
         worst = "inf" if t.worst_ratio == float("inf") else f"{t.worst_ratio:.3g}"
-        rows.append((variant_name, prop, str(t.examples), str(t.failures), worst))
+        rows.append((variant_name, prop, tier, str(t.examples), str(t.failures), worst))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

@@ -2,10 +2,13 @@
 kernel, backpropagate, and return everything as float64 NumPy for comparison with the oracle."""
 from __future__ import annotations
 
+import contextlib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.utils.deterministic
 
 from verify.case import Case
 from verify.oracle import Results
@@ -13,19 +16,60 @@ from verify.oracle import Results
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
                 "bfloat16": torch.bfloat16}
 PARAMETER_NAMES = ("x", "weight", "bias", "bn_weight", "bn_bias")
+PER_CHANNEL_NAMES = ("bn_weight", "bn_bias", "running_mean", "running_var")
 
 
-def to_torch(array, case: Case, *, layout: str | None = None, requires_grad: bool = False):
-    """A tensor holding `array` in the case's dtype and device, laid out as `layout`.
+class KernelRaised(Exception):
+    """The kernel under test raised (in forward or backward); `error` is what it raised. Any
+    other exception inside a property is the suite's own."""
+
+    def __init__(self, stage: str, error: BaseException):
+        super().__init__(f"{type(error).__name__} in {stage}: {error}")
+        self.stage, self.error = stage, error
+
+
+@contextlib.contextmanager
+def uninitialized_memory_filled():
+    """Fill every uninitialised allocation (torch.empty and friends) with NaN while the suite
+    runs a kernel, so a kernel that reads memory it never wrote (an accumulator that is not
+    zeroed, an output it only partly writes) produces NaN instead of whatever the allocator had.
+
+    PyTorch does this only in deterministic mode; warn_only keeps nondeterministic ops legal (they
+    warn, and the warnings are PyTorch's business, not the kernel's). Switching the mode costs
+    about 2 ms, so it is switched once per property test (`hunt`) or replay, not per call."""
+    was_on = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    was_filling = torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
+            yield
+    finally:
+        torch.use_deterministic_algorithms(was_on, warn_only=was_warn_only)
+        torch.utils.deterministic.fill_uninitialized_memory = was_filling
+
+
+def to_torch(array, case: Case, *, layout: str | None = None, requires_grad: bool = False,
+             dtype: str | None = None):
+    """A tensor holding `array` in `dtype` (default: the case's) on the case's device, laid out
+    as `layout` (default: the case's).
 
     "strided" is a view that skips every other element of a buffer whose gaps hold NaN, so a kernel
-    that reads memory it was not given, or assumes contiguity, produces NaN or wrong values."""
+    that reads memory it was not given, or assumes contiguity, produces NaN or wrong values.
+    "expanded" and "broadcast" are stride-0 views of one value and of one sample (the array must
+    hold that: see `verify.strategies.values`); "same" is the case's layout."""
     if array is None:
         return None
-    layout = layout or case.layout
-    dtype, device = TORCH_DTYPES[case.dtype], torch.device(case.device)
+    layout = case.layout if layout in (None, "same") else layout
+    dtype, device = TORCH_DTYPES[dtype or case.dtype], torch.device(case.device)
     base = torch.from_numpy(np.ascontiguousarray(array)).to(device=device, dtype=dtype)
-    if layout == "channels_last" and base.dim() == 4:
+    if layout == "expanded":
+        tensor = base.reshape(-1)[:1].reshape((1,) * base.dim()).expand(base.shape)
+    elif layout == "broadcast":
+        tensor = base[:1].expand(base.shape)
+    elif layout == "channels_last" and base.dim() == 4:
         tensor = base.contiguous(memory_format=torch.channels_last)
     elif layout == "strided":
         buffer = torch.full(base.shape[:-1] + (2 * base.shape[-1],), float("nan"), dtype=dtype,
@@ -51,19 +95,47 @@ class Call:
 
 
 def make_inputs(case: Case, arrays: dict, *, requires_grad: bool) -> dict:
-    tensors = {name: to_torch(arrays[name], case, requires_grad=requires_grad)
-               for name in PARAMETER_NAMES}
+    """The call's tensors. With `requires_grad`, the inputs named in `case.requires_grad` require
+    grad; per-channel inputs are in the case's stats dtype (float32 under autocast)."""
+    tensors = {}
+    for name in PARAMETER_NAMES:
+        tensors[name] = to_torch(arrays[name], case,
+                                 requires_grad=requires_grad and name in case.requires_grad,
+                                 dtype=case.stats_dtype if name in PER_CHANNEL_NAMES else None)
     # Running stats are buffers the kernel updates in place: plain contiguous tensors.
     for name in ("running_mean", "running_var"):
-        tensors[name] = to_torch(arrays[name], case, layout="contiguous")
-    tensors["grad_out"] = to_torch(arrays["grad_out"], case)
+        tensors[name] = to_torch(arrays[name], case, layout="contiguous", dtype=case.stats_dtype)
+    tensors["grad_out"] = to_torch(arrays["grad_out"], case, layout=case.grad_layout)
     return tensors
 
 
-def call_variant(variant, case: Case, tensors: dict):
-    return variant(tensors["x"], tensors["weight"], tensors["bias"], tensors["bn_weight"],
-                   tensors["bn_bias"], tensors["running_mean"], tensors["running_var"],
-                   **case.kwargs())
+def call_variant(variant, case: Case, tensors: dict, **overrides):
+    """The kernel's forward on `tensors` with the case's keyword arguments; anything it raises
+    comes out as `KernelRaised`."""
+    try:
+        return variant(tensors["x"], tensors["weight"], tensors["bias"], tensors["bn_weight"],
+                       tensors["bn_bias"], tensors["running_mean"], tensors["running_var"],
+                       **dict(case.kwargs(), **overrides))
+    except Exception as error:  # noqa: BLE001 - whatever the kernel raises is the finding
+        raise KernelRaised("forward", error) from error
+
+
+def backward(out, grad_out) -> None:
+    """`out.backward(grad_out)` through the kernel's backward; errors come out as `KernelRaised`."""
+    try:
+        out.backward(grad_out)
+    except Exception as error:  # noqa: BLE001
+        raise KernelRaised("backward", error) from error
+
+
+def differentiable(case: Case, tensors: dict) -> list:
+    """Names of the inputs that require grad in this call."""
+    return [n for n in PARAMETER_NAMES if tensors[n] is not None and tensors[n].requires_grad]
+
+
+class ContractViolation(AssertionError):
+    """The kernel broke the calling contract (no graph, wrong shape, a gradient where none was
+    asked for): a finding about the kernel, reported as such."""
 
 
 def run(variant, case: Case, arrays: dict, *, gradients: bool = True) -> tuple[Results, Call]:
@@ -73,24 +145,27 @@ def run(variant, case: Case, arrays: dict, *, gradients: bool = True) -> tuple[R
     with torch.set_grad_enabled(gradients):
         out = call_variant(variant, case, tensors)
     if not isinstance(out, torch.Tensor):
-        raise TypeError(f"variant {variant.name!r} returned {type(out).__name__}, expected a Tensor")
+        raise ContractViolation(f"returned {type(out).__name__}, expected a Tensor")
+    if tuple(out.shape) != case.out_shape:
+        raise ContractViolation(f"output shape {tuple(out.shape)}, expected {case.out_shape}")
     results = Results(out=to_numpy(out))
     if gradients:
+        wanted = differentiable(case, tensors)
         if out.grad_fn is None:
-            raise AssertionError(f"variant {variant.name!r} returned an output with no autograd "
-                                 "graph although its inputs require grad")
-        if out.shape != tensors["grad_out"].shape:
-            raise AssertionError(f"output shape {tuple(out.shape)}, expected "
-                                 f"{tuple(tensors['grad_out'].shape)}")
-        out.backward(tensors["grad_out"])
+            raise ContractViolation(f"returned an output with no autograd graph although "
+                                    f"{wanted} require grad")
+        backward(out, tensors["grad_out"])
         for name in PARAMETER_NAMES:
-            grad_name = "grad_" + name
             tensor = tensors[name]
             if tensor is None:
                 continue
+            if name not in wanted:
+                if tensor.grad is not None:
+                    raise ContractViolation(f"{name} does not require grad, yet got a gradient")
+                continue
             # autograd leaves .grad as None for an input the output does not depend on: zero.
             grad = tensor.grad if tensor.grad is not None else torch.zeros_like(tensor)
-            setattr(results, grad_name, to_numpy(grad))
+            setattr(results, "grad_" + name, to_numpy(grad))
     # Read after backward: a kernel that recomputes batch norm in backward (a naive checkpoint)
     # must not update the running stats a second time.
     results.running_mean = to_numpy(tensors["running_mean"])

@@ -1,12 +1,10 @@
 """CUDA against the oracle and against CPU (skipped without a GPU)."""
 import pytest
-from hypothesis import given, strategies as st
 
-from verify.properties._common import run_example
 from verify.properties import devices as PROPERTY
+from verify.properties._common import hunt
 
 
 @pytest.mark.cuda
-@given(data=st.data())
-def test_cuda(variant, data):
-    run_example(PROPERTY, variant, data)
+def test_cuda(variant, tier):
+    hunt(PROPERTY, variant, tier)

@@ -1,10 +1,7 @@
 """The variant's backward against finite differences of its own forward."""
-from hypothesis import given, strategies as st
-
-from verify.properties._common import run_example
 from verify.properties import finite_differences as PROPERTY
+from verify.properties._common import hunt
 
 
-@given(data=st.data())
-def test_finite_differences(variant, data):
-    run_example(PROPERTY, variant, data)
+def test_finite_differences(variant, tier):
+    hunt(PROPERTY, variant, tier)

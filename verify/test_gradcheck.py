@@ -1,10 +1,7 @@
-"""torch.autograd.gradcheck in float64; gradgradcheck where double backward is declared."""
-from hypothesis import given, strategies as st
-
-from verify.properties._common import run_example
+"""torch.autograd.gradcheck in float64: first derivatives."""
 from verify.properties import gradcheck as PROPERTY
+from verify.properties._common import hunt
 
 
-@given(data=st.data())
-def test_gradcheck(variant, data):
-    run_example(PROPERTY, variant, data)
+def test_gradcheck(variant, tier):
+    hunt(PROPERTY, variant, tier)

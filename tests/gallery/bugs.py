@@ -24,10 +24,12 @@ from torch.nn.grad import conv2d_weight
 from torch.utils.checkpoint import checkpoint
 
 try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from anywhere
+    from tests.gallery import tiled_bugs
     from tests.gallery._correct import (ALL_FEATURES, DIMS, Explicit, Traced, per_channel,
                                         values_per_channel)
 except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.gallery import tiled_bugs
     from tests.gallery._correct import (ALL_FEATURES, DIMS, Explicit, Traced, per_channel,
                                         values_per_channel)
 
@@ -341,7 +343,7 @@ _GALLERY = {
     "eps_inside_sqrt_tutorial": (EpsInsideSqrtTutorial("tutorial"), "tutorial", False,
                                  {"forward": OUT, "gradients": GRAD_X_W}),
     "one_pass_variance": (OnePassVarianceFloat32("standard"), "standard", False,
-                          {"forward": OUT}),
+                          {"forward": OUT, "gradients": GRAD_X_W, "running_stats": STATS}),
     # backward terms
     "dropped_mean_term": (DroppedMeanTerm("standard"), "standard", True,
                           {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL,
@@ -419,9 +421,18 @@ _GALLERY = {
                           {"saved_memory": r"saves \d+ activation bytes for backward"}),
 }
 
-ALL = [Variant(name, impl, form=form, supports=ALL_FEATURES, memory_saving=saving)
+_GALLERY.update(tiled_bugs.GALLERY)
+
+ALL = [Variant(name, impl, form=form,
+               supports=ALL_FEATURES | tiled_bugs.EXTRA_SUPPORTS.get(name, frozenset()),
+               memory_saving=saving)
        for name, (impl, form, saving, _) in _GALLERY.items()]
 # name -> {property: regex its failure report must match}
 EXPECTED = {name: dict(reasons) for name, (_, _, _, reasons) in _GALLERY.items()}
 # Realistic bugs the suite misses today (tests/test_gallery.py: xfail, strict).
 KNOWN_GAPS: dict = {}
+# name -> properties the bug must not trip (its planted fault is elsewhere).
+MUST_PASS = dict(tiled_bugs.MUST_PASS)
+# name -> {property: smallest worst error / bound}: bugs that must fail by a wide margin, not
+# scrape past the bound.
+MARGINS = {"one_pass_variance": {"forward": 100.0, "gradients": 100.0, "running_stats": 100.0}}

@@ -47,7 +47,9 @@ def variant_file(tmp_path_factory) -> Path:
 
 def _forward_run(tmp_path_factory, variant_file, attr):
     out = tmp_path_factory.mktemp(f"run_{attr.lower()}")
+    # The small size tier only: one failing test, hence one report and one replay line.
     proc = run_cli(["-m", "pytest", "verify/test_forward.py", "-q", "-p", "no:cacheprovider",
+                    "-k", "small",
                     "--variant", f"{variant_file}:{attr}",
                     "--verify-repro-dir", str(out / "repro"),
                     "--verify-summary-json", str(out / "summary.json")])

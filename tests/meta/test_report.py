@@ -78,18 +78,23 @@ def test_tally_and_summary():
     report.record("v1", "forward", 0.25, CASE)
     report.record("v1", "forward", 0.5, CASE.replace(seed=3))
     report.record("v1", "forward", 0.125, CASE)
+    report.record("v1", "forward", 0.75, CASE, tier="large")
     report.record("v2", "gradients", math.inf, CASE, failed=True)
     rows = report.summary_rows()
     assert rows == [
-        dict(variant="v1", property="forward", examples=3, failures=0, worst_ratio=0.5,
-             worst_case=CASE.replace(seed=3).to_json()),
-        dict(variant="v2", property="gradients", examples=1, failures=1, worst_ratio=None,
-             worst_case=CASE.to_json()),
+        dict(variant="v1", property="forward", tier="small", examples=3, failures=0,
+             worst_ratio=0.5, worst_case=CASE.replace(seed=3).to_json()),
+        dict(variant="v1", property="forward", tier="large", examples=1, failures=0,
+             worst_ratio=0.75, worst_case=CASE.to_json()),
+        dict(variant="v2", property="gradients", tier="small", examples=1, failures=1,
+             worst_ratio=None, worst_case=CASE.to_json()),
     ]
     lines = report.summary_lines()
-    assert lines[0].split() == ["variant", "property", "examples", "failed", "worst", "err/bound"]
-    assert lines[1].split() == ["v1", "forward", "3", "0", "0.5"]
-    assert lines[2].split() == ["v2", "gradients", "1", "1", "inf"]
+    assert lines[0].split() == ["variant", "property", "size", "tier", "examples", "failed",
+                                "worst", "err/bound"]
+    assert lines[1].split() == ["v1", "forward", "small", "3", "0", "0.5"]
+    assert lines[2].split() == ["v1", "forward", "large", "1", "0", "0.75"]
+    assert lines[3].split() == ["v2", "gradients", "small", "1", "1", "inf"]
 
 
 def test_empty_summary():
@@ -109,9 +114,10 @@ def test_summary_table_of_a_passing_run(passing_run):
     assert proc.returncode == 0, proc.stdout
     lines = proc.stdout.splitlines()
     i = next(i for i, line in enumerate(lines) if "convbn-verify: examples and worst error" in line)
-    assert lines[i + 1].split() == ["variant", "property", "examples", "failed", "worst", "err/bound"]
-    variant, prop, examples, failed, worst = lines[i + 2].split()
-    assert (variant, prop, failed) == ("meta_good", "forward", "0")
+    assert lines[i + 1].split() == ["variant", "property", "size", "tier", "examples", "failed",
+                                    "worst", "err/bound"]
+    variant, prop, tier, examples, failed, worst = lines[i + 2].split()
+    assert (variant, prop, tier, failed) == ("meta_good", "forward", "small", "0")
     assert int(examples) >= 10 and 0 < float(worst) < 1
 
 
@@ -130,5 +136,5 @@ def test_summary_json_of_a_failing_run(failing_run):
     assert proc.returncode == 1
     [row] = json.loads((out / "summary.json").read_text())
     assert row["variant"] == "meta_no_mean" and row["failures"] >= 1
-    assert row["worst_ratio"] is None   # inf, written as null
+    assert row["worst_ratio"] is None or row["worst_ratio"] > 1  # the failure's own ratio
     Case.from_json(row["worst_case"])

@@ -11,6 +11,8 @@ from verify.properties._common import fail
 from verify.strategies.configs import cases
 
 NAME = "bad_inputs"
+# Contract rules do not depend on size.
+SIZE_TIERS = ("small",)
 # Exceptions that name a problem. A crash of another kind (IndexError deep in a kernel, a segfault)
 # or no exception at all is a failure.
 CLEAR_ERRORS = (ValueError, RuntimeError, TypeError, NotImplementedError)
@@ -42,7 +44,7 @@ def _bad_case(draw, variant):
     return case.replace(values="normal", defect=scenario)
 
 
-def strategy(variant):
+def strategy(variant, tier: str = "small"):
     return _bad_case(variant)
 
 

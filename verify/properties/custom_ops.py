@@ -15,6 +15,8 @@ from verify.strategies.configs import cases
 
 NAME = "opcheck"
 APPLIES_TO = "variants that call a torch.library custom op"
+# opcheck runs the op a dozen times under fake tensors and autograd: small cases only.
+SIZE_TIERS = ("small",)
 BUILTIN_NAMESPACES = frozenset({"aten", "prim", "prims", "profiler", "_c10d_functional"})
 
 
@@ -55,7 +57,7 @@ def _uses_custom_ops(variant) -> bool:
         return False
 
 
-def strategy(variant):
+def strategy(variant, tier: str = "small"):
     if not _uses_custom_ops(variant):
         return None
     return cases(variant.supports, variant.form, dtypes=("float32", "float64"))

@@ -20,8 +20,8 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def strategy(variant):
-    return cases(variant.supports, variant.form, device="cuda")
+def strategy(variant, tier: str = "small"):
+    return cases(variant.supports, variant.form, tier=tier, device="cuda")
 
 
 @contextlib.contextmanager

@@ -1,4 +1,6 @@
-"""Forward output and new running statistics against `reference.conv_bn`, train and eval."""
+"""Forward output and new running statistics against `reference.conv_bn`, train and eval, at
+every size tier. Called without autograd; the output with autograd on is checked by `gradients`
+and `grad_mode`."""
 from __future__ import annotations
 
 from verify.properties._common import check_against_oracle
@@ -7,8 +9,8 @@ from verify.strategies.configs import cases
 NAME = "forward"
 
 
-def strategy(variant):
-    return cases(variant.supports, variant.form)
+def strategy(variant, tier: str = "small"):
+    return cases(variant.supports, variant.form, tier=tier)
 
 
 def check(variant, case) -> float:

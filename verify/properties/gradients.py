@@ -1,19 +1,23 @@
-"""Every gradient (input, weight, conv bias, bn weight, bn bias) against
-`reference.conv_bn_backward`, in training and in eval mode; the running stats after backward
-against `reference.conv_bn` (backward must not update them again)."""
+"""Every requested gradient (input, weight, conv bias, bn weight, bn bias) against
+`reference.conv_bn_backward`, in training and in eval mode, at every size tier, in the calling
+contexts of real training: a drawn subset of inputs requires grad (a first layer's input does not;
+a frozen backbone's weight does not), and grad_out comes in x's layout, another one, or stride-0
+expanded as `out.sum()` hands it over. An input that does not require grad must get no gradient.
+Also the output with autograd on, and the running stats after backward (backward must not update
+them again)."""
 from __future__ import annotations
 
-from verify.oracle import GRADIENT_NAMES
-from verify.properties._common import check_against_oracle
-from verify.strategies.configs import cases
+from verify.properties._common import check_against_oracle, requested_gradients
+from verify.strategies.configs import calling_contexts, cases
 
 NAME = "gradients"
 
 
-def strategy(variant):
-    return cases(variant.supports, variant.form)
+def strategy(variant, tier: str = "small"):
+    return cases(variant.supports, variant.form, tier=tier).flatmap(calling_contexts)
 
 
 def check(variant, case) -> float:
     return check_against_oracle(variant, NAME, case,
-                                GRADIENT_NAMES + ("running_mean", "running_var"), gradients=True)
+                                ("out",) + requested_gradients(case)
+                                + ("running_mean", "running_var"), gradients=True)

@@ -17,16 +17,16 @@ STATS = ("running_mean", "running_var")
 
 
 @st.composite
-def _case_and_steps(draw, variant):
-    case = draw(cases(variant.supports, variant.form, training=True))
+def _case_and_steps(draw, variant, tier):
+    case = draw(cases(variant.supports, variant.form, tier=tier, training=True))
     return case.replace(running_stats=True, momentum=draw(momenta()),
                         steps=draw(st.integers(2, 4)))
 
 
-def strategy(variant):
+def strategy(variant, tier: str = "small"):
     if "running_stats" not in variant.supports:
         return None
-    return _case_and_steps(variant)
+    return _case_and_steps(variant, tier)
 
 
 def check(variant, case) -> float:

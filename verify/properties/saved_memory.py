@@ -14,6 +14,8 @@ from verify.strategies.configs import cases
 
 NAME = "saved_memory"
 APPLIES_TO = "variants with memory_saving=True"
+# What a kernel saves is decided per call, not per element; block-sized cases are enough.
+SIZE_TIERS = ("small", "tile")
 # Enough values per channel that the conv output (the buffer a fused kernel must not keep) dwarfs
 # the handful of per-channel vectors (mean, invstd, ...) any batch-norm backward needs.
 MIN_VALUES_PER_CHANNEL = 64
@@ -21,16 +23,16 @@ PER_CHANNEL_VECTORS = 8
 
 
 @st.composite
-def _sizeable_case(draw, variant):
-    case = draw(cases(variant.supports, variant.form, training=True, dtypes=("float32",),
-                      layouts=("contiguous",)))
+def _sizeable_case(draw, variant, tier):
+    case = draw(cases(variant.supports, variant.form, tier=tier, training=True,
+                      dtypes=("float32",), layouts=("contiguous",)))
     per_sample = case.values_per_channel // case.batch
     batch = max(case.batch, -(-MIN_VALUES_PER_CHANNEL // per_sample))
     return case.replace(batch=batch)
 
 
-def strategy(variant):
-    return _sizeable_case(variant) if variant.memory_saving else None
+def strategy(variant, tier: str = "small"):
+    return _sizeable_case(variant, tier) if variant.memory_saving else None
 
 
 def _activation_bytes(fn, case, arrays):

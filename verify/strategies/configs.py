@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from hypothesis import assume, strategies as st
 
-from verify.case import LAYOUTS, Case
+from verify.case import GRAD_LAYOUTS, LAYOUTS, Case
+from verify.strategies import sizes
 from verify.strategies.values import VALUE_FAMILIES
 
 BASE_DTYPES = ("float32", "float64")
@@ -29,35 +30,55 @@ def _pair(draw, values, enabled: bool, default: int):
 
 
 @st.composite
-def geometry(draw, supports: frozenset, *, min_values_per_channel: int = 2,
+def geometry(draw, supports: frozenset, *, tier: str = "small", min_values_per_channel: int = 2,
              max_input_elements: int = MAX_INPUT_ELEMENTS):
-    """Batch, channels, spatial size and conv parameters. Returns a dict of Case fields."""
-    groups = draw(st.integers(1, 3)) if "groups" in supports else 1
-    in_per_group = draw(st.integers(1, 3))
-    out_per_group = draw(st.integers(1, 3))
+    """Batch, channels, spatial size and conv parameters in size tier `tier`
+    (`verify.strategies.sizes`). Returns a dict of Case fields.
+
+    The output size is drawn first and the input size derived from it, so every geometry is legal
+    and a tier's values per channel come out exactly as drawn."""
+    per_group = sizes.MAX_PER_GROUP[tier]
+    if tier == "wide":
+        out_channels = draw(sizes.channel_count())
+        group_choices = [g for g in (1, 2, 3, 4) if out_channels % g == 0]
+        groups = draw(st.sampled_from(group_choices)) if "groups" in supports else 1
+        out_per_group = out_channels // groups
+    else:
+        groups = draw(st.integers(1, 3 if per_group == 3 else 2)) if "groups" in supports else 1
+        out_per_group = draw(st.integers(1, per_group))
+    in_per_group = draw(st.integers(1, per_group))
     kernel = draw(_pair(st.integers(1, 3), True, 1))
-    stride = draw(_pair(st.integers(1, 3), "stride" in supports, 1))
+    stride = draw(_pair(st.integers(1, 3 if tier == "small" else 2), "stride" in supports, 1))
     dilation = draw(_pair(st.integers(1, 2), "dilation" in supports, 1))
     # Dilation does nothing along an axis whose kernel is 1 wide, and there it only reaches a
     # PyTorch 2.13 CPU convolution segfault (width 1, 1-wide kernel, stride 2, padding 1,
     # dilation 2, in float16, and bfloat16/float32 channels_last): keep such axes at 1.
     dilation = tuple(d if k > 1 else 1 for d, k in zip(dilation, kernel))
     padding = draw(_pair(st.integers(0, 2), "padding" in supports, 0))
-    # Draw the output size first so every geometry is legal, then the input size that gives it.
-    out_hw = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    in_hw = []
+    if tier in sizes.REDUCTION_BOUNDARIES:
+        batch, out_hw = draw(sizes.reduction_layout(tier))
+    else:
+        limit = 4 if tier == "small" else 6
+        out_hw = (draw(st.integers(1, limit)), draw(st.integers(1, limit)))
+        batch = draw(st.integers(1, sizes.MAX_BATCH[tier]))
+    in_hw, legal_padding = [], []
     for o, k, s, d, p in zip(out_hw, kernel, stride, dilation, padding):
-        size = (o - 1) * s + d * (k - 1) + 1 - 2 * p + draw(st.integers(0, s - 1))
-        in_hw.append(max(size, 1))
-    batch = draw(st.integers(1, 3))
+        # The input that gives `o` outputs: (o - 1) s + d (k - 1) + 1 - 2 p, plus up to s - 1
+        # columns the last stride leaves unread. Padding is capped so it stays at least 1 wide.
+        unpadded = (o - 1) * s + d * (k - 1) + 1 + draw(st.integers(0, s - 1))
+        p = min(p, (unpadded - 1) // 2)
+        legal_padding.append(p)
+        in_hw.append(unpadded - 2 * p)
     fields = dict(batch=batch, in_channels=in_per_group * groups,
                   out_channels=out_per_group * groups, height=in_hw[0], width=in_hw[1],
-                  kernel=kernel, stride=stride, padding=padding, dilation=dilation, groups=groups)
+                  kernel=kernel, stride=stride, padding=tuple(legal_padding), dilation=dilation,
+                  groups=groups)
     probe = Case(**fields)
     # Training needs two values per channel; raise the batch rather than reject the example.
     while probe.values_per_channel < min_values_per_channel:
         probe = probe.replace(batch=probe.batch + 1)
-    assume(probe.batch * probe.in_channels * probe.height * probe.width <= max_input_elements)
+    if tier == "small":
+        assume(probe.batch * probe.in_channels * probe.height * probe.width <= max_input_elements)
     return dict(fields, batch=probe.batch)
 
 
@@ -71,7 +92,8 @@ def batch_norm_options(draw, supports: frozenset, *, training=None):
     """training, running stats, momentum, affine, eps. Returns a dict of Case fields."""
     has_stats = "running_stats" in supports
     if training is None:
-        training = draw(st.booleans()) if has_stats else True
+        # Training twice as often as eval: it is where the statistics are computed.
+        training = draw(st.sampled_from((True, False, True))) if has_stats else True
     running_stats = True if not training else (draw(st.booleans()) if has_stats else False)
     momentum = draw(momenta()) if running_stats and training else 0.1
     return dict(training=training, running_stats=running_stats, momentum=momentum,
@@ -91,21 +113,58 @@ def dtypes_for(supports: frozenset) -> tuple:
     return BASE_DTYPES + tuple(d for d in HALF_DTYPES if d in supports)
 
 
+def value_families(values) -> tuple:
+    """The families to sample from, "offset" twice: a large offset with a small spread is where
+    the commonest real precision bug (a one-pass E[y^2] - E[y]^2 variance) shows, so it comes up
+    in a quarter of the examples."""
+    values = tuple(values)
+    return values + (("offset",) if "offset" in values and len(values) > 1 else ())
+
+
 @st.composite
-def cases(draw, supports: frozenset, form: str, *, dtypes=None, layouts=LAYOUTS,
-          values=VALUE_FAMILIES, training=None, device: str = "cpu",
+def cases(draw, supports: frozenset, form: str, *, tier: str = "small", dtypes=None,
+          layouts=LAYOUTS, values=VALUE_FAMILIES, training=None, device: str = "cpu",
           max_input_elements: int = MAX_INPUT_ELEMENTS):
-    """A complete `Case` using only features in `supports` (plus always-on dtypes and layouts)."""
+    """A complete `Case` in size tier `tier` using only features in `supports` (plus always-on
+    dtypes and layouts)."""
     bn = draw(batch_norm_options(supports, training=training))
-    geo = draw(geometry(supports, min_values_per_channel=2 if bn["training"] else 1,
+    geo = draw(geometry(supports, tier=tier, min_values_per_channel=2 if bn["training"] else 1,
                         max_input_elements=max_input_elements))
     dtype = draw(st.sampled_from(tuple(dtypes or dtypes_for(supports))))
     if bn["eps"] not in eps_values(dtype):
         bn["eps"] = draw(st.sampled_from(eps_values(dtype)))
+    # Mixed precision (torch.autocast's layout): half activations, float32 batch-norm parameters.
+    mixed = dtype in HALF_DTYPES and "autocast" in supports and draw(st.booleans())
     return Case(**geo, **bn, form=form, dtype=dtype,
                 layout=draw(st.sampled_from(tuple(layouts))),
-                values=draw(st.sampled_from(tuple(values))),
-                seed=draw(st.integers(0, 2**32 - 1)), device=device)
+                values=draw(st.sampled_from(value_families(values))),
+                seed=draw(st.integers(0, 2**32 - 1)), device=device,
+                param_dtype="float32" if mixed else "")
+
+
+# Who requires grad in real training: everything; a network's first layer (not x); a frozen
+# backbone (not the conv weight and bias); frozen batch-norm parameters; fine-tuning the batch
+# norm only; the input alone (saliency maps, adversarial examples).
+REQUIRES_GRAD_SUBSETS = (
+    ("x", "weight", "bias", "bn_weight", "bn_bias"),
+    ("weight", "bias", "bn_weight", "bn_bias"),
+    ("x", "bn_weight", "bn_bias"),
+    ("x", "weight", "bias"),
+    ("bn_weight", "bn_bias"),
+    ("x",),
+    ("weight",),
+)
+
+
+@st.composite
+def calling_contexts(draw, case: Case):
+    """`case` with a drawn subset of inputs requiring grad and a drawn grad_out layout. Names
+    of inputs the case does not have are dropped; a subset left empty falls back to x."""
+    present = {"x", "weight"} | ({"bias"} if case.bias else set()) | (
+        {"bn_weight", "bn_bias"} if case.affine else set())
+    subset = tuple(n for n in draw(st.sampled_from(REQUIRES_GRAD_SUBSETS)) if n in present)
+    return case.replace(requires_grad=subset or ("x",),
+                        grad_layout=draw(st.sampled_from(GRAD_LAYOUTS)))
 
 
 # Smallest per-channel spread of the conv output, relative to its scale, for which finite

@@ -23,6 +23,12 @@ VALUE_FAMILIES = ("normal", "positive", "offset", "tiny", "huge", "integers", "c
 # normal in a kernel that accumulates in the dtype's own precision (float32 for half types).
 _TINY = {"float64": 1e-100, "float32": 1e-15, "bfloat16": 1e-15, "float16": 1e-2}
 _HUGE = {"float64": 1e100, "float32": 1e12, "bfloat16": 1e12, "float16": 16.0}
+# Offsets of 10 to 10^4, each 10^2 to 10^4.5 times the spread: where a float32 two-pass kernel
+# still resolves the centred values (its bound stays below a few percent) while E[y^2] - E[y]^2
+# loses the float32 variance by orders of magnitude beyond the bounds. Beyond 10^5 float32 resolves
+# nothing and every kernel passes; half types stop at offsets of 10^3 to keep conv sums finite.
+_OFFSET_OVER_SPREAD = (2.0, 4.5)
+_OFFSET_DECADES = {"float16": 3, "bfloat16": 3}
 
 
 def round_to_dtype(array: np.ndarray, dtype: str) -> np.ndarray:
@@ -48,8 +54,8 @@ def _input_and_weight(family: str, rng: np.random.Generator, x_shape, w_shape, d
     if family == "positive":
         return rng.random(x_shape), rng.random(w_shape) / fan_in
     if family == "offset":
-        offset = 10.0 ** rng.uniform(1, 3)
-        spread = 10.0 ** rng.uniform(-2, 0)
+        offset = 10.0 ** rng.uniform(1, _OFFSET_DECADES.get(dtype, 4))
+        spread = offset / 10.0 ** rng.uniform(*_OFFSET_OVER_SPREAD)
         return offset + spread * rng.standard_normal(x_shape), normal_w
     if family == "tiny":
         return _TINY[dtype] * rng.standard_normal(x_shape), normal_w
@@ -70,8 +76,18 @@ def _input_and_weight(family: str, rng: np.random.Generator, x_shape, w_shape, d
     raise ValueError(f"unknown value family {family!r}; known: {VALUE_FAMILIES}")
 
 
+def _grad_out(case, rng: np.random.Generator) -> np.ndarray:
+    """grad_out's values; a stride-0 layout holds one value (or one sample) broadcast."""
+    if case.grad_layout == "expanded":
+        return np.full(case.out_shape, rng.standard_normal())
+    if case.grad_layout == "broadcast":
+        return np.broadcast_to(rng.standard_normal((1,) + case.out_shape[1:]), case.out_shape)
+    return rng.standard_normal(case.out_shape)
+
+
 def draw_arrays(case, step: int = 0) -> dict:
-    """All float64 arrays for one call of `case` (None where the case has no such input)."""
+    """All float64 arrays for one call of `case` (None where the case has no such input), each
+    rounded to the dtype it is passed in."""
     rng = np.random.default_rng([case.seed, step, VALUE_FAMILIES.index(case.values)])
     c_out = case.out_channels
     x, weight = _input_and_weight(case.values, rng, case.x_shape, case.weight_shape, case.dtype)
@@ -79,14 +95,16 @@ def draw_arrays(case, step: int = 0) -> dict:
         bias = rng.integers(-3, 4, size=c_out).astype(np.float64)
     else:
         bias = rng.standard_normal(c_out)
-    arrays = dict(
-        x=x,
-        weight=weight,
-        bias=bias if case.bias else None,
+    activations = dict(x=x, weight=weight, bias=bias if case.bias else None)
+    per_channel = dict(
         bn_weight=rng.normal(1.0, 0.5, size=c_out) if case.affine else None,
         bn_bias=rng.standard_normal(c_out) if case.affine else None,
         running_mean=rng.standard_normal(c_out) if case.running_stats else None,
         running_var=rng.uniform(0.25, 4.0, size=c_out) if case.running_stats else None,
-        grad_out=rng.standard_normal(case.out_shape),
     )
-    return {name: None if a is None else round_to_dtype(a, case.dtype) for name, a in arrays.items()}
+    activations["grad_out"] = _grad_out(case, rng)
+    arrays = {name: None if a is None else round_to_dtype(a, case.dtype)
+              for name, a in activations.items()}
+    arrays.update({name: None if a is None else round_to_dtype(a, case.stats_dtype)
+                   for name, a in per_channel.items()})
+    return arrays

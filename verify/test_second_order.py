@@ -1,0 +1,7 @@
+"""Second derivatives: gradgradcheck where declared; an undeclared double backward must raise or be right."""
+from verify.properties import second_order as PROPERTY
+from verify.properties._common import hunt
+
+
+def test_second_order(variant, tier):
+    hunt(PROPERTY, variant, tier)
