@@ -33,7 +33,7 @@ from fused.triton_support import triton_missing_reason
 from fused.tutorial import tutorial_variant_fn
 from fused.variant import CONV_FEATURES, BN_FEATURES, FORMS, Variant
 
-__all__ = ["BUILTIN_VARIANTS", "builtin_variant", "fused_tutorial_fn", "fused_standard_fn",
+__all__ = ["BUILTIN_VARIANTS", "TRITON_VARIANTS", "builtin_variant", "fused_tutorial_fn", "fused_standard_fn",
            "custom_op_standard_fn"]
 
 _ALL_CONV_BN = CONV_FEATURES | BN_FEATURES
@@ -91,6 +91,9 @@ BUILTIN_VARIANTS: tuple[Variant, ...] = (
             supports=_ALL_CONV_BN | {"double_backward", "cuda"},
             memory_saving=True),
 ) + _triton_variants()
+
+# The Triton kernels alone: `pytest verify --variant fused.registry:TRITON_VARIANTS`.
+TRITON_VARIANTS: tuple[Variant, ...] = tuple(v for v in BUILTIN_VARIANTS if v.triton)
 
 _BY_NAME = {v.name: v for v in BUILTIN_VARIANTS}
 assert len(_BY_NAME) == len(BUILTIN_VARIANTS), "duplicate built-in variant names"
