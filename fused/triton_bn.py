@@ -15,10 +15,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fused.triton_support import configure_interpreter, interpreting, is_interpreted
+from fused.triton_support import (check_language_mode, configure_interpreter, interpreting,
+                                  is_interpreted)
 
-# The interpreter is chosen when the kernels are defined: decide before importing them.
+# The interpreter is chosen when triton and the kernels are imported: decide before both.
 configure_interpreter()
+check_language_mode()
 
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
