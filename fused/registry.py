@@ -15,6 +15,13 @@ every declared feature, dtype and double backward against the NumPy oracle):
 * ``checkpoint``: the eager computation under non-reentrant `torch.utils.checkpoint`, the
   memory-saving baseline; every feature, double backward, CUDA (no half types, as eager).
 
+* ``triton_standard`` / ``triton_tutorial``: `fused.triton_conv_bn.triton_conv_bn`, the same
+  memory-saving design with its batch norm written in Triton (split Welford statistics, fused
+  normalise+affine, backward reductions and input gradient); every conv and BN feature, float16,
+  bfloat16 and CUDA (natively compiled there; on the CPU through Triton's interpreter). When
+  triton is not installed they are still listed, with `unavailable` saying so, and the suite skips
+  them with that reason.
+
 ``memory_saving=True`` marks the variants that save fewer bytes for backward than eager.
 """
 from __future__ import annotations
@@ -22,10 +29,11 @@ from __future__ import annotations
 from fused.baselines import checkpoint_conv_bn, eager_conv_bn
 from fused.custom_op import fused_conv_bn_op
 from fused.functional import fused_conv_bn
+from fused.triton_support import triton_missing_reason
 from fused.tutorial import tutorial_variant_fn
-from fused.variant import CONV_FEATURES, BN_FEATURES, Variant
+from fused.variant import CONV_FEATURES, BN_FEATURES, FORMS, Variant
 
-__all__ = ["BUILTIN_VARIANTS", "builtin_variant", "fused_tutorial_fn", "fused_standard_fn",
+__all__ = ["BUILTIN_VARIANTS", "TRITON_VARIANTS", "builtin_variant", "fused_tutorial_fn", "fused_standard_fn",
            "custom_op_standard_fn"]
 
 _ALL_CONV_BN = CONV_FEATURES | BN_FEATURES
@@ -51,6 +59,23 @@ fused_tutorial_fn = _with_form(fused_conv_bn, "tutorial")
 fused_standard_fn = _with_form(fused_conv_bn, "standard")
 custom_op_standard_fn = _with_form(fused_conv_bn_op, "standard")
 
+_TRITON_MISSING = triton_missing_reason()
+
+
+def _triton_variants() -> tuple:
+    if _TRITON_MISSING:
+        # Listed anyway, so `pytest verify` shows them skipped with the reason, not just absent.
+        def fn(*args, **kwargs):
+            raise AssertionError("unreachable: Variant.__call__ refuses unavailable variants")
+        fns = {form: fn for form in FORMS}
+    else:
+        from fused.triton_conv_bn import triton_conv_bn
+        fns = {form: _with_form(triton_conv_bn, form) for form in FORMS}
+    return tuple(Variant(f"triton_{form}", fns[form], form=form,
+                         supports=_ALL_CONV_BN | _LOW_PRECISION | {"cuda"}, memory_saving=True,
+                         triton=True, unavailable=_TRITON_MISSING)
+                 for form in ("standard", "tutorial"))
+
 
 BUILTIN_VARIANTS: tuple[Variant, ...] = (
     Variant("tutorial_function", tutorial_variant_fn, form="tutorial", supports=frozenset(),
@@ -66,7 +91,10 @@ BUILTIN_VARIANTS: tuple[Variant, ...] = (
     Variant("checkpoint", checkpoint_conv_bn, form="standard",
             supports=_ALL_CONV_BN | {"double_backward", "cuda"},
             memory_saving=True),
-)
+) + _triton_variants()
+
+# The Triton kernels alone: `pytest verify --variant fused.registry:TRITON_VARIANTS`.
+TRITON_VARIANTS: tuple[Variant, ...] = tuple(v for v in BUILTIN_VARIANTS if v.triton)
 
 _BY_NAME = {v.name: v for v in BUILTIN_VARIANTS}
 assert len(_BY_NAME) == len(BUILTIN_VARIANTS), "duplicate built-in variant names"

@@ -28,6 +28,10 @@ class UnsupportedFeatureError(NotImplementedError):
     """A variant was called with an argument whose feature it does not declare in `supports`."""
 
 
+class VariantUnavailableError(RuntimeError):
+    """A variant that cannot run here (its `unavailable` says why) was called."""
+
+
 def _is_default_pair(value, default: int) -> bool:
     if isinstance(value, (tuple, list)):
         return all(int(v) == default for v in value)
@@ -73,6 +77,13 @@ class Variant:
     # Extension: a variant that claims to save activation memory is also checked to save fewer
     # bytes for backward than eager Conv2d+BatchNorm2d (verify/test_saved_memory.py).
     memory_saving: bool = False
+    # Extension: the kernel is written in Triton. Without a GPU its kernels run on Triton's CPU
+    # interpreter (the pytest plugin sets TRITON_INTERPRET=1 before any variant is imported), so
+    # the suite skips what would only measure the interpreter (benchmarks).
+    triton: bool = False
+    # Extension: why the variant cannot run here (say, an optional dependency is missing); the
+    # suite then skips all of its tests with this reason instead of failing them.
+    unavailable: str = ""
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -90,6 +101,9 @@ class Variant:
             raise ValueError(f"Variant {self.name!r}: unknown feature(s) {unknown} in supports; "
                              f"known features are {sorted(FEATURES)}")
         object.__setattr__(self, "supports", supports)
+        if not isinstance(self.unavailable, str):
+            raise TypeError(f"Variant {self.name!r}: unavailable must be a string (the reason), "
+                            f"got {type(self.unavailable).__name__}")
 
     def check_features(self, **kwargs) -> None:
         """Raise UnsupportedFeatureError if the call's arguments use an undeclared feature."""
@@ -101,9 +115,13 @@ class Variant:
 
     def __call__(self, x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
                  running_var=None, **kwargs):
+        if self.unavailable:
+            raise VariantUnavailableError(f"variant {self.name!r} is unavailable: {self.unavailable}")
         self.check_features(bias=bias, bn_weight=bn_weight, bn_bias=bn_bias,
                             running_mean=running_mean, running_var=running_var, **kwargs)
         return self.fn(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, **kwargs)
 
     def __repr__(self):
-        return f"Variant({self.name!r}, form={self.form!r}, supports={sorted(self.supports)})"
+        extras = (", triton=True" if self.triton else "") + (
+            f", unavailable={self.unavailable!r}" if self.unavailable else "")
+        return f"Variant({self.name!r}, form={self.form!r}, supports={sorted(self.supports)}{extras})"

@@ -25,9 +25,21 @@ def pytest_addoption(parser):
                     help="run tests marked `fuzz` (also CONVBN_FUZZ=1)")
     group.addoption("--run-slow", action="store_true", default=False,
                     help="run tests marked `slow` (also CONVBN_SLOW=1)")
+    group.addoption("--triton-interpret", action="store_true", default=False,
+                    help="run Triton kernels on Triton's CPU interpreter (TRITON_INTERPRET=1) "
+                         "even where a GPU is available; without a GPU this is the default")
+
+
+def _setup_triton_interpreter(config):
+    """Triton picks compiled or interpreted kernels when a kernel module is imported, so decide
+    before any variant (built-in or --variant) is: the interpreter without a CUDA device or with
+    --triton-interpret; an explicit TRITON_INTERPRET in the environment is kept otherwise."""
+    from fused.triton_support import configure_interpreter
+    configure_interpreter(force=config.getoption("--triton-interpret"))
 
 
 def pytest_configure(config):
+    _setup_triton_interpreter(config)
     report.REPRO_DIR[0] = config.getoption("--verify-repro-dir")
     config._convbn_variants = None
     if config.getoption("--variant"):
@@ -70,6 +82,8 @@ def _parametrizes_variant_itself(metafunc) -> bool:
 
 
 def _not_applicable(prop, variant) -> str | None:
+    if getattr(variant, "unavailable", ""):
+        return f"variant {variant.name!r} is unavailable: {variant.unavailable}"
     if prop is None:
         return None
     if prop.NAME == "cuda":

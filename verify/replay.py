@@ -13,12 +13,18 @@ from verify.runner import uninitialized_memory_filled
 
 
 def replay(spec: str, name: str, prop: str, case: Case) -> int:
+    from fused.triton_support import configure_interpreter
     from verify.properties import PROPERTIES
     from verify.variants import load_variants
+
+    configure_interpreter()  # before a variant module defines Triton kernels (as pytest verify)
 
     variants = {v.name: v for v in load_variants(spec)}
     if name not in variants:
         print(f"no variant named {name!r} in {spec}; have {sorted(variants)}", file=sys.stderr)
+        return 2
+    if variants[name].unavailable:
+        print(f"variant {name!r} is unavailable: {variants[name].unavailable}", file=sys.stderr)
         return 2
     if prop not in PROPERTIES:
         print(f"unknown property {prop!r}; have {sorted(PROPERTIES)}", file=sys.stderr)

@@ -79,12 +79,21 @@ def time_step(workload: Workload, repeats: int = 15, warmup: int = 2) -> dict:
 
 def build_or_skip(make, variant, device, **kwargs) -> Workload:
     """`make(variant, device=device, **kwargs)`, or `pytest.skip` (with the reason) when the
-    variant lacks a feature the network or the device needs."""
+    variant lacks a feature the network or the device needs, is unavailable, or is a Triton
+    kernel that would run on the interpreter."""
     import pytest
 
     from verify.benchmarks.models import MissingFeatures
 
     device = torch.device(device)
+    if getattr(variant, "unavailable", ""):
+        pytest.skip(f"variant {variant.name!r} is unavailable: {variant.unavailable}")
+    if getattr(variant, "triton", False):
+        from fused.triton_support import interpreting
+        if interpreting():
+            pytest.skip(f"variant {variant.name!r} is a Triton kernel running on Triton's CPU "
+                        "interpreter (TRITON_INTERPRET=1): its timings would measure the "
+                        "interpreter; benchmark it on a GPU")
     if device.type == "cuda" and "cuda" not in variant.supports:
         pytest.skip(f"variant {variant.name!r} does not declare the 'cuda' feature")
     try:

@@ -1,0 +1,163 @@
+"""Host side of the Triton batch norm: tiling decisions and kernel launches.
+
+`TritonBatchNorm` owns every choice a GPU engineer tunes (tile width, values per program, the cap
+on programs per channel, the accumulation dtype) and launches the kernels of
+`fused.triton_bn_kernels`. Each choice is one attribute or one small method, so a variation of the
+kernel (a planted bug in tests/gallery/triton_bugs.py, or a retuning) is a small subclass.
+
+Block sizes are deliberately small: a tile of BLOCK = 256 values and 4 tiles per program, so a
+channel of more than 1,024 values is split across programs and merged, and the masked tail tile,
+the split and the merge are all exercised at sizes the suite draws (up to 16,385 values per
+channel), not only on ImageNet-sized tensors.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fused.triton_support import (check_language_mode, configure_interpreter, interpreting,
+                                  is_interpreted)
+
+# The interpreter is chosen when triton and the kernels are imported: decide before both.
+configure_interpreter()
+check_language_mode()
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+from fused import triton_bn_kernels  # noqa: E402
+
+__all__ = ["TritonBatchNorm"]
+
+_TL_DTYPES = {torch.float64: tl.float64, torch.float32: tl.float32, torch.float16: tl.float16,
+              torch.bfloat16: tl.bfloat16}
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _channel_strides(t: Tensor):
+    """(t, stride_n, stride_c, stride_hw) with H and W folded into one stride (value hw = h*W+w
+    of a sample sits at hw * stride_hw); a copy when no single stride walks H and W."""
+    _, _, h, w = t.shape
+    s_n, s_c, s_h, s_w = t.stride()
+    if h == 1:
+        return t, s_n, s_c, s_w
+    if w == 1:
+        return t, s_n, s_c, s_h
+    if s_h == w * s_w:
+        return t, s_n, s_c, s_w
+    t = t.contiguous()
+    return (t,) + t.stride()[:2] + (1,)
+
+
+class TritonBatchNorm:
+    """Launches the Triton batch-norm kernels on (N, C, H, W) tensors with C-sized statistics."""
+
+    kernels = triton_bn_kernels
+    block = 256                 # values per tile (a power of two)
+    tiles_per_program = 4       # tiles each program reduces before the cross-program merge
+    max_programs = 64           # cap on programs per channel; beyond it programs get longer
+
+    # -- tiling ------------------------------------------------------------------------------
+    def accumulator(self, dtype: torch.dtype) -> torch.dtype:
+        """Accumulate half inputs in float32 (their 11 or 8 bits cannot hold a long sum)."""
+        return torch.float32 if dtype in _HALF else dtype
+
+    def programs(self, values: int, chunk: int) -> int:
+        """Programs per channel for `values` values at most `chunk` per program."""
+        return triton.cdiv(values, chunk)
+
+    def split(self, values: int) -> tuple:
+        """(programs per channel, values per program), the latter a whole number of tiles."""
+        chunk = self.block * self.tiles_per_program
+        if triton.cdiv(values, chunk) > self.max_programs:
+            chunk = triton.cdiv(triton.cdiv(values, self.max_programs), self.block) * self.block
+        return self.programs(values, chunk), chunk
+
+    def _check_device(self, t: Tensor) -> None:
+        if t.device.type == "cpu" and not is_interpreted(self.kernels.normalize_kernel):
+            raise RuntimeError(
+                "the Triton kernels were compiled for a GPU but the tensors are on the CPU: set "
+                "TRITON_INTERPRET=1 before fused.triton_bn is imported to run them on Triton's "
+                f"CPU interpreter (TRITON_INTERPRET is {'on' if interpreting() else 'off'} now)")
+
+    # -- forward -----------------------------------------------------------------------------
+    def moments(self, y: Tensor, stat_dtype: torch.dtype):
+        """Per-channel (mean, biased variance) of y in `stat_dtype`: a split Welford reduction."""
+        self._check_device(y)
+        y, s_n, s_c, s_hw = _channel_strides(y)
+        batch, channels, height, width = y.shape
+        values = batch * height * width
+        programs, chunk = self.split(values)
+        acc = self.accumulator(y.dtype)
+        count, mean, m2 = (torch.empty(channels, programs, dtype=acc, device=y.device)
+                           for _ in range(3))
+        self.kernels.welford_partials_kernel[(channels, programs)](
+            y, count, mean, m2, values, height * width, s_n, s_c, s_hw, chunk,
+            BLOCK=self.block, ACC=_TL_DTYPES[acc])
+        channel_mean = torch.empty(channels, dtype=stat_dtype, device=y.device)
+        channel_var = torch.empty_like(channel_mean)
+        self.kernels.welford_merge_kernel[(channels,)](
+            count, mean, m2, channel_mean, channel_var, programs,
+            BLOCK_P=max(2, triton.next_power_of_2(programs)))
+        return channel_mean, channel_var
+
+    def normalize_(self, y: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+        """y * scale + shift per channel, written into y (a buffer the caller owns)."""
+        self._check_device(y)
+        source, s_n, s_c, s_hw = _channel_strides(y)
+        batch, channels, height, width = y.shape
+        out = source  # the same memory unless the fold above had to copy
+        values = batch * height * width
+        programs, chunk = self.split(values)
+        self.kernels.normalize_kernel[(channels, programs)](
+            source, out, scale.contiguous(), shift.contiguous(), values, height * width,
+            s_n, s_c, s_hw, s_n, s_c, s_hw, chunk,
+            BLOCK=self.block, ACC=_TL_DTYPES[self.accumulator(y.dtype)])
+        return out
+
+    # -- backward ----------------------------------------------------------------------------
+    def grad_sums(self, grad_out: Tensor, y, mean: Tensor):
+        """Per-channel (sum(g), sum(g * (y - mean))) in mean's dtype; the second is None when y
+        is None (eval mode, where only sum(g) is needed)."""
+        self._check_device(grad_out)
+        g, g_n, g_c, g_hw = _channel_strides(grad_out)
+        centred = y is not None
+        y, y_n, y_c, y_hw = _channel_strides(y) if centred else (g, g_n, g_c, g_hw)
+        batch, channels, height, width = g.shape
+        values = batch * height * width
+        programs, chunk = self.split(values)
+        acc = self.accumulator(g.dtype)
+        part_g, part_gd = (torch.empty(channels, programs, dtype=acc, device=g.device)
+                           for _ in range(2))
+        self.kernels.grad_partials_kernel[(channels, programs)](
+            g, y, mean.contiguous(), part_g, part_gd, values, height * width, g_n, g_c, g_hw,
+            y_n, y_c, y_hw, chunk, BLOCK=self.block, ACC=_TL_DTYPES[acc], CENTRED=centred)
+        sum_g = torch.empty(channels, dtype=mean.dtype, device=g.device)
+        sum_gd = torch.empty_like(sum_g)
+        self.kernels.sum_partials_kernel[(channels,)](
+            part_g, part_gd, sum_g, sum_gd, programs,
+            BLOCK_P=max(2, triton.next_power_of_2(programs)))
+        return sum_g, (sum_gd if centred else None)
+
+    def input_grad(self, grad_out: Tensor, y, a: Tensor, b, k) -> Tensor:
+        """a * g + b * y + k per channel (training), or a * g (eval: y, b, k None). Written
+        into y when given (the recomputed conv output, a buffer the caller owns)."""
+        self._check_device(grad_out)
+        g, g_n, g_c, g_hw = _channel_strides(grad_out)
+        centred = y is not None
+        if centred:
+            y, y_n, y_c, y_hw = _channel_strides(y)
+            out, o_n, o_c, o_hw = y, y_n, y_c, y_hw
+        else:
+            out = torch.empty(grad_out.shape, dtype=grad_out.dtype, device=grad_out.device)
+            out, o_n, o_c, o_hw = _channel_strides(out)
+            y, y_n, y_c, y_hw = g, g_n, g_c, g_hw
+            b = k = a
+        batch, channels, height, width = g.shape
+        values = batch * height * width
+        programs, chunk = self.split(values)
+        self.kernels.input_grad_kernel[(channels, programs)](
+            g, y, out, a.contiguous(), b.contiguous(), k.contiguous(), values, height * width,
+            g_n, g_c, g_hw, y_n, y_c, y_hw, o_n, o_c, o_hw, chunk, BLOCK=self.block,
+            ACC=_TL_DTYPES[self.accumulator(g.dtype)], CENTRED=centred)
+        return out

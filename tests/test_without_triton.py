@@ -1,0 +1,49 @@
+"""Without triton installed the Triton built-ins stay listed and `pytest verify` skips them with
+the reason. Simulated in a subprocess where `import triton` fails (sys.modules['triton'] = None)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK_TRITON = "import sys; sys.modules['triton'] = None\n"
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", CI="1")
+    return subprocess.run([sys.executable, "-c", BLOCK_TRITON + textwrap.dedent(code)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_registry_lists_triton_variants_as_unavailable():
+    done = _python("""
+        import pytest
+        from fused.registry import BUILTIN_VARIANTS
+        from fused.variant import VariantUnavailableError
+        triton = [v for v in BUILTIN_VARIANTS if v.triton]
+        assert [v.name for v in triton] == ["triton_standard", "triton_tutorial"], triton
+        for v in triton:
+            assert v.unavailable.startswith("triton is not installed"), v.unavailable
+            with pytest.raises(VariantUnavailableError, match="triton is not installed"):
+                v(None, None)
+        assert all(not v.unavailable for v in BUILTIN_VARIANTS if not v.triton)
+        print("ok")
+    """)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
+
+
+def test_pytest_verify_skips_them_with_the_reason():
+    done = _python("""
+        import pytest
+        sys.exit(pytest.main(["verify", "-q", "-rs", "-p", "no:cacheprovider", "-k",
+                              "triton and (forward or bad_inputs or mnist)"]))
+    """)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "passed" not in output.split("short test summary")[-1], output
+    for name in ("triton_standard", "triton_tutorial"):
+        assert (f"variant '{name}' is unavailable: triton is not installed "
+                f"(pip install 'convbn-verify[triton]')") in output, output
