@@ -32,7 +32,8 @@ def strategy(variant, tier: str = "small"):
 def check(variant, case) -> float:
     steps = case.steps
     first = case.arrays(0)
-    stats = {name: runner.to_torch(first[name], case, layout="contiguous") for name in STATS}
+    stats = {name: runner.to_torch(first[name], case, layout="contiguous", dtype=case.stats_dtype)
+             for name in STATS}
     expected_stats = {name: first[name] for name in STATS}
     allowed_stats = {name: np.zeros_like(first[name]) for name in STATS}
     worst = 0.0
