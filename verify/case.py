@@ -150,7 +150,13 @@ class Case:
 
     # -- replay -------------------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        """One line of JSON; the rarely-set fields are left out at their defaults, to keep replay
+        lines readable (`from_json` restores the defaults)."""
+        fields = dataclasses.asdict(self)
+        for name in _OMITTED_AT_DEFAULT:
+            if getattr(self, name) == _DEFAULTS[name]:
+                del fields[name]
+        return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "Case":
@@ -182,6 +188,11 @@ class Case:
         if self.param_dtype:
             parts.append(f"param_dtype={self.param_dtype}")
         return ", ".join(parts)
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Case)}
+_OMITTED_AT_DEFAULT = ("steps", "defect", "requires_grad", "grad_layout", "grad_mode",
+                       "param_dtype")
 
 
 def unit_roundoff(dtype: str) -> float:

@@ -18,8 +18,21 @@ from verify.oracle import Results
 TIER_SHARE = {"small": 1.0, "tile": 0.2, "split": 0.12, "large": 0.08, "wide": 0.12}
 
 
+# Triton kernels on Triton's CPU interpreter run each program instance in Python, 100-1000x slower
+# than native kernels: they get this share of the examples (ci: 6 small, 1 per larger tier).
+INTERPRETED_SHARE = 0.25
+
+
 def examples_for(tier: str, max_examples: int) -> int:
     return max(1, round(TIER_SHARE[tier] * max_examples))
+
+
+def _example_share(variant) -> float:
+    if getattr(variant, "triton", False):
+        from fused.triton_support import interpreting
+        if interpreting():
+            return INTERPRETED_SHARE
+    return 1.0
 
 
 def hunt(prop_module, variant, tier: str) -> None:
@@ -36,7 +49,7 @@ def hunt(prop_module, variant, tier: str) -> None:
     # every (property, variant, tier) shares this source, so add the label to the digest, as
     # Hypothesis's own pytest plugin does for parametrised tests.
     search._hypothesis_internal_add_digest = label.encode()
-    budget = examples_for(tier, settings.default.max_examples)
+    budget = examples_for(tier, round(settings.default.max_examples * _example_share(variant)))
     with runner.uninitialized_memory_filled():
         given(data=st.data())(settings(settings.default, max_examples=budget)(search))()
 
