@@ -386,7 +386,7 @@ _GALLERY = {
                                 {"gradients": r"groups=[23].*\s+grad_weight: worst element"}),
     "padding_dropped_in_recompute": (
         PaddingDroppedInRecompute("tutorial"), "tutorial", True,
-        {"gradients": r"(grad_\w+: worst element|raised RuntimeError on a legal case: "
+        {"gradients": r"(grad_\w+: worst element|raised RuntimeError in (forward|backward) on a legal case: "
                       r"Calculated padded input size|must match the size)"}),
     # conv bias dropped
     "conv_bias_dropped": (ConvBiasDropped("standard"), "standard", False,
