@@ -134,7 +134,7 @@ def test_large_time_regression_with_separate_spreads_fails(tmp_path, capsys):
     head = modified(BASE, 0, median=0.450, q1=0.440, q3=0.460)   # 1.5x, IQRs far apart
     assert compare(tmp_path, BASE, head, "--absolute-time") == 1
     out = capsys.readouterr().out
-    assert "SLOWER" in out and "test_mnist_net[eager]: time absolute (quartiles) 1.500x" in out
+    assert "SLOWER" in out and "eager: time absolute (quartiles) 1.500x" in out
 
 
 def test_time_change_inside_the_noise_is_inconclusive(tmp_path, capsys):
@@ -184,7 +184,8 @@ def test_paired_ratio_slowdown_fails(tmp_path, capsys):
     assert compare(tmp_path, PAIRED, with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.25))) == 1
     out = capsys.readouterr().out
     assert "FAIL: 1 regression(s)" in out
-    assert "test_mnist_net[fused_standard]: time vs eager 1.250x" in out
+    assert ("fused_standard: time vs eager 1.250x, SLOWER on 1/1 benchmark(s): "
+            "test_mnist_net[fused_standard]") in out
     assert "SLOWER (p=" in out
 
 
@@ -225,6 +226,48 @@ def test_absolute_round_data_is_judged_only_with_absolute_time(tmp_path):
     head = with_rounds(BASE, 0, data=spread(0.300 * 1.3))
     assert compare(tmp_path, base, head) == 0
     assert compare(tmp_path, base, head, "--absolute-time") == 1
+
+
+def five_batches(levels, width=0.03):
+    """A run with eager and fused_standard at five batch sizes; fused_standard's paired ratios at
+    each batch centred on `levels[i]`."""
+    benches = []
+    for i, level in enumerate(levels):
+        for variant in ("eager", "fused_standard"):
+            entry = bench(variant, 0.3, group=f"mnist_net batch={32 << i}", saved_bytes=1000)
+            entry["name"] = f"test_mnist_net[{variant}-b{32 << i}]"
+            entry["fullname"] = "verify/benchmarks/bench_mnist.py::" + entry["name"]
+            if variant != "eager":
+                entry["extra_info"].update(baseline="eager",
+                                           time_vs_baseline=spread(level, width=width))
+            benches.append(entry)
+    return run_json(benches)
+
+
+def test_one_benchmark_moving_alone_is_drift_not_a_regression(tmp_path, capsys):
+    # Measured between runs of one commit: one benchmark's ratio moves 25% with tight rounds
+    # while the variant's other benchmarks stay put. Reported, but the variant did not move.
+    base = five_batches([1.1] * 5)
+    head = five_batches([1.1, 1.1, 1.1 * 1.25, 1.1, 1.1])
+    assert compare(tmp_path, base, head) == 0
+    out = capsys.readouterr().out
+    assert "drift (p=" in out and "OK: no regression" in out
+
+
+def test_most_benchmarks_of_a_variant_slower_fails_the_variant(tmp_path, capsys):
+    base = five_batches([1.1] * 5)
+    head = five_batches([1.1, 1.1 * 1.3, 1.1 * 1.3, 1.1 * 1.3, 1.1])
+    assert compare(tmp_path, base, head) == 1
+    out = capsys.readouterr().out
+    assert "fused_standard: time vs eager 1.300x, SLOWER on 3/5 benchmark(s)" in out
+
+
+def test_variant_moved_without_a_significant_majority_is_noisy(tmp_path, capsys):
+    base = five_batches([1.1] * 5, width=0.5)
+    head = five_batches([1.1 * 1.2] * 5, width=0.5)
+    assert compare(tmp_path, base, head) == 3
+    out = capsys.readouterr().out
+    assert "fused_standard: time vs eager 1.200x, SLOWER on 0/5" in out and "INCONCLUSIVE" in out
 
 
 def test_bad_alpha_is_a_usage_error(tmp_path):

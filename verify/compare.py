@@ -37,7 +37,8 @@ import sys
 from dataclasses import dataclass
 
 from verify.benchmarks.results import BenchmarkFileError, Run, load_history, load_run
-from verify.benchmarks.time_rule import DEFAULT_ALPHA, DEFAULT_TIME_THRESHOLD, TimeVerdict, judge_time
+from verify.benchmarks.time_rule import (DEFAULT_ALPHA, DEFAULT_TIME_THRESHOLD, DRIFT, NOISY, SLOWER,
+                                        TimeVerdict, judge_time, judge_variants)
 
 __all__ = ["Finding", "compare_runs", "bytes_regressed", "main", "EXIT_OK", "EXIT_REGRESSION",
            "EXIT_ERROR", "EXIT_INCONCLUSIVE"]
@@ -78,18 +79,33 @@ def bytes_regressed(figure: str, base: float, head: float,
     return head > base
 
 
-def _time_note(verdict: TimeVerdict) -> str:
+def _time_note(verdict: TimeVerdict, outcome: str) -> str:
     if verdict.p is None:
-        return verdict.outcome
-    return f"{verdict.outcome} (p={verdict.p:.1g})"
+        return outcome
+    return f"{outcome} (p={verdict.p:.1g})"
+
+
+def _variant_of(bench) -> str:
+    variant = bench.extra_info.get("variant")
+    return str(variant) if variant else bench.fullname
 
 
 def compare_runs(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
                  peak_tolerance: float = DEFAULT_PEAK_TOLERANCE, alpha: float = DEFAULT_ALPHA,
                  absolute_time: bool = False) -> list:
     """Findings for every benchmark of either run (BASE order, then HEAD-only ones)."""
+    return compare(base, head, time_threshold, peak_tolerance, alpha, absolute_time)[0]
+
+
+def compare(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
+            peak_tolerance: float = DEFAULT_PEAK_TOLERANCE, alpha: float = DEFAULT_ALPHA,
+            absolute_time: bool = False):
+    """(findings, {variant: VariantVerdict}): time is judged per variant over its benchmarks
+    (`verify.benchmarks.time_rule.judge_variants`), then each benchmark's time finding says how
+    it contributed."""
     findings = []
     names = list(base.benchmarks) + [n for n in head.benchmarks if n not in base.benchmarks]
+    timed = []
     for name in names:
         b, h = base.benchmarks.get(name), head.benchmarks.get(name)
         if b is None or h is None:
@@ -97,9 +113,9 @@ def compare_runs(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRE
                                     note="only in BASE" if h is None else "only in HEAD"))
             continue
         verdict = judge_time(b, h, time_threshold, alpha, absolute_time)
-        findings.append(Finding(name, "time", b, h, regression=verdict.regression,
-                                inconclusive=verdict.inconclusive, note=_time_note(verdict),
-                                verdict=verdict))
+        finding = Finding(name, "time", b, h, verdict=verdict)
+        findings.append(finding)
+        timed.append((_variant_of(b), finding))
         b_bytes, h_bytes = b.bytes, h.bytes
         for key in list(b_bytes) + [k for k in h_bytes if k not in b_bytes]:
             bv, hv = b_bytes.get(key), h_bytes.get(key)
@@ -110,7 +126,18 @@ def compare_runs(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRE
             grew = bytes_regressed(key, bv, hv, peak_tolerance)
             findings.append(Finding(name, key, bv, hv, regression=grew,
                                     note="GREW" if grew else ""))
-    return findings
+    variants = judge_variants([(v, f.verdict) for v, f in timed], time_threshold)
+    for variant, finding in timed:
+        own = finding.verdict.outcome
+        overall = variants[variant].outcome if variant in variants else None
+        if own == SLOWER and overall != SLOWER:
+            # significant on its own, but its variant did not move: run-to-run drift
+            finding.note = _time_note(finding.verdict, DRIFT if overall != NOISY else NOISY)
+        else:
+            finding.note = _time_note(finding.verdict, own)
+        finding.regression = own == SLOWER and overall == SLOWER
+        finding.inconclusive = overall == NOISY and finding.verdict.estimate > 1 + time_threshold
+    return findings, variants
 
 
 # ------------------------------------------------------------------------------------------------
@@ -204,15 +231,32 @@ def _describe(run: Run) -> str:
 
 
 def _rule(time_threshold, alpha, peak_tolerance, absolute_time) -> str:
-    judged = ("each benchmark's per-round time ratio to the eager step paired with it in the same "
-              "run" + (" (absolute per-round time where none was paired)" if absolute_time
-                       else "; unpaired (absolute) times are shown, not judged"))
-    return (f"Rule: time is SLOWER when HEAD's median is > {1 + time_threshold:.2f}x BASE's and a "
-            f"one-sided Mann-Whitney test on the rounds gives p < {alpha:g}, NOISY (inconclusive) "
-            f"when the median is that much higher but p >= {alpha:g}; judged on {judged}. Memory "
-            f"regresses when any *bytes figure grows"
+    judged = ("each round's time over the eager step paired with it in the same run"
+              + (" (absolute time where none was paired)" if absolute_time
+                 else "; unpaired (absolute) times are shown, not judged"))
+    return (f"Rule: time, on {judged}. A benchmark is SLOWER when HEAD's median is > "
+            f"{1 + time_threshold:.2f}x BASE's and a one-sided Mann-Whitney test on the rounds "
+            f"gives p < {alpha:g}. A variant regresses when the median of its benchmarks' changes "
+            f"is > {1 + time_threshold:.2f}x and most of them are SLOWER; NOISY (inconclusive) when "
+            f"the median is that high without that majority; a SLOWER benchmark in a variant that "
+            f"did not move is run-to-run drift. Memory regresses when any *bytes figure grows"
             + (f" (peak figures: by more than {peak_tolerance:.1%})" if peak_tolerance else "")
             + ".")
+
+
+def format_variants(variants: dict) -> str:
+    rows = [("variant", "time measure", "benchmarks", "HEAD/BASE (median)", "SLOWER", "verdict")]
+    for v in variants.values():
+        rows.append((v.variant, v.measure, str(v.benchmarks), _fmt_ratio(v.estimate),
+                     f"{v.slower}/{v.benchmarks}", v.outcome))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    align = ["<", "<", ">", ">", ">", "<"]
+    lines = []
+    for j, row in enumerate(rows):
+        lines.append("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def report(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
@@ -221,7 +265,7 @@ def report(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
     """Print the comparison; return the exit status (EXIT_OK, EXIT_REGRESSION or
     EXIT_INCONCLUSIVE)."""
     out = out if out is not None else sys.stdout
-    findings = compare_runs(base, head, time_threshold, peak_tolerance, alpha, absolute_time)
+    findings, variants = compare(base, head, time_threshold, peak_tolerance, alpha, absolute_time)
     print(f"BASE: {_describe(base)}", file=out)
     print(f"HEAD: {_describe(head)}", file=out)
     print(_rule(time_threshold, alpha, peak_tolerance, absolute_time), file=out)
@@ -234,28 +278,39 @@ def report(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
         print(f"(benchmarks under {prefix})", file=out)
     print(format_findings(findings), file=out)
     print(file=out)
+    if variants:
+        print("Time per variant:", file=out)
+        print(format_variants(variants), file=out)
+        print(file=out)
     common = sum(1 for f in findings if f.figure == "time" and f.base is not None and f.head is not None)
     only = [f for f in findings if f.figure == "time" and (f.base is None or f.head is None)]
-    bad = [f for f in findings if f.regression]
-    noisy = [f for f in findings if f.inconclusive]
+    grew = [f for f in findings if f.regression and f.figure != "time"]
+    slower = [v for v in variants.values() if v.outcome == SLOWER]
+    noisy = [v for v in variants.values() if v.outcome == NOISY]
     if only:
         print(f"{len(only)} benchmark(s) in only one file (not compared).", file=out)
     if noisy:
-        print(f"{len(noisy)} time change(s) as large as a regression but inside the noise "
-              f"(NOISY, inconclusive):", file=out)
-        for f in noisy:
-            print(f"  {f.benchmark}: time {f.verdict.measure} {_fmt_ratio(f.ratio)} "
-                  f"(p={f.verdict.p if f.verdict.p is not None else float('nan'):.2g})", file=out)
-    if bad:
-        print(f"FAIL: {len(bad)} regression(s) in {common} common benchmark(s):", file=out)
-        for f in bad:
-            what = f"time {f.verdict.measure}" if f.verdict is not None else f.figure
-            print(f"  {f.benchmark}: {what} {_fmt_ratio(f.ratio)}", file=out)
+        print(f"{len(noisy)} variant(s) with a time change as large as a regression but inside the "
+              f"noise (NOISY, inconclusive):", file=out)
+        for v in noisy:
+            print(f"  {v.variant}: time {v.measure} {_fmt_ratio(v.estimate)}, SLOWER on "
+                  f"{v.slower}/{v.benchmarks} benchmark(s)", file=out)
+    if grew or slower:
+        print(f"FAIL: {len(grew) + len(slower)} regression(s) in {common} common benchmark(s):",
+              file=out)
+        for v in slower:
+            names = [f.benchmark for f in findings if f.figure == "time" and f.regression
+                     and _variant_of(f.base) == v.variant]
+            print(f"  {v.variant}: time {v.measure} {_fmt_ratio(v.estimate)}, SLOWER on "
+                  f"{v.slower}/{v.benchmarks} benchmark(s): "
+                  + ", ".join(n.rsplit("::", 1)[-1] for n in names), file=out)
+        for f in grew:
+            print(f"  {f.benchmark}: {f.figure} {_fmt_ratio(f.ratio)}", file=out)
         return EXIT_REGRESSION
     if noisy:
-        print(f"INCONCLUSIVE: no regression in {common} common benchmark(s), but {len(noisy)} time "
-              f"change(s) could not be told from noise; rerun on a quieter machine or with more "
-              f"rounds (--benchmark-min-rounds).", file=out)
+        print(f"INCONCLUSIVE: no regression in {common} common benchmark(s), but {len(noisy)} "
+              f"variant(s) changed by more than the threshold without clearing the noise; rerun "
+              f"on a quieter machine or with more rounds (--benchmark-min-rounds).", file=out)
         return EXIT_INCONCLUSIVE
     print(f"OK: no regression in {common} common benchmark(s).", file=out)
     return EXIT_OK

@@ -21,6 +21,16 @@ The rule, on the two samples (BASE's rounds, HEAD's rounds):
 
 Files without per-round data (older runs) fall back to their quartiles: the IQRs must be apart
 (HEAD q1 > BASE q3) for SLOWER, and a median above the threshold with overlapping IQRs is NOISY.
+
+The unit of a verdict is the variant, not the single benchmark (`judge_variants`). Between two
+runs of one commit on the shared machine, the ratio of one benchmark sometimes moves 10-25% while
+its rounds stay tight (the other jobs change what they compete for, and a kernel made of many
+small operations suffers differently from eager), so the rank test on one benchmark's rounds is
+significant although nothing changed. That drift hits benchmarks one at a time; a slower kernel
+is slower on every workload it runs. So a variant is SLOWER when the median of its benchmarks'
+estimates is above 1 + threshold **and** most of its benchmarks (a strict majority) are SLOWER on
+their own; NOISY when the median is above the threshold without that majority; ok otherwise. A
+lone benchmark that is SLOWER on its own while its variant is ok is reported as "drift".
 """
 from __future__ import annotations
 
@@ -28,12 +38,13 @@ from dataclasses import dataclass
 
 from verify.benchmarks.stats import mann_whitney_greater, quartiles
 
-__all__ = ["TimeVerdict", "judge_time", "DEFAULT_TIME_THRESHOLD", "DEFAULT_ALPHA"]
+__all__ = ["TimeVerdict", "VariantVerdict", "judge_time", "judge_variants",
+           "DEFAULT_TIME_THRESHOLD", "DEFAULT_ALPHA"]
 
 DEFAULT_TIME_THRESHOLD = 0.10
 DEFAULT_ALPHA = 0.01
 
-OK, SLOWER, NOISY, UNJUDGED = "ok", "SLOWER", "NOISY", "not judged"
+OK, SLOWER, NOISY, UNJUDGED, DRIFT = "ok", "SLOWER", "NOISY", "not judged", "drift"
 
 
 @dataclass
@@ -87,3 +98,43 @@ def judge_time(base, head, threshold: float = DEFAULT_TIME_THRESHOLD,
     else:
         outcome = SLOWER if head.q1 > base.q3 else NOISY
     return TimeVerdict(outcome, measure, bq, hq, estimate)
+
+
+@dataclass
+class VariantVerdict:
+    """The time verdict on one variant over its benchmarks present in both runs."""
+
+    variant: str
+    measure: str
+    benchmarks: int         # how many were judged
+    slower: int             # how many were SLOWER on their own
+    estimate: float         # median of their estimates
+    outcome: str            # OK, SLOWER or NOISY
+
+
+def _median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def judge_variants(verdicts, threshold: float = DEFAULT_TIME_THRESHOLD) -> dict:
+    """{variant: VariantVerdict} from `verdicts`, an iterable of (variant, TimeVerdict) of the
+    benchmarks in both runs; benchmarks not judged (UNJUDGED) are left out."""
+    by_variant = {}
+    for variant, verdict in verdicts:
+        if verdict.outcome != UNJUDGED:
+            by_variant.setdefault(variant, []).append(verdict)
+    result = {}
+    for variant, group in by_variant.items():
+        estimate = _median([v.estimate for v in group])
+        slower = sum(v.outcome == SLOWER for v in group)
+        if estimate <= 1 + threshold:
+            outcome = OK
+        elif slower >= len(group) // 2 + 1:
+            outcome = SLOWER
+        else:
+            outcome = NOISY
+        result[variant] = VariantVerdict(variant, group[0].measure, len(group), slower, estimate,
+                                         outcome)
+    return result

@@ -1,0 +1,106 @@
+"""The regression gate on real runs recorded on the shared 2-core machine (tests/data/gate/).
+
+* ``same_commit/``: six ``pytest verify --benchmark-only --benchmark-autosave`` runs of one
+  commit, one after the other, while other engineers' test suites loaded the machine. The gate
+  must pass every ordered pair of them, and the history mode must find no step in them.
+* ``planted/slow.json``: the same commit run with ``--variant tests/bench_plants.py:SLOW``
+  (``fused_standard`` doing real extra work, about 25% more time per step). The gate must fail
+  it against every same-commit run, on fused_standard's time and nothing else.
+* ``planted/hungry.json``: ``--variant tests/bench_plants.py:HUNGRY`` (``fused_standard`` saving
+  one more input-sized buffer per conv-BN pair, about 25% more saved bytes on MNIST). The gate
+  must fail it against every same-commit run, on fused_standard's memory.
+
+The files are the autosaved runs trimmed by ``tests/data/gate/trim.py`` to what the gate reads.
+"""
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from verify.benchmarks.results import load_history, load_run
+from verify.compare import compare_runs, main
+
+DATA = Path(__file__).resolve().parent / "data" / "gate"
+SAME = sorted((DATA / "same_commit").glob("*.json"))
+SLOW, HUNGRY = DATA / "planted" / "slow.json", DATA / "planted" / "hungry.json"
+
+
+def test_the_recorded_runs_are_real_runs_of_one_clean_commit():
+    runs = [json.loads(p.read_text()) for p in SAME + [SLOW, HUNGRY]]
+    assert len(SAME) >= 5
+    assert len({r["commit_info"]["id"] for r in runs}) == 1
+    assert not any(r["commit_info"]["dirty"] for r in runs)
+    assert all(r["machine_info"]["torch"]["threads"] == 1 for r in runs)
+    assert len({r["datetime"] for r in runs}) == len(runs)
+    for r in runs:
+        for b in r["benchmarks"]:
+            assert len(b["stats"]["data"]) == b["stats"]["rounds"] >= 11
+
+
+@pytest.mark.parametrize("base, head", list(itertools.permutations(SAME, 2)),
+                         ids=lambda p: p.stem)
+def test_every_pair_of_same_commit_runs_passes(base, head, capsys):
+    assert main([str(base), str(head)]) == 0, capsys.readouterr().out
+
+
+def test_same_commit_history_has_no_step(capsys):
+    assert main(["--history", str(DATA / "same_commit")]) == 0
+    assert "Steps: none" in capsys.readouterr().out
+
+
+def _regressions(base, head):
+    return [(f.benchmark.rsplit("::", 1)[-1], f.figure)
+            for f in compare_runs(load_run(base), load_run(head)) if f.regression]
+
+
+@pytest.mark.parametrize("base", SAME, ids=lambda p: p.stem)
+def test_planted_slowdown_is_caught(base, capsys):
+    assert main([str(base), str(SLOW)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out
+    regressions = _regressions(base, SLOW)
+    assert regressions and all("[fused_standard" in name and figure == "time"
+                               for name, figure in regressions), regressions
+
+
+def test_planted_slowdown_is_about_25_percent():
+    # What the plant costs, measured by the gate's own estimate against the first run.
+    estimates = [f.ratio for f in compare_runs(load_run(SAME[0]), load_run(SLOW))
+                 if f.figure == "time" and "[fused_standard" in f.benchmark]
+    assert estimates and all(1.12 < e < 1.6 for e in estimates), estimates
+
+
+@pytest.mark.parametrize("base", SAME, ids=lambda p: p.stem)
+def test_planted_memory_growth_is_caught(base, capsys):
+    assert main([str(base), str(HUNGRY)]) == 1
+    regressions = _regressions(base, HUNGRY)
+    grown = {name for name, figure in regressions if figure == "saved_bytes"}
+    fused = {name for name in (b.rsplit("::", 1)[-1] for b in load_run(HUNGRY).benchmarks)
+             if "[fused_standard" in name}
+    assert grown == fused
+    assert all("[fused_standard" in name for name, _ in regressions), regressions
+
+
+def test_planted_memory_growth_is_about_25_percent_on_mnist_256():
+    findings = compare_runs(load_run(SAME[0]), load_run(HUNGRY))
+    (growth,) = [f.ratio for f in findings if f.figure == "saved_activation_bytes"
+                 and f.benchmark.endswith("[fused_standard-b256]")]
+    assert growth == pytest.approx(1.25, abs=0.01)
+
+
+def test_history_finds_the_commit_where_memory_stepped_up(tmp_path, capsys):
+    # The same-commit runs, then the hungry plant as if it were the next commit. (A time step
+    # needs more than one run at the new level to stand out of the noise: tests/test_steps.py.)
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    for i, path in enumerate(SAME + [HUNGRY]):
+        data = json.loads(path.read_text())
+        if path == HUNGRY:
+            data["commit_info"]["id"] = "4a1b" + "0" * 36
+        (storage / f"{i + 1:04d}_run.json").write_text(json.dumps(data))
+    assert main(["--history", str(storage)]) == 0
+    out = capsys.readouterr().out
+    stepped = [line for line in out.splitlines() if "commit 4a1b0000" in line]
+    assert any("[fused_standard-b256] saved_bytes" in line for line in stepped), out
+    assert all("[fused_standard" in line for line in stepped), stepped
