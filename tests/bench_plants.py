@@ -6,7 +6,8 @@ benchmark names as a run of the built-in variants, and the gate compares them on
 
 * ``SLOW``: real extra work, not a sleep (a sleep would not compete for the CPU the way a slower
   kernel does): each call also runs the forward pass once more, without autograd, on the first
-  `SLOW_FRACTION` of the batch. The fraction was tuned to make the MNIST step about 25% slower.
+  `SLOW_FRACTION` of the batch. With the whole batch (1.0) a training step of the MNIST network
+  or the ResNet stage takes 25-30% longer (0.8 gave about 21%, recorded as well).
 * ``HUNGRY``: the same kernel on a copy of its input (multiplied by per-channel ones, so the result
   is unchanged): the kernel keeps the copy for backward, while the network still keeps the
   original (the in-place ReLU before it saves it), so one more input-sized buffer per call is
@@ -17,7 +18,7 @@ import torch
 from fused import Variant
 from fused.registry import builtin_variant, fused_standard_fn
 
-SLOW_FRACTION = 0.8
+SLOW_FRACTION = 1.0
 
 
 def slow_conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,

@@ -215,7 +215,7 @@ def test_benchmark_run_prints_memory_next_to_time_tables(tmp_path):
     time_table = text.index("benchmark 'mnist_net batch=32': 2 tests")
     memory_table = text.index("memory 'mnist_net batch=32': 2 tests")
     assert time_table < memory_table
-    assert "saved_bytes (MB)" in text and "peak_bytes (MB)" in text and "vs eager" in text
+    assert "saved (MB)" in text and "peak (MB)" in text and "time vs eager" in text
     benches = {b["extra_info"]["variant"]: b for b in json.loads(out.read_text())["benchmarks"]}
     fused = benches["fused_standard"]
     # every round of the variant was paired with an eager step: one ratio per round

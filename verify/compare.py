@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from verify.benchmarks.results import BenchmarkFileError, Run, load_history, load_run
 from verify.benchmarks.time_rule import (DEFAULT_ALPHA, DEFAULT_TIME_THRESHOLD, DRIFT, NOISY, SLOWER,
-                                        TimeVerdict, judge_time, judge_variants)
+                                        UNJUDGED, TimeVerdict, judge_time, judge_variants)
 
 __all__ = ["Finding", "compare_runs", "bytes_regressed", "main", "EXIT_OK", "EXIT_REGRESSION",
            "EXIT_ERROR", "EXIT_INCONCLUSIVE"]
@@ -80,6 +80,8 @@ def bytes_regressed(figure: str, base: float, head: float,
 
 
 def _time_note(verdict: TimeVerdict, outcome: str) -> str:
+    if outcome == UNJUDGED:
+        return "not judged (absolute time)"
     if verdict.p is None:
         return outcome
     return f"{outcome} (p={verdict.p:.1g})"

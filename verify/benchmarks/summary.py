@@ -65,12 +65,14 @@ def format_memory_tables(groups) -> list:
         base_name = (base.get("extra_info") or {}).get("variant") if base else None
         header = ["Name"]
         for key in columns:
-            header.append(f"{key} (MB)")
+            header.append(f"{key[:-len('_bytes')] if key.endswith('_bytes') else key} (MB)")
             if base is not None:
                 header.append(f"vs {base_name}")
         paired = any((b.get("extra_info") or {}).get("time_vs_baseline") for b in benches)
         if paired:
-            header.append("time vs baseline, per-round median [IQR]")
+            baselines = {(b.get("extra_info") or {}).get("baseline") for b in benches} - {None}
+            name_of = baselines.pop() if len(baselines) == 1 else "baseline"
+            header.append(f"time vs {name_of}: rounds' median [IQR]")
         rows = [header]
         for b in benches:
             figures = bytes_figures(b.get("extra_info"))
