@@ -63,6 +63,10 @@ def write(tmp_path, name, data):
 
 
 def compare(tmp_path, base, head, *options):
+    """main() on two synthetic runs. Most of them hold one benchmark per variant, so the time
+    rule's minimum of benchmarks per variant is lowered to 1 unless the test sets it."""
+    if "--min-benchmarks" not in options:
+        options = ("--min-benchmarks", "1") + tuple(options)
     return main([write(tmp_path, "base.json", base), write(tmp_path, "head.json", head), *options])
 
 
@@ -138,8 +142,8 @@ def test_large_time_regression_with_separate_spreads_fails(tmp_path, capsys):
 
 
 def test_time_change_inside_the_noise_is_inconclusive(tmp_path, capsys):
-    # +20% median, but HEAD's IQR overlaps BASE's (noisy machine): neither pass nor fail.
-    head = modified(BASE, 0, median=0.360, q1=0.250, q3=0.420)
+    # +25% median, but HEAD's IQR overlaps BASE's (noisy machine): neither pass nor fail.
+    head = modified(BASE, 0, median=0.375, q1=0.250, q3=0.420)
     assert compare(tmp_path, BASE, head, "--absolute-time") == 3
     assert "INCONCLUSIVE" in capsys.readouterr().out
 
@@ -147,6 +151,7 @@ def test_time_change_inside_the_noise_is_inconclusive(tmp_path, capsys):
 def test_small_time_change_below_threshold_passes_unless_threshold_lowered(tmp_path):
     head = modified(BASE, 0, median=0.327, q1=0.325, q3=0.329)    # +9%, IQRs apart
     assert compare(tmp_path, BASE, head, "--absolute-time") == 0
+    assert compare(tmp_path, BASE, head, "--absolute-time", "--time-threshold", "0.10") == 0
     assert compare(tmp_path, BASE, head, "--absolute-time", "--time-threshold", "0.05") == 1
 
 
@@ -199,8 +204,8 @@ def test_paired_ratios_decide_even_when_absolute_time_doubled(tmp_path, capsys):
 
 
 def test_paired_shift_inside_overlapping_rounds_is_noisy(tmp_path, capsys):
-    # Median +15% but the rounds spread over +-50%: the rank test cannot tell (exit 3).
-    head = with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.15, width=0.5))
+    # Median +20% but the rounds spread over +-50%: the rank test cannot tell (exit 3).
+    head = with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.20, width=0.5))
     base = with_rounds(PAIRED, 1, ratios=spread(1.10, width=0.5))
     assert compare(tmp_path, base, head) == 3
     out = capsys.readouterr().out
@@ -208,7 +213,7 @@ def test_paired_shift_inside_overlapping_rounds_is_noisy(tmp_path, capsys):
 
 
 def test_significant_shift_below_the_minimum_effect_passes(tmp_path):
-    head = with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.08, width=0.01))
+    head = with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.12, width=0.01))
     base = with_rounds(PAIRED, 1, ratios=spread(1.10, width=0.01))
     assert compare(tmp_path, base, head) == 0
     assert compare(tmp_path, base, head, "--time-threshold", "0.05") == 1
@@ -216,7 +221,7 @@ def test_significant_shift_below_the_minimum_effect_passes(tmp_path):
 
 def test_alpha_option_changes_what_counts_as_significant(tmp_path):
     base = with_rounds(PAIRED, 1, ratios=spread(1.10, width=0.15))
-    head = with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.15, width=0.15))
+    head = with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.2, width=0.15))
     assert compare(tmp_path, base, head) == 1
     assert compare(tmp_path, base, head, "--alpha", "1e-6") == 3
 
@@ -264,10 +269,18 @@ def test_most_benchmarks_of_a_variant_slower_fails_the_variant(tmp_path, capsys)
 
 def test_variant_moved_without_a_significant_majority_is_noisy(tmp_path, capsys):
     base = five_batches([1.1] * 5, width=0.5)
-    head = five_batches([1.1 * 1.2] * 5, width=0.5)
+    head = five_batches([1.1 * 1.25] * 5, width=0.5)
     assert compare(tmp_path, base, head) == 3
     out = capsys.readouterr().out
-    assert "fused_standard: time vs eager 1.200x, SLOWER on 0/5" in out and "INCONCLUSIVE" in out
+    assert "fused_standard: time vs eager 1.250x, SLOWER on 0/5" in out and "INCONCLUSIVE" in out
+
+
+def test_a_variant_with_too_few_benchmarks_is_not_judged_on_time(tmp_path, capsys):
+    head = with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.5))
+    assert compare(tmp_path, PAIRED, head, "--min-benchmarks", "3") == 0
+    assert "not judged (1 benchmark(s) of fused_standard, < 3)" in capsys.readouterr().out
+    five = five_batches([1.1] * 5)
+    assert compare(tmp_path, five, five_batches([1.1 * 1.5] * 5), "--min-benchmarks", "3") == 1
 
 
 def test_bad_alpha_is_a_usage_error(tmp_path):

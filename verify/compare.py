@@ -1,8 +1,8 @@
 """Compare two pytest-benchmark runs, or find where figures stepped across saved runs.
 
-    python -m verify.compare BASE.json HEAD.json [--time-threshold 0.10] [--alpha 0.01]
-                             [--peak-tolerance 0] [--absolute-time]
-    python -m verify.compare --history DIR [--plot out.png] [--time-threshold 0.10]
+    python -m verify.compare BASE.json HEAD.json [--time-threshold 0.12] [--alpha 0.05]
+                             [--min-benchmarks 3] [--peak-tolerance 0] [--absolute-time]
+    python -m verify.compare --history DIR [--plot out.png] [--time-threshold 0.12] [--absolute-time]
 
 Comparison: for every benchmark present in both files (matched by full name), prints its time and
 every ``extra_info`` figure whose key ends in ``bytes``, BASE next to HEAD, with the ratio
@@ -37,8 +37,9 @@ import sys
 from dataclasses import dataclass
 
 from verify.benchmarks.results import BenchmarkFileError, Run, load_history, load_run
-from verify.benchmarks.time_rule import (DEFAULT_ALPHA, DEFAULT_TIME_THRESHOLD, DRIFT, NOISY, SLOWER,
-                                        UNJUDGED, TimeVerdict, judge_time, judge_variants)
+from verify.benchmarks.time_rule import (DEFAULT_ALPHA, DEFAULT_MIN_BENCHMARKS,
+                                        DEFAULT_TIME_THRESHOLD, DRIFT, NOISY, SLOWER, UNJUDGED,
+                                        TimeVerdict, judge_time, judge_variants)
 
 __all__ = ["Finding", "compare_runs", "bytes_regressed", "main", "EXIT_OK", "EXIT_REGRESSION",
            "EXIT_ERROR", "EXIT_INCONCLUSIVE"]
@@ -94,14 +95,15 @@ def _variant_of(bench) -> str:
 
 def compare_runs(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
                  peak_tolerance: float = DEFAULT_PEAK_TOLERANCE, alpha: float = DEFAULT_ALPHA,
-                 absolute_time: bool = False) -> list:
+                 absolute_time: bool = False, min_benchmarks: int = DEFAULT_MIN_BENCHMARKS) -> list:
     """Findings for every benchmark of either run (BASE order, then HEAD-only ones)."""
-    return compare(base, head, time_threshold, peak_tolerance, alpha, absolute_time)[0]
+    return compare(base, head, time_threshold, peak_tolerance, alpha, absolute_time,
+                   min_benchmarks)[0]
 
 
 def compare(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
             peak_tolerance: float = DEFAULT_PEAK_TOLERANCE, alpha: float = DEFAULT_ALPHA,
-            absolute_time: bool = False):
+            absolute_time: bool = False, min_benchmarks: int = DEFAULT_MIN_BENCHMARKS):
     """(findings, {variant: VariantVerdict}): time is judged per variant over its benchmarks
     (`verify.benchmarks.time_rule.judge_variants`), then each benchmark's time finding says how
     it contributed."""
@@ -128,11 +130,14 @@ def compare(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD
             grew = bytes_regressed(key, bv, hv, peak_tolerance)
             findings.append(Finding(name, key, bv, hv, regression=grew,
                                     note="GREW" if grew else ""))
-    variants = judge_variants([(v, f.verdict) for v, f in timed], time_threshold)
+    variants = judge_variants([(v, f.verdict) for v, f in timed], time_threshold, min_benchmarks)
     for variant, finding in timed:
         own = finding.verdict.outcome
         overall = variants[variant].outcome if variant in variants else None
-        if own == SLOWER and overall != SLOWER:
+        if overall == UNJUDGED:
+            finding.note = (f"not judged ({variants[variant].benchmarks} benchmark(s) of "
+                            f"{variant}, < {min_benchmarks})")
+        elif own == SLOWER and overall != SLOWER:
             # significant on its own, but its variant did not move: run-to-run drift
             finding.note = _time_note(finding.verdict, DRIFT if overall != NOISY else NOISY)
         else:
@@ -232,7 +237,7 @@ def _describe(run: Run) -> str:
     return ", ".join(parts)
 
 
-def _rule(time_threshold, alpha, peak_tolerance, absolute_time) -> str:
+def _rule(time_threshold, alpha, peak_tolerance, absolute_time, min_benchmarks) -> str:
     judged = ("each round's time over the eager step paired with it in the same run"
               + (" (absolute time where none was paired)" if absolute_time
                  else "; unpaired (absolute) times are shown, not judged"))
@@ -241,7 +246,8 @@ def _rule(time_threshold, alpha, peak_tolerance, absolute_time) -> str:
             f"gives p < {alpha:g}. A variant regresses when the median of its benchmarks' changes "
             f"is > {1 + time_threshold:.2f}x and most of them are SLOWER; NOISY (inconclusive) when "
             f"the median is that high without that majority; a SLOWER benchmark in a variant that "
-            f"did not move is run-to-run drift. Memory regresses when any *bytes figure grows"
+            f"did not move is run-to-run drift; variants with fewer than {min_benchmarks} "
+            f"benchmarks are not judged on time. Memory regresses when any *bytes figure grows"
             + (f" (peak figures: by more than {peak_tolerance:.1%})" if peak_tolerance else "")
             + ".")
 
@@ -263,14 +269,16 @@ def format_variants(variants: dict) -> str:
 
 def report(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
            peak_tolerance: float = DEFAULT_PEAK_TOLERANCE, alpha: float = DEFAULT_ALPHA,
-           absolute_time: bool = False, out=None) -> int:
+           absolute_time: bool = False, min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
+           out=None) -> int:
     """Print the comparison; return the exit status (EXIT_OK, EXIT_REGRESSION or
     EXIT_INCONCLUSIVE)."""
     out = out if out is not None else sys.stdout
-    findings, variants = compare(base, head, time_threshold, peak_tolerance, alpha, absolute_time)
+    findings, variants = compare(base, head, time_threshold, peak_tolerance, alpha, absolute_time,
+                                 min_benchmarks)
     print(f"BASE: {_describe(base)}", file=out)
     print(f"HEAD: {_describe(head)}", file=out)
-    print(_rule(time_threshold, alpha, peak_tolerance, absolute_time), file=out)
+    print(_rule(time_threshold, alpha, peak_tolerance, absolute_time, min_benchmarks), file=out)
     if base.threads and head.threads and base.threads != head.threads:
         print(f"WARNING: BASE ran with {base.threads} torch thread(s), HEAD with {head.threads}: "
               f"time ratios are not comparable across thread counts (--bench-threads).", file=out)
@@ -318,7 +326,8 @@ def report(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
     return EXIT_OK
 
 
-def history_report(runs: list, threshold: float = DEFAULT_TIME_THRESHOLD, out=None) -> None:
+def history_report(runs: list, threshold: float = DEFAULT_TIME_THRESHOLD, absolute: bool = False,
+                   out=None) -> None:
     from verify.benchmarks.steps import find_history_steps, format_steps
 
     out = out if out is not None else sys.stdout
@@ -327,7 +336,7 @@ def history_report(runs: list, threshold: float = DEFAULT_TIME_THRESHOLD, out=No
         print(f"  {i:3d}  {run.label:10s}  {run.datetime or '-':26s}  {len(run.benchmarks):3d} "
               f"benchmark(s)  {run.path}", file=out)
     print(file=out)
-    print(format_steps(find_history_steps(runs, threshold), len(runs), threshold), file=out)
+    print(format_steps(find_history_steps(runs, threshold, absolute), len(runs), threshold), file=out)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -345,10 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-threshold", type=float, default=DEFAULT_TIME_THRESHOLD, metavar="F",
                         help="smallest relative slow-down of the median that counts (the minimum "
                              "effect size; with --history, the smallest time step reported) "
-                             "(default: %(default)s = 10%%)")
+                             "(default: %(default)s = 12%%)")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, metavar="P",
                         help="significance level of the Mann-Whitney test on the rounds: a slow-down "
                              "above the threshold with p >= P is NOISY, exit 3 (default: %(default)s)")
+    parser.add_argument("--min-benchmarks", type=int, default=DEFAULT_MIN_BENCHMARKS, metavar="N",
+                        help="judge a variant's time only when it has N benchmarks in both runs "
+                             "(default: %(default)s; one benchmark's ratio drifts too much alone)")
     parser.add_argument("--absolute-time", action="store_true",
                         help="also judge absolute times of benchmarks with no paired baseline (the "
                              "baseline itself): only meaningful on a quiet, dedicated machine")
@@ -377,7 +389,7 @@ def main(argv=None) -> int:
         except BenchmarkFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
-        history_report(runs, args.time_threshold)
+        history_report(runs, args.time_threshold, args.absolute_time)
         if args.plot:
             from verify.benchmarks.plot import plot_history
 
@@ -394,7 +406,10 @@ def main(argv=None) -> int:
     except BenchmarkFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    return report(base, head, args.time_threshold, args.peak_tolerance, args.alpha, args.absolute_time)
+    if args.min_benchmarks < 1:
+        parser.error("--min-benchmarks must be >= 1")
+    return report(base, head, args.time_threshold, args.peak_tolerance, args.alpha,
+                  args.absolute_time, args.min_benchmarks)
 
 
 if __name__ == "__main__":

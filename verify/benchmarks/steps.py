@@ -3,8 +3,10 @@
 Each benchmark's figures are followed across the runs, oldest first:
 
 * time: the median of the per-round ratios to the paired baseline (``time_vs_baseline``), which
-  the machine's load moves far less than absolute time; the absolute median for benchmarks
-  without one (the baseline itself).
+  the machine's load moves far less than absolute time. Benchmarks without one (the baseline
+  itself) are followed on absolute time only when asked (``absolute=True``): on a shared machine
+  their absolute time steps with the load (eager at batch 32 moved 0.71x between two runs of one
+  commit), as the regression gate does not judge them either.
 * memory: every ``*bytes`` figure. Saved bytes are exact, so every change is a step.
 
 Time is noisy, so one run above the others is not a step. In the spirit of asv's step detection,
@@ -29,6 +31,9 @@ _MIN_NOISE = 0.01
 # 2.5 finds no step in 300 pure-noise series (2-8% noise) and finds a 25% step under 5% noise
 # in 98% of them, at the right run or next to it; 2.0 already finds steps in pure noise.
 _PENALTY = 2.5
+# A level needs two runs: one run away from its neighbours is an outlier until the next run
+# confirms it (between six runs of one commit, a first run 15% below the other five was one).
+_MIN_SEGMENT = 2
 
 
 @dataclass
@@ -74,7 +79,9 @@ def segment(values, penalty: float | None = None) -> list:
     best = [0.0] + [math.inf] * n
     start = [0] * (n + 1)
     for j in range(1, n + 1):
-        for i in range(j):
+        for i in range(j - _MIN_SEGMENT + 1):   # segments of at least _MIN_SEGMENT runs
+            if best[i] == math.inf:
+                continue
             cost = best[i] + _l1_cost(values[i:j]) + penalty
             if cost < best[j]:
                 best[j], start[j] = cost, i
@@ -85,7 +92,7 @@ def segment(values, penalty: float | None = None) -> list:
     return sorted(bounds)
 
 
-def find_steps(values, threshold: float = 0.10, exact: bool = False) -> list:
+def find_steps(values, threshold: float = 0.12, exact: bool = False) -> list:
     """(index, before, after) of every step of `values` (positive numbers, oldest first).
 
     exact: every change is a step (exact figures: saved bytes). Otherwise steps come from
@@ -104,7 +111,7 @@ def find_steps(values, threshold: float = 0.10, exact: bool = False) -> list:
     return steps
 
 
-def _series(runs, fullname, figure):
+def _series(runs, fullname, figure, absolute: bool):
     """(run index, value) of `figure` across runs, where the run has it."""
     points = []
     for i, run in enumerate(runs):
@@ -112,6 +119,8 @@ def _series(runs, fullname, figure):
         if bench is None:
             continue
         if figure == "time":
+            if not bench.ratios and not absolute:
+                continue
             value = statistics.median(bench.ratios) if bench.ratios else bench.median
         else:
             value = bench.bytes.get(figure)
@@ -120,7 +129,7 @@ def _series(runs, fullname, figure):
     return points
 
 
-def find_history_steps(runs, threshold: float = 0.10) -> list:
+def find_history_steps(runs, threshold: float = 0.12, absolute: bool = False) -> list:
     """Every `Step` of every benchmark figure across `runs` (`Run`s, oldest first)."""
     names, figures = [], {}
     for run in runs:
@@ -132,7 +141,7 @@ def find_history_steps(runs, threshold: float = 0.10) -> list:
     steps = []
     for name in names:
         for figure in figures[name]:
-            points = _series(runs, name, figure)
+            points = _series(runs, name, figure, absolute)
             if len(points) < 2:
                 continue
             values = [v for _, v in points]
