@@ -128,3 +128,21 @@ def test_history_finds_the_commit_where_memory_stepped_up(tmp_path, capsys):
     assert all("[fused_standard" in line for line in stepped), stepped
     assert "down" not in out
 
+
+
+def test_history_finds_the_commit_where_time_stepped_up(tmp_path, capsys):
+    # The six same-commit runs, then the two slow plants as if they were the next two commits:
+    # fused_standard's time index steps up at the first of them; nothing else moves.
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    for i, path in enumerate(SAME + [SLOW_08, SLOW]):
+        data = json.loads(path.read_text())
+        if path in (SLOW_08, SLOW):   # recorded in between: the history orders runs by date
+            data["commit_info"]["id"] = f"5104{i}" + "0" * 35
+            data["datetime"] = f"2026-12-0{i}T00:00:00+00:00"
+        (storage / f"{i + 1:04d}_run.json").write_text(json.dumps(data))
+    assert main(["--history", str(storage)]) == 0
+    out = capsys.readouterr().out
+    up = [line for line in out.splitlines() if line.startswith("    commit")]
+    assert any("commit 51046000 (run 6): variant fused_standard" in line for line in up), out
+    assert all("commit 51046000 (run 6)" in line and "fused_standard" in line for line in up), out

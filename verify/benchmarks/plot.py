@@ -10,7 +10,8 @@ name (``extra_info["variant"]``, else the test's parameter), coloured the same w
 Overlapping lines: memory series that are identical across all runs (every fused kernel saves
 the same buffers) are drawn once and labelled ``a = b = c (identical)``, those within 0.5% of
 each other at every run ``a ~ b (within 0.5%)``; every line has its own marker and a small
-horizontal offset, so time lines that cross stay visible. Legends sit under their panel. The x axis is
+horizontal offset, and earlier lines are drawn wider under later ones, so lines that coincide
+for some runs only stay visible. Legends sit under their panel. The x axis is
 the run, oldest first, labelled by commit id (``*``: uncommitted changes) and date.
 """
 from __future__ import annotations
@@ -155,7 +156,7 @@ def plot_history(runs, path, title: str | None = None) -> str:
 
     nrows = max(1, len(group_names))
     ncols = max((len(c) for c in layout.values()), default=1)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.4 * nrows + 0.8),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 5.0 * nrows + 0.8),
                              squeeze=False)
     xs = list(range(len(runs)))
     tick_labels = [f"{run.label}\n{(run.datetime or '')[5:16].replace('T', ' ')}".rstrip()
@@ -189,8 +190,13 @@ def plot_history(runs, path, title: str | None = None) -> str:
                 offset = (k - (len(merged) - 1) / 2) * width / max(1, len(merged) - 1)
                 x = [xi + offset for xi in xs]
                 colour = colours[first]
-                ax.plot(x, [v[0] for v in values], marker=markers[first], ms=4, lw=1.4,
-                        color=colour, label="\n".join(textwrap.wrap(text, 44)))
+                # Earlier series are drawn wider, later ones on top of them thinner: where two
+                # lines coincide for some runs only, the one underneath still shows as a rim.
+                wide = 0.0 if column in (RATIO, ABSOLUTE) else \
+                    (len(merged) - 1 - k) / max(1, len(merged) - 1)
+                ax.plot(x, [v[0] for v in values], marker=markers[first], ms=4 + 3 * wide,
+                        lw=1.2 + 2.4 * wide, color=colour, zorder=2 + k,
+                        label="\n".join(textwrap.wrap(text, 44)))
                 if column in (RATIO, ABSOLUTE):
                     ax.fill_between(x, [v[1] for v in values], [v[2] for v in values],
                                     color=colour, alpha=0.15, lw=0)
@@ -202,11 +208,14 @@ def plot_history(runs, path, title: str | None = None) -> str:
                 ax.annotate("\n".join(textwrap.wrap(group, 60)), (0, 1), xycoords="axes fraction",
                             xytext=(0, 22), textcoords="offset points", fontsize=11,
                             fontweight="bold", va="bottom")
-            # below the panel: inside it, the legend hides the lines
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
-                      frameon=False)
             ax.set_xticks(xs[::step])
-            ax.set_xticklabels(tick_labels[::step], fontsize=7)
+            slanted = len(xs[::step]) > 4   # more labels than fit side by side
+            labels = [t.replace("\n", " ") if slanted else t for t in tick_labels[::step]]
+            ax.set_xticklabels(labels, fontsize=7, rotation=35 if slanted else 0,
+                               ha="right" if slanted else "center")
+            # below the panel (inside it, the legend hides the lines), clear of the tick labels
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.62 if slanted else -0.2),
+                      ncol=2, frameon=False)
             if len(runs) == 1:
                 ax.set_xlim(-0.5, 0.5)
             ax.tick_params(axis="y", labelsize=8)

@@ -8,6 +8,8 @@ Each benchmark's figures are followed across the runs, oldest first:
   their absolute time steps with the load (eager at batch 32 moved 0.71x between two runs of one
   commit), as the regression gate does not judge them either.
 * memory: every ``*bytes`` figure. Saved bytes are exact, so every change is a step.
+* per variant, a time index: the median over its benchmarks of each one's ratio relative to its
+  own median across the runs (`_variant_steps`), far steadier than any one benchmark.
 
 Time is noisy, so one run above the others is not a step. In the spirit of asv's step detection,
 the series (in log space, so steps are relative) is fitted by a piecewise-constant function that
@@ -138,7 +140,7 @@ def find_history_steps(runs, threshold: float = 0.12, absolute: bool = False) ->
                 names.append(name)
                 figures[name] = ["time"]
             figures[name] += [k for k in bench.bytes if k not in figures[name]]
-    steps = []
+    steps = _variant_steps(runs, threshold)
     for name in names:
         for figure in figures[name]:
             points = _series(runs, name, figure, absolute)
@@ -148,6 +150,35 @@ def find_history_steps(runs, threshold: float = 0.12, absolute: bool = False) ->
             for k, before, after in find_steps(values, threshold, exact=figure != "time"):
                 index = points[k][0]
                 steps.append(Step(name, figure, index, runs[index].label, before, after))
+    return steps
+
+
+def _variant_steps(runs, threshold: float) -> list:
+    """Steps of each variant's time index: per run, the median over the variant's benchmarks of
+    its paired ratio relative to that benchmark's median over all runs. The same reason as the
+    gate's per-variant verdict: one benchmark's ratio drifts from run to run by itself, a slower
+    kernel moves all of them (on the recorded runs, fused_standard's index held within 8% over
+    six runs of one commit and stepped 1.21x at the planted slowdown, where no single
+    benchmark's series showed a step)."""
+    series = {}   # variant -> fullname -> {run index: median ratio}
+    for i, run in enumerate(runs):
+        for name, bench in run.benchmarks.items():
+            variant = bench.extra_info.get("variant")
+            if variant and bench.ratios:
+                series.setdefault(str(variant), {}).setdefault(name, {})[i] = \
+                    statistics.median(bench.ratios)
+    steps = []
+    for variant, benches in series.items():
+        if len(benches) < 2:
+            continue   # one benchmark: its own series already says it all
+        levels = {name: statistics.median(points.values()) for name, points in benches.items()}
+        indices = sorted({i for points in benches.values() for i in points})
+        index = [statistics.median([points[i] / levels[name] for name, points in benches.items()
+                                    if i in points]) for i in indices]
+        for k, before, after in find_steps(index, threshold):
+            i = indices[k]
+            steps.append(Step(f"variant {variant} ({len(benches)} benchmarks)", "time index", i,
+                              runs[i].label, before, after))
     return steps
 
 
@@ -171,6 +202,6 @@ def format_steps(steps, n_runs: int, threshold: float) -> str:
 
 
 def _fmt(value: float, figure: str) -> str:
-    if figure == "time":
-        return f"{value:.4g}"
-    return f"{value:,.0f}"
+    if figure.endswith("bytes"):
+        return f"{value:,.0f}"
+    return f"{value:.3f}"
