@@ -164,3 +164,61 @@ def test_workload_figures_are_bytes_keys_and_fused_saves_less_than_eager():
     assert eager["saved_bytes"] - ckpt["saved_bytes"] == conv_outputs + stats
     assert eager["saved_bytes"] - eager["saved_activation_bytes"] == \
         ckpt["saved_bytes"] - ckpt["saved_activation_bytes"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The memory table after pytest-benchmark's time tables
+
+
+def _flat(name, variant, saved, peak, ratios=None):
+    extra = {"variant": variant, "saved_bytes": saved, "peak_bytes": peak}
+    if ratios:
+        extra.update(baseline="eager", time_vs_baseline=ratios)
+    return {"name": name, "extra_info": extra}
+
+
+def test_memory_table_shows_figures_and_ratios_to_the_baseline_per_group():
+    from verify.benchmarks.summary import format_memory_tables
+
+    groups = [("mnist_net batch=256", [
+        _flat("test_mnist_net[fused_standard-b256]", "fused_standard", 94_087_300, 184_600_000,
+              ratios=[1.10, 1.12, 1.14, 1.11, 1.13]),
+        _flat("test_mnist_net[eager-b256]", "eager", 153_987_972, 200_022_320),
+    ]), ("no memory here", [{"name": "test_other", "extra_info": {}}])]
+    lines = format_memory_tables(groups)
+    text = "\n".join(lines)
+    assert "memory 'mnist_net batch=256': 2 tests" in text
+    assert "no memory here" not in text
+    fused = next(line for line in lines if line.startswith("test_mnist_net[fused_standard-b256]"))
+    assert fused.split() == ["test_mnist_net[fused_standard-b256]", "94.1", "0.61x", "184.6",
+                             "0.92x", "1.12x", "[1.11-1.13]"]
+    eager = next(line for line in lines if line.startswith("test_mnist_net[eager-b256]"))
+    assert eager.split() == ["test_mnist_net[eager-b256]", "154.0", "1.00x", "200.0", "1.00x"]
+
+
+def test_benchmark_run_prints_memory_next_to_time_tables(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "verify/benchmarks/bench_mnist.py", "--benchmark-only",
+         "-k", "b32 and (eager or fused_standard)", "--benchmark-max-time", "0.001",
+         "--benchmark-json", str(out), "-q", "-p", "no:randomly"],
+        cwd=root, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = proc.stdout
+    time_table = text.index("benchmark 'mnist_net batch=32': 2 tests")
+    memory_table = text.index("memory 'mnist_net batch=32': 2 tests")
+    assert time_table < memory_table
+    assert "saved (MB)" in text and "peak (MB)" in text and "time vs eager" in text
+    benches = {b["extra_info"]["variant"]: b for b in json.loads(out.read_text())["benchmarks"]}
+    fused = benches["fused_standard"]
+    # every round of the variant was paired with an eager step: one ratio per round
+    assert len(fused["extra_info"]["time_vs_baseline"]) == fused["stats"]["rounds"] >= 11
+    assert fused["extra_info"]["baseline"] == "eager"
+    assert "time_vs_baseline" not in benches["eager"]["extra_info"]

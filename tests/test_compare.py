@@ -63,6 +63,10 @@ def write(tmp_path, name, data):
 
 
 def compare(tmp_path, base, head, *options):
+    """main() on two synthetic runs. Most of them hold one benchmark per variant, so the time
+    rule's minimum of benchmarks per variant is lowered to 1 unless the test sets it."""
+    if "--min-benchmarks" not in options:
+        options = ("--min-benchmarks", "1") + tuple(options)
     return main([write(tmp_path, "base.json", base), write(tmp_path, "head.json", head), *options])
 
 
@@ -119,28 +123,170 @@ def test_peak_tolerance_applies_to_peak_figures_only(tmp_path):
                    "--peak-tolerance", "0.5") == 1
 
 
+# Time from quartiles only (files without per-round data or paired ratios): judged only with
+# --absolute-time, the old IQR rule.
+
+
+def test_unpaired_time_is_shown_but_not_judged_by_default(tmp_path, capsys):
+    head = modified(BASE, 0, median=0.900, q1=0.890, q3=0.910)   # 3x, IQRs far apart
+    assert compare(tmp_path, BASE, head) == 0
+    out = capsys.readouterr().out
+    assert "not judged" in out and "3.000x" in out
+
+
 def test_large_time_regression_with_separate_spreads_fails(tmp_path, capsys):
     head = modified(BASE, 0, median=0.450, q1=0.440, q3=0.460)   # 1.5x, IQRs far apart
-    assert compare(tmp_path, BASE, head) == 1
+    assert compare(tmp_path, BASE, head, "--absolute-time") == 1
     out = capsys.readouterr().out
-    assert "SLOWER" in out and "test_mnist_net[eager]: time 1.500x" in out
+    assert "SLOWER" in out and "eager: time absolute (quartiles) 1.500x" in out
 
 
-def test_time_change_inside_the_noise_passes(tmp_path):
-    # +20% median, but HEAD's IQR overlaps BASE's (noisy machine): not a regression.
-    head = modified(BASE, 0, median=0.360, q1=0.250, q3=0.420)
-    assert compare(tmp_path, BASE, head) == 0
+def test_time_change_inside_the_noise_is_inconclusive(tmp_path, capsys):
+    # +25% median, but HEAD's IQR overlaps BASE's (noisy machine): neither pass nor fail.
+    head = modified(BASE, 0, median=0.375, q1=0.250, q3=0.420)
+    assert compare(tmp_path, BASE, head, "--absolute-time") == 3
+    assert "INCONCLUSIVE" in capsys.readouterr().out
 
 
 def test_small_time_change_below_threshold_passes_unless_threshold_lowered(tmp_path):
     head = modified(BASE, 0, median=0.327, q1=0.325, q3=0.329)    # +9%, IQRs apart
-    assert compare(tmp_path, BASE, head) == 0
-    assert compare(tmp_path, BASE, head, "--time-threshold", "0.05") == 1
+    assert compare(tmp_path, BASE, head, "--absolute-time") == 0
+    assert compare(tmp_path, BASE, head, "--absolute-time", "--time-threshold", "0.10") == 0
+    assert compare(tmp_path, BASE, head, "--absolute-time", "--time-threshold", "0.05") == 1
 
 
 def test_faster_head_passes(tmp_path):
     head = modified(BASE, 0, median=0.100, q1=0.099, q3=0.101)
-    assert compare(tmp_path, BASE, head) == 0
+    assert compare(tmp_path, BASE, head, "--absolute-time") == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Time from per-round samples: ratios to the paired baseline (the default rule), or absolute
+# per-round data with --absolute-time.
+
+
+def with_rounds(run, index, ratios=None, data=None):
+    """A copy of `run` whose benchmark `index` has paired per-round ratios and/or round data."""
+    new = copy.deepcopy(run)
+    entry = new["benchmarks"][index]
+    if ratios is not None:
+        entry["extra_info"]["baseline"] = "eager"
+        entry["extra_info"]["time_vs_baseline"] = list(ratios)
+    if data is not None:
+        entry["stats"]["data"] = list(data)
+    return new
+
+
+def spread(level, n=11, width=0.06):
+    """n samples evenly spread over level x (1 -/+ width)."""
+    return [level * (1 - width + 2 * width * i / (n - 1)) for i in range(n)]
+
+
+PAIRED = with_rounds(BASE, 1, ratios=spread(1.10))
+
+
+def test_paired_ratio_slowdown_fails(tmp_path, capsys):
+    assert compare(tmp_path, PAIRED, with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.25))) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: 1 regression(s)" in out
+    assert ("fused_standard: time vs eager 1.250x, SLOWER on 1/1 benchmark(s): "
+            "test_mnist_net[fused_standard]") in out
+    assert "SLOWER (p=" in out
+
+
+def test_paired_ratios_decide_even_when_absolute_time_doubled(tmp_path, capsys):
+    # The whole machine was twice as loaded during HEAD: absolute medians doubled, the ratio to
+    # the paired eager steps did not move. Not a regression.
+    head = modified(PAIRED, 1, median=0.640, q1=0.630, q3=0.650)
+    head = modified(head, 0, median=0.600, q1=0.590, q3=0.610)
+    assert compare(tmp_path, PAIRED, head) == 0
+    assert "OK: no regression in 2 common benchmark(s)" in capsys.readouterr().out
+
+
+def test_paired_shift_inside_overlapping_rounds_is_noisy(tmp_path, capsys):
+    # Median +20% but the rounds spread over +-50%: the rank test cannot tell (exit 3).
+    head = with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.20, width=0.5))
+    base = with_rounds(PAIRED, 1, ratios=spread(1.10, width=0.5))
+    assert compare(tmp_path, base, head) == 3
+    out = capsys.readouterr().out
+    assert "NOISY" in out and "INCONCLUSIVE" in out
+
+
+def test_significant_shift_below_the_minimum_effect_passes(tmp_path):
+    head = with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.12, width=0.01))
+    base = with_rounds(PAIRED, 1, ratios=spread(1.10, width=0.01))
+    assert compare(tmp_path, base, head) == 0
+    assert compare(tmp_path, base, head, "--time-threshold", "0.05") == 1
+
+
+def test_alpha_option_changes_what_counts_as_significant(tmp_path):
+    base = with_rounds(PAIRED, 1, ratios=spread(1.10, width=0.15))
+    head = with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.2, width=0.15))
+    assert compare(tmp_path, base, head) == 1
+    assert compare(tmp_path, base, head, "--alpha", "1e-6") == 3
+
+
+def test_absolute_round_data_is_judged_only_with_absolute_time(tmp_path):
+    base = with_rounds(BASE, 0, data=spread(0.300))
+    head = with_rounds(BASE, 0, data=spread(0.300 * 1.3))
+    assert compare(tmp_path, base, head) == 0
+    assert compare(tmp_path, base, head, "--absolute-time") == 1
+
+
+def five_batches(levels, width=0.03):
+    """A run with eager and fused_standard at five batch sizes; fused_standard's paired ratios at
+    each batch centred on `levels[i]`."""
+    benches = []
+    for i, level in enumerate(levels):
+        for variant in ("eager", "fused_standard"):
+            entry = bench(variant, 0.3, group=f"mnist_net batch={32 << i}", saved_bytes=1000)
+            entry["name"] = f"test_mnist_net[{variant}-b{32 << i}]"
+            entry["fullname"] = "verify/benchmarks/bench_mnist.py::" + entry["name"]
+            if variant != "eager":
+                entry["extra_info"].update(baseline="eager",
+                                           time_vs_baseline=spread(level, width=width))
+            benches.append(entry)
+    return run_json(benches)
+
+
+def test_one_benchmark_moving_alone_is_drift_not_a_regression(tmp_path, capsys):
+    # Measured between runs of one commit: one benchmark's ratio moves 25% with tight rounds
+    # while the variant's other benchmarks stay put. Reported, but the variant did not move.
+    base = five_batches([1.1] * 5)
+    head = five_batches([1.1, 1.1, 1.1 * 1.25, 1.1, 1.1])
+    assert compare(tmp_path, base, head) == 0
+    out = capsys.readouterr().out
+    assert "drift (p=" in out and "OK: no regression" in out
+
+
+def test_most_benchmarks_of_a_variant_slower_fails_the_variant(tmp_path, capsys):
+    base = five_batches([1.1] * 5)
+    head = five_batches([1.1, 1.1 * 1.3, 1.1 * 1.3, 1.1 * 1.3, 1.1])
+    assert compare(tmp_path, base, head) == 1
+    out = capsys.readouterr().out
+    assert "fused_standard: time vs eager 1.300x, SLOWER on 3/5 benchmark(s)" in out
+
+
+def test_variant_moved_without_a_significant_majority_is_noisy(tmp_path, capsys):
+    base = five_batches([1.1] * 5, width=0.5)
+    head = five_batches([1.1 * 1.25] * 5, width=0.5)
+    assert compare(tmp_path, base, head) == 3
+    out = capsys.readouterr().out
+    assert "fused_standard: time vs eager 1.250x, SLOWER on 0/5" in out and "INCONCLUSIVE" in out
+
+
+def test_a_variant_with_too_few_benchmarks_is_not_judged_on_time(tmp_path, capsys):
+    head = with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.5))
+    assert compare(tmp_path, PAIRED, head, "--min-benchmarks", "3") == 0
+    assert "not judged (1 benchmark(s) of fused_standard, < 3)" in capsys.readouterr().out
+    five = five_batches([1.1] * 5)
+    assert compare(tmp_path, five, five_batches([1.1 * 1.5] * 5), "--min-benchmarks", "3") == 1
+
+
+def test_bad_alpha_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        compare(tmp_path, BASE, BASE, "--alpha", "0")
+    assert exc.value.code == 2
 
 
 def test_benchmarks_in_one_file_only_are_listed_and_do_not_fail(tmp_path, capsys):

@@ -1,32 +1,34 @@
-"""Compare two pytest-benchmark runs, or plot a history of saved runs.
+"""Compare two pytest-benchmark runs, or find where figures stepped across saved runs.
 
-    python -m verify.compare BASE.json HEAD.json [--time-threshold 0.10] [--peak-tolerance 0]
-    python -m verify.compare --history DIR [--plot out.png]
+    python -m verify.compare BASE.json HEAD.json [--time-threshold 0.12] [--alpha 0.05]
+                             [--min-benchmarks 3] [--peak-tolerance 0] [--absolute-time]
+    python -m verify.compare --history DIR [--plot out.png] [--time-threshold 0.12] [--absolute-time]
 
-Comparison: for every benchmark present in both files (matched by full name), prints the median
-time with its interquartile range [q1, q3] and every ``extra_info`` figure whose key ends in
-``bytes``, BASE next to HEAD, with the ratio HEAD/BASE. Benchmarks in only one file are listed and
-never fail. Exit status:
+Comparison: for every benchmark present in both files (matched by full name), prints its time and
+every ``extra_info`` figure whose key ends in ``bytes``, BASE next to HEAD, with the ratio
+HEAD/BASE and a verdict. Benchmarks in only one file are listed and never fail.
 
-* 1 when HEAD regressed on a benchmark present in both:
-  - memory: any ``*bytes`` figure present in both grew at all. Saved-tensor bytes are exact and
-    machine independent, so there is no allowance. Peak figures (keys containing ``peak``) are
-    deterministic for a fixed torch build, thread count and device (the same allocations happen in
-    the same order), so they are exact by default too; ``--peak-tolerance F`` allows a relative
-    growth up to F for them, for devices whose allocator or kernel choice varies between runs
-    (e.g. cuDNN autotuning).
-  - time: HEAD's median exceeds BASE's by more than ``--time-threshold`` (default 0.10, i.e. 10%)
-    **and** the interquartile ranges do not overlap (HEAD q1 > BASE q3). Both conditions: the
-    threshold ignores small shifts, the IQR test ignores large shifts of the median that sit inside
-    the run-to-run spread of a noisy machine.
-* 2 when a file is missing, unreadable, not JSON, or not a pytest-benchmark file (the message
-  names the file and the problem), or on bad arguments.
-* 0 otherwise.
+* memory: any ``*bytes`` figure present in both grew at all. Saved-tensor bytes are exact and
+  machine independent, so there is no allowance. Peak figures (keys containing ``peak``) are
+  deterministic for a fixed torch build, thread count and device, so they are exact by default
+  too; ``--peak-tolerance F`` allows a relative growth up to F for them (e.g. cuDNN autotuning).
+* time: `verify.benchmarks.time_rule` (the per-round time ratio to the eager baseline measured in
+  the same run; a rank test plus a minimum effect size; absolute times only with
+  ``--absolute-time``).
+
+Exit status:
+
+* 0: no regression, nothing inconclusive.
+* 1: a regression (memory grew, or time SLOWER) on a benchmark present in both.
+* 3: no regression, but some time change was as large as a regression and not distinguishable
+  from the noise (NOISY): inconclusive, rerun on a quieter machine or with more rounds.
+* 2: a file is missing, unreadable, not JSON, or not a pytest-benchmark file (the message names
+  the file and the problem), or bad arguments.
 
 History: ``--history DIR`` loads every run saved under a ``--benchmark-storage`` directory
-(``DIR/<machine-id>/NNNN_*.json``), ordered oldest first, lists them, and with ``--plot PNG``
-draws, for each benchmark group, the median time (with its IQR as a band) and the bytes figures of
-every benchmark across runs, labelled by commit id.
+(``DIR/<machine-id>/NNNN_*.json``), oldest first, lists them, and prints every step of a figure
+across the runs (`verify.benchmarks.steps`): the commit where it went up, and down. With
+``--plot PNG`` it also draws them (`verify.benchmarks.plot`).
 """
 from __future__ import annotations
 
@@ -35,11 +37,15 @@ import sys
 from dataclasses import dataclass
 
 from verify.benchmarks.results import BenchmarkFileError, Run, load_history, load_run
+from verify.benchmarks.time_rule import (DEFAULT_ALPHA, DEFAULT_MIN_BENCHMARKS,
+                                        DEFAULT_TIME_THRESHOLD, DRIFT, NOISY, SLOWER, UNJUDGED,
+                                        TimeVerdict, judge_time, judge_variants)
 
-__all__ = ["Finding", "compare_runs", "time_regressed", "bytes_regressed", "main"]
+__all__ = ["Finding", "compare_runs", "bytes_regressed", "main", "EXIT_OK", "EXIT_REGRESSION",
+           "EXIT_ERROR", "EXIT_INCONCLUSIVE"]
 
-DEFAULT_TIME_THRESHOLD = 0.10
 DEFAULT_PEAK_TOLERANCE = 0.0
+EXIT_OK, EXIT_REGRESSION, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 @dataclass
@@ -48,30 +54,22 @@ class Finding:
 
     benchmark: str
     figure: str          # "time" or an extra_info key ending in "bytes"
-    base: object         # Benchmark (time) or number (bytes); None when absent
+    base: object         # number (bytes), Benchmark (time); None when absent
     head: object
     regression: bool = False
+    inconclusive: bool = False
     note: str = ""
+    verdict: TimeVerdict | None = None   # time findings of benchmarks in both runs
 
     @property
     def ratio(self):
-        b, h = self._values()
-        if b is None or h is None:
+        if self.verdict is not None:
+            return self.verdict.estimate
+        if self.figure == "time" or self.base is None or self.head is None:
             return None
-        if b == 0:
-            return 1.0 if h == 0 else float("inf")
-        return h / b
-
-    def _values(self):
-        if self.figure == "time":
-            return (self.base.median if self.base is not None else None,
-                    self.head.median if self.head is not None else None)
-        return self.base, self.head
-
-
-def time_regressed(base, head, threshold: float = DEFAULT_TIME_THRESHOLD) -> bool:
-    """HEAD's median is more than `threshold` above BASE's and the IQRs do not overlap."""
-    return head.median > base.median * (1.0 + threshold) and head.q1 > base.q3
+        if self.base == 0:
+            return 1.0 if self.head == 0 else float("inf")
+        return self.head / self.base
 
 
 def bytes_regressed(figure: str, base: float, head: float,
@@ -82,20 +80,46 @@ def bytes_regressed(figure: str, base: float, head: float,
     return head > base
 
 
+def _time_note(verdict: TimeVerdict, outcome: str) -> str:
+    if outcome == UNJUDGED:
+        return "not judged (absolute time)"
+    if verdict.p is None:
+        return outcome
+    return f"{outcome} (p={verdict.p:.1g})"
+
+
+def _variant_of(bench) -> str:
+    variant = bench.extra_info.get("variant")
+    return str(variant) if variant else bench.fullname
+
+
 def compare_runs(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
-                 peak_tolerance: float = DEFAULT_PEAK_TOLERANCE) -> list:
+                 peak_tolerance: float = DEFAULT_PEAK_TOLERANCE, alpha: float = DEFAULT_ALPHA,
+                 absolute_time: bool = False, min_benchmarks: int = DEFAULT_MIN_BENCHMARKS) -> list:
     """Findings for every benchmark of either run (BASE order, then HEAD-only ones)."""
+    return compare(base, head, time_threshold, peak_tolerance, alpha, absolute_time,
+                   min_benchmarks)[0]
+
+
+def compare(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
+            peak_tolerance: float = DEFAULT_PEAK_TOLERANCE, alpha: float = DEFAULT_ALPHA,
+            absolute_time: bool = False, min_benchmarks: int = DEFAULT_MIN_BENCHMARKS):
+    """(findings, {variant: VariantVerdict}): time is judged per variant over its benchmarks
+    (`verify.benchmarks.time_rule.judge_variants`), then each benchmark's time finding says how
+    it contributed."""
     findings = []
     names = list(base.benchmarks) + [n for n in head.benchmarks if n not in base.benchmarks]
+    timed = []
     for name in names:
         b, h = base.benchmarks.get(name), head.benchmarks.get(name)
         if b is None or h is None:
             findings.append(Finding(name, "time", b, h,
                                     note="only in BASE" if h is None else "only in HEAD"))
             continue
-        slower = time_regressed(b, h, time_threshold)
-        findings.append(Finding(name, "time", b, h, regression=slower,
-                                note="SLOWER" if slower else ""))
+        verdict = judge_time(b, h, time_threshold, alpha, absolute_time)
+        finding = Finding(name, "time", b, h, verdict=verdict)
+        findings.append(finding)
+        timed.append((_variant_of(b), finding))
         b_bytes, h_bytes = b.bytes, h.bytes
         for key in list(b_bytes) + [k for k in h_bytes if k not in b_bytes]:
             bv, hv = b_bytes.get(key), h_bytes.get(key)
@@ -106,7 +130,21 @@ def compare_runs(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRE
             grew = bytes_regressed(key, bv, hv, peak_tolerance)
             findings.append(Finding(name, key, bv, hv, regression=grew,
                                     note="GREW" if grew else ""))
-    return findings
+    variants = judge_variants([(v, f.verdict) for v, f in timed], time_threshold, min_benchmarks)
+    for variant, finding in timed:
+        own = finding.verdict.outcome
+        overall = variants[variant].outcome if variant in variants else None
+        if overall == UNJUDGED:
+            finding.note = (f"not judged ({variants[variant].benchmarks} benchmark(s) of "
+                            f"{variant}, < {min_benchmarks})")
+        elif own == SLOWER and overall != SLOWER:
+            # significant on its own, but its variant did not move: run-to-run drift
+            finding.note = _time_note(finding.verdict, DRIFT if overall != NOISY else NOISY)
+        else:
+            finding.note = _time_note(finding.verdict, own)
+        finding.regression = own == SLOWER and overall == SLOWER
+        finding.inconclusive = overall == NOISY and finding.verdict.estimate > 1 + time_threshold
+    return findings, variants
 
 
 # ------------------------------------------------------------------------------------------------
@@ -153,6 +191,14 @@ def _common_dir(names) -> str:
     return ""
 
 
+def _fmt_quartiles(q, ratio: bool) -> str:
+    q1, med, q3 = q
+    if ratio:
+        return f"{med:.3f} [{q1:.3f}-{q3:.3f}]"
+    scale, unit = _time_unit(med)
+    return f"{med * scale:.3f} {unit} [{q1 * scale:.3f}-{q3 * scale:.3f}]"
+
+
 def format_findings(findings: list) -> str:
     rows = [("benchmark", "figure", "BASE", "HEAD", "HEAD/BASE", "verdict")]
     prefix = _common_dir([f.benchmark for f in findings]) if findings else ""
@@ -160,7 +206,12 @@ def format_findings(findings: list) -> str:
     for f in findings:
         name = f.benchmark[len(prefix):] if f.benchmark != last else ""
         last = f.benchmark
-        if f.figure == "time":
+        if f.verdict is not None:
+            paired = f.verdict.measure.startswith("vs ")
+            base = _fmt_quartiles(f.verdict.base, paired)
+            head = _fmt_quartiles(f.verdict.head, paired)
+            figure = (f"time {f.verdict.measure}" if paired else "time") + " median [q1-q3]"
+        elif f.figure == "time":
             base, head = _fmt_time(f.base), _fmt_time(f.head)
             figure = "time median [q1-q3]"
         else:
@@ -186,41 +237,106 @@ def _describe(run: Run) -> str:
     return ", ".join(parts)
 
 
-def report(base: Run, head: Run, time_threshold: float, peak_tolerance: float, out=None) -> int:
+def _rule(time_threshold, alpha, peak_tolerance, absolute_time, min_benchmarks) -> str:
+    judged = ("each round's time over the eager step paired with it in the same run"
+              + (" (absolute time where none was paired)" if absolute_time
+                 else "; unpaired (absolute) times are shown, not judged"))
+    return (f"Rule: time, on {judged}. A benchmark is SLOWER when HEAD's median is > "
+            f"{1 + time_threshold:.2f}x BASE's and a one-sided Mann-Whitney test on the rounds "
+            f"gives p < {alpha:g}. A variant regresses when the median of its benchmarks' changes "
+            f"is > {1 + time_threshold:.2f}x and most of them are SLOWER; NOISY (inconclusive) when "
+            f"the median is that high without that majority; a SLOWER benchmark in a variant that "
+            f"did not move is run-to-run drift; variants with fewer than {min_benchmarks} "
+            f"benchmarks are not judged on time. Memory regresses when any *bytes figure grows"
+            + (f" (peak figures: by more than {peak_tolerance:.1%})" if peak_tolerance else "")
+            + ".")
+
+
+def format_variants(variants: dict) -> str:
+    rows = [("variant", "time measure", "benchmarks", "HEAD/BASE (median)", "SLOWER", "verdict")]
+    for v in variants.values():
+        rows.append((v.variant, v.measure, str(v.benchmarks), _fmt_ratio(v.estimate),
+                     f"{v.slower}/{v.benchmarks}", v.outcome))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    align = ["<", "<", ">", ">", ">", "<"]
+    lines = []
+    for j, row in enumerate(rows):
+        lines.append("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def report(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
+           peak_tolerance: float = DEFAULT_PEAK_TOLERANCE, alpha: float = DEFAULT_ALPHA,
+           absolute_time: bool = False, min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
+           out=None) -> int:
+    """Print the comparison; return the exit status (EXIT_OK, EXIT_REGRESSION or
+    EXIT_INCONCLUSIVE)."""
     out = out if out is not None else sys.stdout
-    findings = compare_runs(base, head, time_threshold, peak_tolerance)
+    findings, variants = compare(base, head, time_threshold, peak_tolerance, alpha, absolute_time,
+                                 min_benchmarks)
     print(f"BASE: {_describe(base)}", file=out)
     print(f"HEAD: {_describe(head)}", file=out)
-    print(f"Rule: time regresses when HEAD median > BASE median x {1 + time_threshold:.2f} and "
-          f"HEAD q1 > BASE q3 (IQRs apart); memory regresses when any *bytes figure grows"
-          + (f" (peak figures: by more than {peak_tolerance:.1%})" if peak_tolerance else "")
-          + ".", file=out)
+    print(_rule(time_threshold, alpha, peak_tolerance, absolute_time, min_benchmarks), file=out)
+    if base.threads and head.threads and base.threads != head.threads:
+        print(f"WARNING: BASE ran with {base.threads} torch thread(s), HEAD with {head.threads}: "
+              f"time ratios are not comparable across thread counts (--bench-threads).", file=out)
     print(file=out)
     prefix = _common_dir([f.benchmark for f in findings]) if findings else ""
     if prefix:
         print(f"(benchmarks under {prefix})", file=out)
     print(format_findings(findings), file=out)
     print(file=out)
+    if variants:
+        print("Time per variant:", file=out)
+        print(format_variants(variants), file=out)
+        print(file=out)
     common = sum(1 for f in findings if f.figure == "time" and f.base is not None and f.head is not None)
     only = [f for f in findings if f.figure == "time" and (f.base is None or f.head is None)]
-    bad = [f for f in findings if f.regression]
+    grew = [f for f in findings if f.regression and f.figure != "time"]
+    slower = [v for v in variants.values() if v.outcome == SLOWER]
+    noisy = [v for v in variants.values() if v.outcome == NOISY]
     if only:
         print(f"{len(only)} benchmark(s) in only one file (not compared).", file=out)
-    if bad:
-        print(f"FAIL: {len(bad)} regression(s) in {common} common benchmark(s):", file=out)
-        for f in bad:
+    if noisy:
+        print(f"{len(noisy)} variant(s) with a time change as large as a regression but inside the "
+              f"noise (NOISY, inconclusive):", file=out)
+        for v in noisy:
+            print(f"  {v.variant}: time {v.measure} {_fmt_ratio(v.estimate)}, SLOWER on "
+                  f"{v.slower}/{v.benchmarks} benchmark(s)", file=out)
+    if grew or slower:
+        print(f"FAIL: {len(grew) + len(slower)} regression(s) in {common} common benchmark(s):",
+              file=out)
+        for v in slower:
+            names = [f.benchmark for f in findings if f.figure == "time" and f.regression
+                     and _variant_of(f.base) == v.variant]
+            print(f"  {v.variant}: time {v.measure} {_fmt_ratio(v.estimate)}, SLOWER on "
+                  f"{v.slower}/{v.benchmarks} benchmark(s): "
+                  + ", ".join(n.rsplit("::", 1)[-1] for n in names), file=out)
+        for f in grew:
             print(f"  {f.benchmark}: {f.figure} {_fmt_ratio(f.ratio)}", file=out)
-        return 1
+        return EXIT_REGRESSION
+    if noisy:
+        print(f"INCONCLUSIVE: no regression in {common} common benchmark(s), but {len(noisy)} "
+              f"variant(s) changed by more than the threshold without clearing the noise; rerun "
+              f"on a quieter machine or with more rounds (--benchmark-min-rounds).", file=out)
+        return EXIT_INCONCLUSIVE
     print(f"OK: no regression in {common} common benchmark(s).", file=out)
-    return 0
+    return EXIT_OK
 
 
-def history_report(runs: list, out=None) -> None:
+def history_report(runs: list, threshold: float = DEFAULT_TIME_THRESHOLD, absolute: bool = False,
+                   out=None) -> None:
+    from verify.benchmarks.steps import find_history_steps, format_steps
+
     out = out if out is not None else sys.stdout
     print(f"{len(runs)} saved run(s), oldest first:", file=out)
     for i, run in enumerate(runs):
         print(f"  {i:3d}  {run.label:10s}  {run.datetime or '-':26s}  {len(run.benchmarks):3d} "
               f"benchmark(s)  {run.path}", file=out)
+    print(file=out)
+    print(format_steps(find_history_steps(runs, threshold, absolute), len(runs), threshold), file=out)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,13 +346,24 @@ def history_report(runs: list, out=None) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m verify.compare",
-        description="Compare two pytest-benchmark JSON files (exit 1 when HEAD's memory grew or "
-                    "its time grew beyond the noise), or plot a history of saved runs.")
+        description="Compare two pytest-benchmark JSON files (exit 0 pass, 1 when HEAD's memory "
+                    "grew or its time grew beyond the noise, 3 when a time change is too noisy to "
+                    "judge, 2 on bad input), or find steps in a history of saved runs.")
     parser.add_argument("files", nargs="*", metavar="BASE.json HEAD.json",
                         help="two --benchmark-json files: the baseline, then the candidate")
     parser.add_argument("--time-threshold", type=float, default=DEFAULT_TIME_THRESHOLD, metavar="F",
-                        help="relative median slow-down needed to call a regression, together with "
-                             "non-overlapping IQRs (default: %(default)s = 10%%)")
+                        help="smallest relative slow-down of the median that counts (the minimum "
+                             "effect size; with --history, the smallest time step reported) "
+                             "(default: %(default)s = 12%%)")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, metavar="P",
+                        help="significance level of the Mann-Whitney test on the rounds: a slow-down "
+                             "above the threshold with p >= P is NOISY, exit 3 (default: %(default)s)")
+    parser.add_argument("--min-benchmarks", type=int, default=DEFAULT_MIN_BENCHMARKS, metavar="N",
+                        help="judge a variant's time only when it has N benchmarks in both runs "
+                             "(default: %(default)s; one benchmark's ratio drifts too much alone)")
+    parser.add_argument("--absolute-time", action="store_true",
+                        help="also judge absolute times of benchmarks with no paired baseline (the "
+                             "baseline itself): only meaningful on a quiet, dedicated machine")
     parser.add_argument("--peak-tolerance", type=float, default=DEFAULT_PEAK_TOLERANCE, metavar="F",
                         help="relative growth allowed for *peak*bytes figures (default: %(default)s; "
                              "other bytes figures must never grow)")
@@ -252,6 +379,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.time_threshold < 0 or args.peak_tolerance < 0:
         parser.error("--time-threshold and --peak-tolerance must be >= 0")
+    if not 0 < args.alpha < 1:
+        parser.error("--alpha must be between 0 and 1")
     if args.history:
         if args.files:
             parser.error("--history takes no BASE/HEAD files")
@@ -259,8 +388,8 @@ def main(argv=None) -> int:
             runs = load_history(args.history)
         except BenchmarkFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 2
-        history_report(runs)
+            return EXIT_ERROR
+        history_report(runs, args.time_threshold, args.absolute_time)
         if args.plot:
             from verify.benchmarks.plot import plot_history
 
@@ -276,8 +405,11 @@ def main(argv=None) -> int:
         head = load_run(args.files[1])
     except BenchmarkFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return report(base, head, args.time_threshold, args.peak_tolerance)
+        return EXIT_ERROR
+    if args.min_benchmarks < 1:
+        parser.error("--min-benchmarks must be >= 1")
+    return report(base, head, args.time_threshold, args.peak_tolerance, args.alpha,
+                  args.absolute_time, args.min_benchmarks)
 
 
 if __name__ == "__main__":

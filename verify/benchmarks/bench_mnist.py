@@ -1,15 +1,18 @@
 """The seed tutorial's MNIST network, fwd+bwd, at batch 32..256 (256 is the tutorial comparison).
 
 Grouped per batch size, so every variant (fused, eager, checkpoint) sits side by side; across
-groups the saved_bytes figure shows how saved memory grows with the batch.
+groups the saved_bytes figure shows how saved memory grows with the batch. Each variant's rounds
+are paired with eager steps (`run_benchmark`), which the regression gate compares on.
 """
 import pytest
 
-from verify.benchmarks.harness import build_or_skip, run_benchmark
+from verify.benchmarks.harness import build_baseline, build_or_skip, run_benchmark
 from verify.benchmarks.models import SWEEP_BATCHES, mnist_workload
 
 
 @pytest.mark.parametrize("batch", SWEEP_BATCHES, ids=lambda b: f"b{b}")
 def test_mnist_net(benchmark, bench_device, bench_variant, batch):
     workload = build_or_skip(mnist_workload, bench_variant, bench_device, batch=batch)
-    run_benchmark(benchmark, workload, group=f"mnist_net batch={batch}")
+    run_benchmark(benchmark, workload, group=f"mnist_net batch={batch}",
+                  baseline=lambda: build_baseline(mnist_workload, bench_variant, bench_device,
+                                                  batch=batch))

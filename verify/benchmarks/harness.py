@@ -1,6 +1,7 @@
 """Shared measurement of a workload: memory figures (once) and the timed forward+backward step."""
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -9,7 +10,14 @@ import torch
 from verify.benchmarks.memory import peak_bytes, saved_tensors
 from verify.benchmarks.models import Workload
 
-__all__ = ["memory_figures", "describe", "run_benchmark", "time_step", "build_or_skip"]
+__all__ = ["memory_figures", "describe", "run_benchmark", "time_step", "build_or_skip",
+           "build_baseline", "BASELINE", "PAIRED_MIN_ROUNDS"]
+
+# The variant every other one is timed against, round by round (see `run_benchmark`).
+BASELINE = "eager"
+# Enough rounds for a rank test to separate two runs: with 11 per side a one-sided Mann-Whitney
+# test can reach p < 1e-4, so a real shift is not lost to the round count.
+PAIRED_MIN_ROUNDS = 11
 
 
 def memory_figures(workload: Workload, peak: bool = True) -> dict:
@@ -48,19 +56,73 @@ def describe(workload: Workload) -> dict:
     }
 
 
-def run_benchmark(benchmark, workload: Workload, group: str) -> None:
+def run_benchmark(benchmark, workload: Workload, group: str, baseline=None) -> None:
     """Record the workload's memory figures in `benchmark.extra_info`, then time its step.
 
+    `baseline`: None, or a callable returning the same network built on the baseline variant (or
+    None); called only when measuring. With a baseline workload, every timed round
+    of the variant is preceded by one step of the baseline, timed too, and ``extra_info`` gets
+    ``baseline`` (its variant name) and ``time_vs_baseline``: the per-round ratios variant time /
+    baseline time. Why: on a shared machine the load changes from second to second and between
+    runs, so absolute times of one commit differ by 2x across runs; a step of the baseline taken
+    a few milliseconds before each variant step sees the same load, and the ratio cancels most
+    of it. The regression gate (`verify.compare`) judges time on these ratios.
+
     With benchmarks disabled (the default `pytest verify` run: the step runs once, nothing is
-    reported), the profiled peak-memory step is left out to keep that run fast; saved bytes (one
-    forward pass) are still measured, so the whole path keeps working.
+    reported), the profiled peak-memory step and the baseline are left out to keep that run fast;
+    saved bytes (one forward pass) are still measured, so the whole path keeps working.
     """
     benchmark.group = group
     benchmark.extra_info.update(describe(workload))
     measuring = not getattr(benchmark, "disabled", False)
     benchmark.extra_info.update(memory_figures(workload, peak=measuring))
-    benchmark(workload.step)
+    if not measuring:
+        benchmark(workload.step)
+        workload.zero_grad()
+        return
+    baseline = baseline() if baseline is not None else None
+    baseline_times = []
+
+    def time_baseline():
+        start = time.perf_counter()
+        baseline.step()
+        baseline_times.append(time.perf_counter() - start)
+
+    rounds = _paired_rounds(benchmark, workload, baseline)
+    benchmark.pedantic(workload.step, setup=time_baseline if baseline is not None else None,
+                       rounds=rounds, warmup_rounds=0, iterations=1)
     workload.zero_grad()
+    if baseline is not None:
+        baseline.zero_grad()
+        data = benchmark.stats.stats.data
+        benchmark.extra_info["baseline"] = baseline.variant.name
+        benchmark.extra_info["time_vs_baseline"] = [round(v / b, 6) for v, b in
+                                                    zip(data, baseline_times)]
+
+
+def _paired_rounds(benchmark, workload: Workload, baseline: Workload | None) -> int:
+    """Rounds to time: at least PAIRED_MIN_ROUNDS (and ``--benchmark-min-rounds``), more when a
+    round is shorter than ``--benchmark-max-time`` allows. One untimed warm-up step of each
+    workload both warms up and calibrates."""
+    start = time.perf_counter()
+    workload.step()
+    if baseline is not None:
+        baseline.step()
+    pair = max(time.perf_counter() - start, 1e-6)
+    min_rounds = max(PAIRED_MIN_ROUNDS, int(getattr(benchmark, "_min_rounds", 0) or 0))
+    max_time = float(getattr(benchmark, "_max_time", 1.0) or 1.0)
+    return max(min_rounds, min(200, math.ceil(max_time / pair)))
+
+
+def build_baseline(make, variant, device, **kwargs) -> Workload | None:
+    """The same workload on the BASELINE variant, to pair with `variant`'s; None for the baseline
+    itself (or when it is not available)."""
+    from verify.benchmarks.models import get_variant
+
+    if variant.name == BASELINE:
+        return None
+    base = get_variant(BASELINE)
+    return make(base, device=torch.device(device), **kwargs) if base is not None else None
 
 
 def time_step(workload: Workload, repeats: int = 15, warmup: int = 2) -> dict:

@@ -11,9 +11,16 @@
   ``--variant SPEC`` (the suite's option), plus the eager and checkpoint baselines.
 * ``--bench-device auto|cpu|cuda`` (default auto: CUDA when available) is what the
   ``bench_device`` fixture returns.
-* ``--bench-threads N`` (default 2): ``torch.set_num_threads(N)`` around every test that uses the
+* ``--bench-threads N`` (default 1): ``torch.set_num_threads(N)`` around every test that uses the
   ``benchmark`` fixture, restored afterwards. A fixed count makes runs comparable across machines
-  with different core counts (and 2 is what the reference machine has).
+  with different core counts. 1, because the reference machine has 2 cores shared with other
+  jobs: there a 2-thread step stalls whenever one of its threads is preempted, the per-round
+  time ratios the regression gate compares spread about twice as wide as with 1 thread, and a
+  run takes twice as long (README, "Benchmarks"). Pass ``--bench-threads 2`` on a dedicated machine to measure parallel kernels.
+* After pytest-benchmark's time tables, a memory table per group (`verify.benchmarks.summary`):
+  saved and peak bytes, their ratio to eager, and the paired time ratio to eager.
+* Saved runs (``--benchmark-save``/``--benchmark-autosave``) keep per-round data, as if
+  ``--benchmark-save-data`` were given: the regression gate's rank test needs it.
 * Machine info of saved/JSON runs gains a ``torch`` entry: version, thread count, device and
   device name, CUDA/cuDNN versions.
 """
@@ -36,7 +43,7 @@ _MEASURING_OPTIONS = (
     "benchmark_cprofile",
 )
 
-DEFAULT_THREADS = 2
+DEFAULT_THREADS = 1
 
 
 def pytest_addoption(parser):
@@ -60,6 +67,10 @@ def pytest_configure(config):
         return
     if not measuring_requested(config):
         config.option.benchmark_disable = True
+    # Saved runs keep every round's time (as --benchmark-json files always do): the regression
+    # gate's rank test works on per-round samples, not on summary statistics.
+    if config.getoption("benchmark_save", None) or config.getoption("benchmark_autosave", None):
+        config.option.benchmark_save_data = True
     config.pluginmanager.register(_MachineInfo(), "convbn-benchmark-machine-info")
 
 
@@ -88,6 +99,22 @@ def device_name(device) -> str:
 
 class _MachineInfo:
     """pytest-benchmark hooks, registered only when pytest-benchmark is active."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter, config):
+        # trylast: after pytest-benchmark's time tables, which its own terminal summary prints.
+        from verify.benchmarks.summary import format_memory_tables
+
+        session = getattr(config, "_benchmarksession", None)
+        groups = getattr(session, "groups", None)
+        if not groups or getattr(session, "quiet", False):
+            return
+        sort = getattr(session, "sort", None)
+        if sort:
+            groups = [(name, sorted(benches, key=lambda b: (b.get(sort) is None, b.get(sort) or 0)))
+                      for name, benches in groups]
+        for line in format_memory_tables(groups):
+            terminalreporter.write_line(line)
 
     @pytest.hookimpl
     def pytest_benchmark_update_machine_info(self, config, machine_info):

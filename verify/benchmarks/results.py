@@ -49,6 +49,21 @@ class Benchmark:
     q3: float
     rounds: int
     extra_info: dict = field(default_factory=dict)
+    data: list | None = None    # per-round times (seconds), when the file kept them
+
+    @property
+    def baseline(self) -> str | None:
+        """The variant this benchmark's rounds were paired with (`verify.benchmarks.harness`)."""
+        name = self.extra_info.get("baseline")
+        return name if isinstance(name, str) and self.ratios else None
+
+    @property
+    def ratios(self) -> list | None:
+        """Per-round time ratios to the paired baseline step, or None."""
+        values = self.extra_info.get("time_vs_baseline")
+        if isinstance(values, list) and values and all(_number(v) and v > 0 for v in values):
+            return [float(v) for v in values]
+        return None
 
     @property
     def iqr(self) -> float:
@@ -75,6 +90,7 @@ class Run:
     commit_dirty: bool = False
     datetime: str | None = None
     machine: str | None = None
+    threads: int | None = None   # torch threads the benchmarks ran with (machine_info.torch)
 
     @property
     def label(self) -> str:
@@ -101,9 +117,12 @@ def _parse_benchmark(path, index: int, entry) -> Benchmark:
     if not isinstance(extra, dict):
         raise BenchmarkFileError(path, f"benchmark {name}: 'extra_info' is not an object")
     rounds = stats.get("rounds")
+    data = stats.get("data")
+    data = [float(v) for v in data] if isinstance(data, list) and data and all(
+        _number(v) for v in data) else None
     return Benchmark(fullname=name, name=str(entry.get("name") or name), group=entry.get("group"),
                      median=float(stats["median"]), q1=float(stats["q1"]), q3=float(stats["q3"]),
-                     rounds=int(rounds) if _number(rounds) else 0, extra_info=extra)
+                     rounds=int(rounds) if _number(rounds) else 0, extra_info=extra, data=data)
 
 
 def load_run(path) -> Run:
@@ -136,7 +155,14 @@ def load_run(path) -> Run:
                commit_id=commit.get("id") if isinstance(commit.get("id"), str) else None,
                commit_dirty=bool(commit.get("dirty")),
                datetime=data.get("datetime") if isinstance(data.get("datetime"), str) else None,
-               machine=machine.get("node") if isinstance(machine.get("node"), str) else None)
+               machine=machine.get("node") if isinstance(machine.get("node"), str) else None,
+               threads=_threads(machine))
+
+
+def _threads(machine_info: dict):
+    torch_info = machine_info.get("torch")
+    threads = torch_info.get("threads") if isinstance(torch_info, dict) else None
+    return threads if isinstance(threads, int) and not isinstance(threads, bool) else None
 
 
 _COUNTER = re.compile(r"^(\d+)_")
