@@ -6,7 +6,7 @@ import math
 from hypothesis import target
 from hypothesis.control import currently_in_test_context
 
-from verify import oracle, report, runner, tolerance
+from verify import isolation, oracle, report, runner, tolerance
 from verify.case import largest_finite
 from verify.comparison import compare
 from verify.oracle import Results
@@ -16,6 +16,7 @@ def run_example(prop_module, variant, data) -> float:
     """Draw one case for `variant`, check the property on it, and ask Hypothesis to search
     toward the largest error relative to its bound."""
     case = data.draw(prop_module.strategy(variant), label="case")
+    isolation.note_case(variant.name, prop_module.NAME, case)
     try:
         ratio = prop_module.check(variant, case)
     except report.PropertyFailure:
