@@ -189,6 +189,9 @@ class _Controller:
         base = Path(self.directory) / worker_id
         inflight = _read_json(Path(f"{base}.case"))
         fault = _read_text(Path(f"{base}.fault"))
+        # xdist names the crashed test by its file only; pytest titles the report by this.
+        fspath, _, name = crashitem.partition("::")
+        report.location = (fspath, None, name or fspath)
         if inflight and inflight.get("nodeid") == crashitem:
             report.longrepr = self._crash_report(inflight, fault)
         elif fault:

@@ -17,7 +17,11 @@ from verify.report import BUILTIN_SPEC
 
 
 class VariantSpecError(ValueError):
-    """A --variant SPEC that cannot be loaded; the message says why and what SPEC looks like."""
+    """A --variant SPEC that cannot be loaded; the message (one line) says why and what SPEC
+    looks like."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(message.split()))
 
 
 def _load_module(spec_text: str, target: str):
@@ -73,19 +77,19 @@ def load_variants(spec: str) -> list[Variant]:
     """The Variant(s) named by SPEC, remembered with their SPEC for replay lines."""
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
-        raise VariantSpecError(f"--variant {spec!r}: expected 'package.module:attr' or "
+        raise VariantSpecError(f"--variant {spec}: expected 'package.module:attr' or "
                                "'path/to/file.py:attr'")
     module = _load_module(spec, target)
     try:
         value = getattr(module, attr)
     except AttributeError:
-        raise VariantSpecError(f"--variant {spec!r}: {target} has no attribute {attr!r}") from None
+        raise VariantSpecError(f"--variant {spec}: {target} has no attribute {attr!r}") from None
     variants = list(value) if isinstance(value, (list, tuple)) else [value]
     if not variants:
-        raise VariantSpecError(f"--variant {spec!r}: {attr} is an empty list: nothing to verify")
+        raise VariantSpecError(f"--variant {spec}: {attr} is an empty list: nothing to verify")
     for v in variants:
         if not isinstance(v, Variant):
-            raise VariantSpecError(f"--variant {spec!r}: {attr} holds {type(v).__name__}, not a "
+            raise VariantSpecError(f"--variant {spec}: {attr} holds {type(v).__name__}, not a "
                                    "fused.Variant (wrap your kernel: Variant(name, fn, form, supports))")
     for v in variants:
         report.current().variant_specs[v.name] = spec
