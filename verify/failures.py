@@ -3,6 +3,7 @@ element, the replay line), then the kernel's own error when it raised, then Hypo
 pytest's traceback of the suite's frames is left out (`--tb=long` shows it)."""
 from __future__ import annotations
 
+import re
 import traceback
 
 from verify.report import PropertyFailure
@@ -37,12 +38,22 @@ def _one(failure: PropertyFailure) -> str:
                                             limit=-_KERNEL_FRAMES, chain=False)
         parts.append("  the kernel's error (innermost frames):\n" +
                      "".join("    " + line for line in "".join(frames).splitlines(True)))
-    notes = [n for n in getattr(failure, "__notes__", []) if not _is_blob(n)]
+    notes = [_squeeze(n) for n in getattr(failure, "__notes__", []) if _worth_keeping(n)]
     if notes:
-        parts.append("\n".join(notes))
+        parts.append("  hypothesis: " + "\n  hypothesis: ".join(notes))
     return "\n".join(parts)
 
 
-def _is_blob(note: str) -> bool:
-    # Hypothesis's @reproduce_failure blob: the replay line above does the same job, readably.
-    return "reproduce_failure" in note or note.startswith("You can reproduce this example")
+def _worth_keeping(note: str) -> bool:
+    # The @reproduce_failure blob and the drawn Case repeat what the replay and case lines say;
+    # the explain phase's "lines only failing cases ran" are the suite's own reporting lines.
+    note = note.strip()
+    return bool(note) and not (
+        "reproduce_failure" in note or note.startswith(("You can reproduce this example", "Draw ",
+                                                        "Explanation:", "These lines were"))
+        or re.fullmatch(r"\S+\.py:\d+", note))
+
+
+def _squeeze(note: str, width: int = 240) -> str:
+    flat = " ".join(note.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."

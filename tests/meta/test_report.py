@@ -166,3 +166,15 @@ def test_summary_json_of_a_failing_run(failing_run):
     assert row["variant"] == "meta_no_mean" and row["failures"] >= 1
     assert row["worst_ratio"] is None   # inf, written as null
     Case.from_json(row["worst_case"])
+
+
+def test_failure_report_puts_the_report_first(failing_run):
+    """What broke, the case, the worst element and the replay line lead the failure section; the
+    Hypothesis blob and the suite's traceback do not bury them."""
+    proc, _ = failing_run
+    section = proc.stdout.split(" test_forward[meta_no_mean] ")[1].splitlines()
+    body = [line for line in section[1:] if line.strip() and not line.startswith("[gw")]
+    assert body[0] == "variant 'meta_no_mean' breaks property 'forward'", section[:6]
+    assert body[1].startswith("  case: ") and body[2].startswith("  out: worst element")
+    assert body[3].startswith("  replay: ")
+    assert "reproduce_failure" not in proc.stdout and "Traceback" not in proc.stdout
