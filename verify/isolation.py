@@ -192,6 +192,7 @@ class _Controller:
         # xdist names the crashed test by its file only; pytest titles the report by this.
         fspath, _, name = crashitem.partition("::")
         report.location = (fspath, None, name or fspath)
+        report.when = "call"   # a failure of the test (JUnit: <failure>), not of its setup
         if inflight and inflight.get("nodeid") == crashitem:
             report.longrepr = self._crash_report(inflight, fault)
         elif fault:
