@@ -22,6 +22,8 @@ import time
 import pytest
 
 ROUND_EXAMPLES = 50
+_KEEP = object()   # no --verify-db: the profile's own database
+_database_key = pytest.StashKey[object]()
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 _share_key = pytest.StashKey[float]()
 
@@ -90,9 +92,6 @@ def pytest_configure(config):
         raise pytest.UsageError(str(error)) from None
     config.stash[_database_key] = database
 
-
-_KEEP = object()   # no --verify-db: the profile's own database
-_database_key = pytest.StashKey[object]()
 
 
 @pytest.hookimpl(trylast=True)

@@ -100,3 +100,10 @@ def test_no_repro_scripts_for_a_passing_run(passing_run):
     proc, out = passing_run
     assert proc.returncode == 0, proc.stdout
     assert not (out / "repro").exists() or not list((out / "repro").iterdir())
+
+
+def test_replay_of_a_property_that_does_not_apply(variant_file, capsys):
+    """opcheck decides at run time that a variant calls no custom op: a skip, not a crash."""
+    assert _replay(f"{variant_file}:GOOD", "meta_good", "opcheck",
+                   GOOD_CASE.replace(form="standard")) == 0
+    assert capsys.readouterr().out.startswith("SKIP: property 'opcheck' applies to")
