@@ -1,13 +1,33 @@
 """pytest plugin of the verification suite: --variant, parametrisation over variants, skips for
-absent hardware and long hunts, and the end-of-run table."""
+absent hardware and long hunts, short failure reports, and the end-of-run table (merged across
+pytest-xdist workers).
+
+Registered by the package's `pytest11` entry point (so `pytest --pyargs verify` works wherever
+the package is installed) and by the checkout's root conftest under the same name (registered
+once). It brings in crash/hang isolation (verify.isolation) and campaigns (verify.campaign)."""
 from __future__ import annotations
 
+import fnmatch
 import os
+from pathlib import Path
 
 import pytest
 
 import verify.profiles  # noqa: F401 - registers and selects the Hypothesis profiles
 from verify import report
+
+pytest_plugins = ["verify.isolation", "verify.campaign"]
+
+MARKERS = (
+    "cuda: needs a CUDA device; skipped cleanly without one",
+    "fuzz: long hunts (thousands of examples); skipped unless --run-fuzz or CONVBN_FUZZ=1",
+    "slow: slower checks of the tools themselves; skipped unless --run-slow",
+    "gallery: runs the planted-bug gallery through `pytest verify --variant`",
+)
+# The oracle's overflow/invalid warnings are errors, as in the checkout's pytest configuration.
+FILTERWARNINGS = ("error::RuntimeWarning:reference.*",)
+VERIFY_DIR = Path(__file__).resolve().parent
+_session_key = pytest.StashKey[report.ReportSession]()
 
 
 def pytest_addoption(parser):
@@ -40,10 +60,38 @@ def _setup_triton_interpreter(config):
 
 def pytest_configure(config):
     _setup_triton_interpreter(config)
-    report.REPRO_DIR[0] = config.getoption("--verify-repro-dir")
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    for line in FILTERWARNINGS:
+        config.addinivalue_line("filterwarnings", line)
+    session = report.ReportSession(repro_dir=config.getoption("--verify-repro-dir"))
+    config.stash[_session_key] = session
+    config._convbn_previous_session = report.activate(session)
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_TallyCollector(session), "convbn-tally-collector")
     config._convbn_variants = None
     if config.getoption("--variant"):
         _variants(config)  # a bad SPEC is one usage error now, not one error per test module
+
+
+def pytest_unconfigure(config):
+    if _session_key in config.stash:
+        report.activate(config._convbn_previous_session)
+
+
+def verify_session(config) -> report.ReportSession:
+    """The run's report state (tallies, variant specs, repro directory)."""
+    return config.stash[_session_key]
+
+
+def pytest_collect_file(file_path, parent):
+    """Collect the suite's benchmark files (bench_*.py) where the ini's python_files does not
+    name them: an installed package run from elsewhere has no ini of ours."""
+    if not (fnmatch.fnmatch(file_path.name, "bench_*.py") and VERIFY_DIR in file_path.parents):
+        return None
+    if any(fnmatch.fnmatch(file_path.name, p) for p in parent.config.getini("python_files")):
+        return None   # pytest's python plugin collects it already
+    return pytest.Module.from_parent(parent, path=file_path)
 
 
 def _variants(config):
@@ -124,15 +172,37 @@ def pytest_collection_modifyitems(config, items):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    if call.when == "call" and outcome.get_result().failed:
-        report.write_last_repro()
+    rep = outcome.get_result()
+    session = verify_session(item.config)
+    if call.when == "call" and rep.failed:
+        session.write_last_repro()
+        if call.excinfo is not None and item.config.getoption("tbstyle") in ("auto", "short"):
+            from verify.failures import short_report
+            rep.longrepr = short_report(call.excinfo.value) or rep.longrepr
+    if call.when == "teardown" and hasattr(item.config, "workerinput"):
+        # Each test's tallies ride on its last report to the xdist controller, so a worker that
+        # dies later loses nothing already reported.
+        rep.convbn_tallies = session.take_unsent_rows()
+
+
+class _TallyCollector:
+    """On the xdist controller: add the tallies each worker's reports carry."""
+
+    def __init__(self, session: report.ReportSession):
+        self.session = session
+
+    def pytest_runtest_logreport(self, report):
+        self.session.merge_rows(getattr(report, "convbn_tallies", None) or [])
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    if hasattr(config, "workerinput"):
+        return
+    session = verify_session(config)
     path = config.getoption("--verify-summary-json")
     if path:
-        report.write_summary_json(path)
-    lines = report.summary_lines()
+        session.write_summary_json(path)
+    lines = session.summary_lines()
     if lines:
         terminalreporter.section("convbn-verify: examples and worst error / bound")
         for line in lines:

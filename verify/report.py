@@ -1,22 +1,23 @@
 """Failure reports that a kernel engineer can act on, replay lines, repro scripts, and the
-end-of-run table of examples and worst error per variant and property."""
+end-of-run table of examples and worst error per variant and property.
+
+The state of a run (tallies, the SPEC each variant came from, the repro directory, the latest
+failure) lives in a `ReportSession`. The pytest plugin keeps one on the config and activates it for
+the run; outside pytest (replay, scripts, in-process tests) a default session is active. The
+module-level functions act on the active session, so properties need no handle on pytest."""
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import re
 import shlex
+import sys
 import textwrap
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-# variant name -> the --variant SPEC it was loaded from (set by verify.variants)
-VARIANT_SPECS: dict[str, str] = {}
-# Directory for standalone repro scripts (--verify-repro-dir); None disables them.
-REPRO_DIR: list = [None]
-# (variant name, property, case) of the latest failure, whose repro script is written when the
-# test ends (Hypothesis replays the minimal example last).
-LAST_FAILURE: list = [None]
+BUILTIN_SPEC = "fused.registry:BUILTIN_VARIANTS"
 
 
 class PropertyFailure(AssertionError):
@@ -28,6 +29,23 @@ class PropertyFailure(AssertionError):
         self.ratio = ratio
 
 
+# -- tallies ------------------------------------------------------------------------------------
+# A tally is keyed by the fields of `TallyKey`; a new dimension (a size tier, ...) is one more
+# field there and in `Tally.record`'s callers. Rows (dicts of key + tally fields) are how tallies
+# travel between processes and into the summary JSON.
+@dataclass(frozen=True)
+class TallyKey:
+    variant: str
+    property: str
+    tier: str = "small"
+
+    def sort_key(self) -> tuple:
+        """Variants and properties by name, size tiers small to large."""
+        from verify.strategies.sizes import SIZE_TIERS
+        rank = SIZE_TIERS.index(self.tier) if self.tier in SIZE_TIERS else len(SIZE_TIERS)
+        return (self.variant, self.property, rank)
+
+
 @dataclass
 class Tally:
     examples: int = 0
@@ -35,51 +53,145 @@ class Tally:
     worst_ratio: float = 0.0
     worst_case: str = ""
 
+    def add(self, ratio: float, case_json: str, failed: bool) -> None:
+        self.examples += 1
+        self.failures += int(failed)
+        if ratio > self.worst_ratio or (failed and not self.worst_case):
+            self.worst_ratio = ratio
+            self.worst_case = case_json
 
-TALLIES: dict = defaultdict(Tally)
-
-
-def record(variant_name: str, prop: str, ratio: float, case=None, failed: bool = False,
-           tier: str = "small") -> None:
-    tally = TALLIES[(variant_name, prop, tier)]
-    tally.examples += 1
-    tally.failures += int(failed)
-    if ratio > tally.worst_ratio or (failed and not tally.worst_case):
-        tally.worst_ratio = ratio
-        tally.worst_case = case.to_json() if case is not None else ""
-
-
-def replay_command(variant_name: str, prop: str, case) -> str:
-    spec = VARIANT_SPECS.get(variant_name, "fused.registry:BUILTIN_VARIANTS")
-    return (f"python -m verify.replay --variant {shlex.quote(spec)} --name "
-            f"{shlex.quote(variant_name)} --property {prop} --case {shlex.quote(case.to_json())}")
+    def merge(self, other: "Tally") -> None:
+        self.examples += other.examples
+        self.failures += other.failures
+        if other.worst_ratio > self.worst_ratio or (other.failures and not self.worst_case):
+            self.worst_ratio, self.worst_case = other.worst_ratio, other.worst_case
 
 
-def repro_path(variant_name: str, prop: str, case) -> Path | None:
-    directory = REPRO_DIR[0]
-    if directory is None:
-        return None
-    digest = hashlib.sha1(case.to_json().encode()).hexdigest()[:8]
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{variant_name}-{prop}-{digest}")
-    return Path(directory) / f"{stem}.py"
+_KEY_FIELDS = tuple(f.name for f in fields(TallyKey))
+_TALLY_FIELDS = tuple(f.name for f in fields(Tally))
 
 
-def write_last_repro() -> Path | None:
-    """Write the standalone repro script of the most recent failure. Called once a test has
-    failed, when Hypothesis's last call was the shrunk, minimal example."""
-    if LAST_FAILURE[0] is None:
-        return None
-    variant_name, prop, case = LAST_FAILURE[0]
-    LAST_FAILURE[0] = None
-    path = repro_path(variant_name, prop, case)
-    if path is None:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    spec = VARIANT_SPECS.get(variant_name, "fused.registry:BUILTIN_VARIANTS")
-    path.write_text(textwrap.dedent(f'''\
+def tally_row(key: TallyKey, tally: Tally) -> dict:
+    return {**asdict(key), **asdict(tally)}
+
+
+def row_entry(row: dict) -> tuple[TallyKey, Tally]:
+    return (TallyKey(**{k: row[k] for k in _KEY_FIELDS}),
+            Tally(**{k: row[k] for k in _TALLY_FIELDS}))
+
+
+# -- the session ----------------------------------------------------------------------------------
+class ReportSession:
+    def __init__(self, repro_dir: str | None = None):
+        self.repro_dir = repro_dir
+        self.variant_specs: dict[str, str] = {}     # variant name -> the --variant SPEC
+        self.tallies: dict[TallyKey, Tally] = {}
+        # (variant, property, case) of the latest failure: its repro script is written when the
+        # test ends, because Hypothesis replays the minimal example last.
+        self.last_failure = None
+        self._unsent: dict[TallyKey, Tally] = {}     # recorded here, not yet handed on (xdist)
+
+    # recording
+    def record(self, variant_name: str, prop: str, ratio: float, case=None,
+               failed: bool = False, tier: str = "small") -> None:
+        key = TallyKey(variant_name, prop, tier)
+        case_json = case.to_json() if case is not None else ""
+        for table in (self.tallies, self._unsent):
+            table.setdefault(key, Tally()).add(ratio, case_json, failed)
+        if failed and case is not None:
+            self.last_failure = (variant_name, prop, case)
+
+    def take_unsent_rows(self) -> list[dict]:
+        """Rows recorded since the last call: what a worker hands to the controller."""
+        rows = [tally_row(k, t) for k, t in self._sorted(self._unsent)]
+        self._unsent.clear()
+        return rows
+
+    def merge_rows(self, rows: list[dict]) -> None:
+        for row in rows:
+            key, tally = row_entry(row)
+            self.tallies.setdefault(key, Tally()).merge(tally)
+
+    # replay and repro
+    def spec_of(self, variant_name: str) -> str:
+        return self.variant_specs.get(variant_name, BUILTIN_SPEC)
+
+    def replay_command(self, variant_name: str, prop: str, case) -> str:
+        return (f"{shlex.quote(sys.executable)} -m verify.replay "
+                f"--variant {shlex.quote(self.spec_of(variant_name))} "
+                f"--name {shlex.quote(variant_name)} --property {prop} "
+                f"--case {shlex.quote(case.to_json())}")
+
+    def repro_path(self, variant_name: str, prop: str, case) -> Path | None:
+        if self.repro_dir is None:
+            return None
+        digest = hashlib.sha1(case.to_json().encode()).hexdigest()[:8]
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{variant_name}-{prop}-{digest}")
+        return Path(self.repro_dir) / f"{stem}.py"
+
+    def failure_message(self, variant_name: str, prop: str, case, details: list[str],
+                        headline: str | None = None) -> str:
+        """The report: what broke, the case, the details (worst element first), how to replay."""
+        lines = [headline or f"variant {variant_name!r} breaks property {prop!r}",
+                 f"  size: {case.size()}",
+                 f"  case: {case.describe()}"]
+        lines += [f"  {d}" for d in details]
+        lines.append(f"  replay: {self.replay_command(variant_name, prop, case)}")
+        path = self.repro_path(variant_name, prop, case)
+        if path is not None:
+            lines.append(f"  repro script: {path}")
+        return "\n".join(lines)
+
+    def write_repro(self, variant_name: str, prop: str, case) -> Path | None:
+        path = self.repro_path(variant_name, prop, case)
+        if path is None:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_repro_source(path, self.spec_of(variant_name), variant_name, prop, case))
+        return path
+
+    def write_last_repro(self) -> Path | None:
+        """Write the repro script of the most recent failure (called once a test has failed,
+        when Hypothesis's last call was the shrunk, minimal example)."""
+        if self.last_failure is None:
+            return None
+        failure, self.last_failure = self.last_failure, None
+        return self.write_repro(*failure)
+
+    # the end-of-run table
+    @staticmethod
+    def _sorted(tallies: dict) -> list:
+        return sorted(tallies.items(), key=lambda item: item[0].sort_key())
+
+    def summary_rows(self) -> list[dict]:
+        rows = [tally_row(k, t) for k, t in self._sorted(self.tallies)]
+        for row in rows:   # JSON has no infinity: a failure's ratio is null
+            if row["worst_ratio"] == math.inf:
+                row["worst_ratio"] = None
+        return rows
+
+    def write_summary_json(self, path) -> None:
+        Path(path).write_text(json.dumps(self.summary_rows(), indent=1))
+
+    def summary_lines(self) -> list[str]:
+        if not self.tallies:
+            return []
+        rows = [("variant", "property", "size tier", "examples", "failed", "worst err/bound")]
+        for key, t in self._sorted(self.tallies):
+            worst = "inf" if t.worst_ratio == math.inf else f"{t.worst_ratio:.3g}"
+            rows.append((key.variant, key.property, key.tier, str(t.examples), str(t.failures),
+                         worst))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def _repro_source(path: Path, spec: str, variant_name: str, prop: str, case) -> str:
+    return textwrap.dedent(f'''\
+        #!{sys.executable}
         """Standalone repro: variant {variant_name!r} breaks property {prop!r}.
 
-        Run from the convbn-verify checkout: python {path.name}
+        Run with the interpreter that ran the suite:
+            {shlex.quote(sys.executable)} {shlex.quote(str(path))}
         """
         import sys
 
@@ -93,49 +205,31 @@ def write_last_repro() -> Path | None:
 
         if __name__ == "__main__":
             sys.exit(replay(SPEC, NAME, PROPERTY, CASE))
-        '''))
-    return path
+        ''')
+
+
+# -- the active session -------------------------------------------------------------------------
+_active = [ReportSession()]
+
+
+def current() -> ReportSession:
+    return _active[0]
+
+
+def activate(session: ReportSession) -> ReportSession:
+    """Make `session` the one the module-level functions use; returns the previous one."""
+    previous, _active[0] = _active[0], session
+    return previous
+
+
+def record(variant_name: str, prop: str, ratio: float, case=None, failed: bool = False,
+           tier: str = "small") -> None:
+    current().record(variant_name, prop, ratio, case, failed, tier)
+
+
+def replay_command(variant_name: str, prop: str, case) -> str:
+    return current().replay_command(variant_name, prop, case)
 
 
 def failure_message(variant_name: str, prop: str, case, details: list[str]) -> str:
-    lines = [f"variant {variant_name!r} breaks property {prop!r}",
-             f"  size: {case.size()}",
-             f"  case: {case.describe()}"]
-    lines += [f"  {d}" for d in details]
-    lines.append(f"  replay: {replay_command(variant_name, prop, case)}")
-    LAST_FAILURE[0] = (variant_name, prop, case)
-    path = repro_path(variant_name, prop, case)
-    if path is not None:
-        lines.append(f"  repro script: {path}")
-    return "\n".join(lines)
-
-
-def _tier_order(key):
-    from verify.strategies.sizes import SIZE_TIERS
-    variant_name, prop, tier = key
-    return (variant_name, prop, SIZE_TIERS.index(tier) if tier in SIZE_TIERS else len(SIZE_TIERS))
-
-
-def summary_rows() -> list[dict]:
-    return [dict(variant=variant_name, property=prop, tier=tier, examples=t.examples,
-                 failures=t.failures,
-                 worst_ratio=None if t.worst_ratio == float("inf") else t.worst_ratio,
-                 worst_case=t.worst_case)
-            for (variant_name, prop, tier), t in sorted(TALLIES.items(),
-                                                        key=lambda kv: _tier_order(kv[0]))]
-
-
-def write_summary_json(path) -> None:
-    import json
-    Path(path).write_text(json.dumps(summary_rows(), indent=1))
-
-
-def summary_lines() -> list[str]:
-    if not TALLIES:
-        return []
-    rows = [("variant", "property", "size tier", "examples", "failed", "worst err/bound")]
-    for (variant_name, prop, tier), t in sorted(TALLIES.items(), key=lambda kv: _tier_order(kv[0])):
-        worst = "inf" if t.worst_ratio == float("inf") else f"{t.worst_ratio:.3g}"
-        rows.append((variant_name, prop, tier, str(t.examples), str(t.failures), worst))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return current().failure_message(variant_name, prop, case, details)

@@ -4,58 +4,95 @@ SPEC is `package.module:attr` or `path/to/file.py:attr`; attr is a `fused.Varian
 (tuple) of them."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 
 from fused.variant import Variant
 from verify import report
-
-BUILTIN_SPEC = "fused.registry:BUILTIN_VARIANTS"
+from verify.report import BUILTIN_SPEC
 
 
 class VariantSpecError(ValueError):
-    """A --variant SPEC that cannot be loaded; the message says why and what SPEC looks like."""
+    """A --variant SPEC that cannot be loaded; the message (one line) says why and what SPEC
+    looks like."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(message.split()))
 
 
-def _load_module(target: str):
+def _load_module(spec_text: str, target: str):
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target).expanduser().resolve()
         if not path.is_file():
-            raise VariantSpecError(f"--variant: no such file {target!r}")
+            raise VariantSpecError(f"--variant {spec_text}: no such file {target!r}")
         name = "convbn_user_variant_" + "_".join(path.with_suffix("").parts[-2:]).replace("-", "_")
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        with _import_errors(spec_text, target):
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
         return module
-    try:
+    with _import_errors(spec_text, target):
         return importlib.import_module(target)
-    except ImportError as error:
-        raise VariantSpecError(f"--variant: cannot import module {target!r}: {error}") from error
+
+
+@contextlib.contextmanager
+def _import_errors(spec_text: str, target: str):
+    """Whatever importing the user's module raises becomes one line that says where and why."""
+    try:
+        yield
+    except SyntaxError as error:
+        where = f"{error.filename}, line {error.lineno}" if error.filename else target
+        raise VariantSpecError(f"--variant {spec_text}: syntax error in {where}: "
+                               f"{error.msg}") from None
+    except ModuleNotFoundError as error:
+        if error.name and target.split(".")[0] == error.name.split(".")[0]:
+            raise VariantSpecError(f"--variant {spec_text}: cannot import module {target!r}: "
+                                   f"{error} (not on sys.path? a file path works too: "
+                                   "path/to/file.py:attr)") from None
+        raise VariantSpecError(f"--variant {spec_text}: importing {target} failed: "
+                               f"{type(error).__name__}: {error}") from None
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's module is arbitrary code
+        where = _innermost_user_frame(error)
+        raise VariantSpecError(f"--variant {spec_text}: importing {target} raised "
+                               f"{type(error).__name__}{where}: {error}") from None
+
+
+def _innermost_user_frame(error: BaseException) -> str:
+    """' at FILE:LINE' for the deepest frame outside the import machinery, when there is one."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if "importlib" not in f.filename and f.filename != __file__]
+    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
 def load_variants(spec: str) -> list[Variant]:
     """The Variant(s) named by SPEC, remembered with their SPEC for replay lines."""
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
-        raise VariantSpecError(f"--variant {spec!r}: expected 'package.module:attr' or "
+        raise VariantSpecError(f"--variant {spec}: expected 'package.module:attr' or "
                                "'path/to/file.py:attr'")
-    module = _load_module(target)
+    module = _load_module(spec, target)
     try:
         value = getattr(module, attr)
     except AttributeError:
-        raise VariantSpecError(f"--variant {spec!r}: {target} has no attribute {attr!r}") from None
+        raise VariantSpecError(f"--variant {spec}: {target} has no attribute {attr!r}") from None
     variants = list(value) if isinstance(value, (list, tuple)) else [value]
     if not variants:
-        raise VariantSpecError(f"--variant {spec!r}: {attr} is an empty list: nothing to verify")
+        raise VariantSpecError(f"--variant {spec}: {attr} is an empty list: nothing to verify")
     for v in variants:
         if not isinstance(v, Variant):
-            raise VariantSpecError(f"--variant {spec!r}: {attr} holds {type(v).__name__}, not a "
+            raise VariantSpecError(f"--variant {spec}: {attr} holds {type(v).__name__}, not a "
                                    "fused.Variant (wrap your kernel: Variant(name, fn, form, supports))")
     for v in variants:
-        report.VARIANT_SPECS[v.name] = spec
+        report.current().variant_specs[v.name] = spec
     return variants
 
 

@@ -2,7 +2,6 @@
 `pytest verify` / `python -m verify.replay` shared by the report and replay tests."""
 from __future__ import annotations
 
-import collections
 import os
 import subprocess
 import sys
@@ -17,12 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def isolated_report(monkeypatch):
-    """Meta tests run properties in-process: keep their tallies, variant specs and repro dir out
-    of the real run's end-of-run table."""
-    monkeypatch.setattr(report, "TALLIES", collections.defaultdict(report.Tally))
-    monkeypatch.setattr(report, "VARIANT_SPECS", {})
-    monkeypatch.setattr(report, "REPRO_DIR", [None])
+def isolated_report():
+    """Meta tests run properties in-process: a fresh report session keeps their tallies, variant
+    specs and repro dir out of the real run's end-of-run table."""
+    session = report.ReportSession()
+    previous = report.activate(session)
+    try:
+        yield session
+    finally:
+        report.activate(previous)
 
 
 def cli_env() -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 
 import pytest
 
@@ -66,7 +67,8 @@ def test_failing_run_exits_1_with_a_replay_line(failing_run):
     assert proc.returncode == 1, proc.stdout
     lines = _report_lines(failing_run)
     assert any(line.endswith("variant 'meta_no_mean' breaks property 'forward'") for line in lines)
-    assert any(line.startswith("replay: python -m verify.replay ") for line in lines)
+    assert any(line.startswith(f"replay: {shlex.quote(sys.executable)} -m verify.replay ")
+               for line in lines)
 
 
 def test_printed_replay_line_reproduces_the_failure(failing_run):
@@ -75,7 +77,7 @@ def test_printed_replay_line_reproduces_the_failure(failing_run):
     [command] = {line[len("replay: "):] for line in lines if line.startswith("replay: ")}
     [case_line] = {line for line in lines if line.startswith("case: ")}
     argv = shlex.split(command)
-    assert argv[:3] == ["python", "-m", "verify.replay"]
+    assert argv[:3] == [sys.executable, "-m", "verify.replay"]   # the interpreter that ran it
     proc = run_cli(argv[1:])
     assert proc.returncode == 1, proc.stdout
     assert proc.stdout.startswith("FAIL")
@@ -98,3 +100,10 @@ def test_no_repro_scripts_for_a_passing_run(passing_run):
     proc, out = passing_run
     assert proc.returncode == 0, proc.stdout
     assert not (out / "repro").exists() or not list((out / "repro").iterdir())
+
+
+def test_replay_of_a_property_that_does_not_apply(variant_file, capsys):
+    """opcheck decides at run time that a variant calls no custom op: a skip, not a crash."""
+    assert _replay(f"{variant_file}:GOOD", "meta_good", "opcheck",
+                   GOOD_CASE.replace(form="standard")) == 0
+    assert capsys.readouterr().out.startswith("SKIP: property 'opcheck' applies to")

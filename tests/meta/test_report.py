@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import sys
 
 import pytest
 
@@ -23,7 +24,7 @@ def _case_from_command(command):
 
 
 def test_replay_command_round_trips_the_case():
-    report.VARIANT_SPECS["meta v"] = "some dir/variants.py:ALL"
+    report.current().variant_specs["meta v"] = "some dir/variants.py:ALL"
     case, argv = _case_from_command(report.replay_command("meta v", "gradients", CASE))
     assert case == CASE
     assert argv[argv.index("--variant") + 1] == "some dir/variants.py:ALL"
@@ -42,17 +43,32 @@ def test_failure_message_contents():
     assert lines[0] == "variant 'meta_v' breaks property 'forward'"
     assert f"  case: {CASE.describe()}" in lines
     assert "  out: worst element (0,)" in lines
-    assert lines[-1].startswith("  replay: python -m verify.replay")
+    assert lines[-1].startswith(f"  replay: {shlex.quote(sys.executable)} -m verify.replay")
     assert "repro script" not in message   # no --verify-repro-dir
 
 
-def test_failure_message_writes_repro_script(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "LAST_FAILURE", [None])
-    report.REPRO_DIR[0] = str(tmp_path / "repro")
+def test_replay_command_names_the_running_interpreter(monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/opt/my venv/bin/python3")
+    argv = shlex.split(report.replay_command("v", "forward", CASE))
+    assert argv[:3] == ["/opt/my venv/bin/python3", "-m", "verify.replay"]
+
+
+def test_failure_message_has_no_side_effect(tmp_path):
+    session = report.ReportSession(repro_dir=str(tmp_path / "repro"))
+    before = vars(session).copy()
+    session.failure_message("v", "forward", CASE, ["detail"])
+    assert vars(session) == before and session.write_last_repro() is None
+    assert not (tmp_path / "repro").exists()
+
+
+def test_failure_message_writes_repro_script(tmp_path):
+    session = report.ReportSession(repro_dir=str(tmp_path / "repro"))
+    report.activate(session)   # the autouse fixture restores the previous session
     message = report.failure_message("meta/v 1", "forward", CASE, ["detail"])
     # Written once the test has failed (the last failure is Hypothesis's minimal example).
+    report.record("meta/v 1", "forward", math.inf, CASE, failed=True)
     assert not (tmp_path / "repro").exists()
-    path = report.write_last_repro()
+    path = session.write_last_repro()
     assert [path] == list((tmp_path / "repro").iterdir())
     assert f"repro script: {path}" in message
     assert "/" not in path.name[:-3] and " " not in path.name
@@ -60,6 +76,7 @@ def test_failure_message_writes_repro_script(tmp_path, monkeypatch):
     compile(source, str(path), "exec")
     assert CASE.to_json() in source or repr(CASE.to_json()) in source
     assert "'meta/v 1'" in source and "'forward'" in source
+    assert source.startswith(f"#!{sys.executable}\n")
 
 
 def test_property_failure_reports_worst_element():
@@ -71,7 +88,7 @@ def test_property_failure_reports_worst_element():
     assert CASE.describe() in message
     assert "out: worst element (" in message and "expected" in message
     assert "actual" in message and "> allowed" in message and "x the bound" in message
-    assert "replay: python -m verify.replay" in message
+    assert f"replay: {shlex.quote(sys.executable)} -m verify.replay" in message
 
 
 def test_tally_and_summary():
@@ -80,7 +97,7 @@ def test_tally_and_summary():
     report.record("v1", "forward", 0.125, CASE)
     report.record("v1", "forward", 0.75, CASE, tier="large")
     report.record("v2", "gradients", math.inf, CASE, failed=True)
-    rows = report.summary_rows()
+    rows = report.current().summary_rows()
     assert rows == [
         dict(variant="v1", property="forward", tier="small", examples=3, failures=0,
              worst_ratio=0.5, worst_case=CASE.replace(seed=3).to_json()),
@@ -89,7 +106,7 @@ def test_tally_and_summary():
         dict(variant="v2", property="gradients", tier="small", examples=1, failures=1,
              worst_ratio=None, worst_case=CASE.to_json()),
     ]
-    lines = report.summary_lines()
+    lines = report.current().summary_lines()
     assert lines[0].split() == ["variant", "property", "size", "tier", "examples", "failed",
                                 "worst", "err/bound"]
     assert lines[1].split() == ["v1", "forward", "small", "3", "0", "0.5"]
@@ -98,14 +115,31 @@ def test_tally_and_summary():
 
 
 def test_empty_summary():
-    assert report.summary_lines() == [] and report.summary_rows() == []
+    assert report.current().summary_lines() == [] and report.current().summary_rows() == []
 
 
 def test_write_summary_json(tmp_path):
     report.record("v1", "forward", 0.25, CASE)
     path = tmp_path / "summary.json"
-    report.write_summary_json(path)
-    assert json.loads(path.read_text()) == report.summary_rows()
+    report.current().write_summary_json(path)
+    assert json.loads(path.read_text()) == report.current().summary_rows()
+
+
+def test_worker_rows_merge_into_the_same_table():
+    """What xdist workers hand over (rows recorded since their last hand-over) adds up on the
+    controller to the table one process would have made."""
+    one, worker_a, worker_b, controller = (report.ReportSession() for _ in range(4))
+    events = [("v1", "forward", 0.25, CASE, False), ("v1", "forward", 0.5, CASE.replace(seed=3), False),
+              ("v2", "gradients", math.inf, CASE, True), ("v1", "forward", 0.125, CASE, False)]
+    for i, (v, p, ratio, case, failed) in enumerate(events):
+        one.record(v, p, ratio, case, failed)
+        (worker_a if i % 2 else worker_b).record(v, p, ratio, case, failed)
+        if i == 1:
+            controller.merge_rows(worker_a.take_unsent_rows())
+    controller.merge_rows(worker_a.take_unsent_rows() + worker_b.take_unsent_rows())
+    assert worker_a.take_unsent_rows() == []            # handed over once
+    assert controller.summary_rows() == one.summary_rows()
+    json.dumps(worker_b.summary_rows())                  # rows are plain JSON
 
 
 # -- a real `pytest verify` run --------------------------------------------------------------
@@ -138,3 +172,15 @@ def test_summary_json_of_a_failing_run(failing_run):
     assert row["variant"] == "meta_no_mean" and row["failures"] >= 1
     assert row["worst_ratio"] is None or row["worst_ratio"] > 1  # the failure's own ratio
     Case.from_json(row["worst_case"])
+
+
+def test_failure_report_puts_the_report_first(failing_run):
+    """What broke, the case, the worst element and the replay line lead the failure section; the
+    Hypothesis blob and the suite's traceback do not bury them."""
+    proc, _ = failing_run
+    section = proc.stdout.split(" test_forward[meta_no_mean-small] ")[1].splitlines()
+    body = [line for line in section[1:] if line.strip() and not line.startswith("[gw")]
+    assert body[0] == "variant 'meta_no_mean' breaks property 'forward'", section[:6]
+    assert body[1].startswith("  size: ") and body[2].startswith("  case: ")
+    assert body[3].startswith("  out: worst element") and body[4].startswith("  replay: ")
+    assert "reproduce_failure" not in proc.stdout and "Traceback" not in proc.stdout

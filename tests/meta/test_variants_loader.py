@@ -36,7 +36,7 @@ def module_dir(tmp_path, monkeypatch):
 def test_module_attr_spec(module_dir):
     [one] = load_variants("meta_loader_mod:ONE")
     assert isinstance(one, Variant) and one.name == "meta_one"
-    assert report.VARIANT_SPECS["meta_one"] == "meta_loader_mod:ONE"
+    assert report.current().variant_specs["meta_one"] == "meta_loader_mod:ONE"
 
 
 def test_file_attr_spec_and_lists(module_dir):
@@ -44,13 +44,13 @@ def test_file_attr_spec_and_lists(module_dir):
     names = [v.name for v in load_variants(f"{path}:MANY")]
     assert names == ["meta_one", "meta_two"]
     assert [v.name for v in load_variants(f"{path}:AS_TUPLE")] == ["meta_two"]
-    assert report.VARIANT_SPECS["meta_one"] == f"{path}:MANY"
+    assert report.current().variant_specs["meta_one"] == f"{path}:MANY"
 
 
 def test_builtin_spec():
     assert tuple(load_variants(BUILTIN_SPEC)) == tuple(BUILTIN_VARIANTS)
     assert [v.name for v in select(None)] == [v.name for v in BUILTIN_VARIANTS]
-    assert report.VARIANT_SPECS["eager"] == BUILTIN_SPEC
+    assert report.current().variant_specs["eager"] == BUILTIN_SPEC
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -6,7 +6,7 @@ import math
 from hypothesis import given, settings, strategies as st, target
 from hypothesis.control import currently_in_test_context
 
-from verify import legality, oracle, report, runner, tolerance
+from verify import isolation, legality, oracle, report, runner, tolerance
 from verify.case import largest_finite
 from verify.comparison import compare
 from verify.oracle import Results
@@ -66,6 +66,7 @@ def run_example(prop_module, variant, data, tier: str = "small") -> float:
     What the kernel raises (`runner.KernelRaised`) or how it breaks the calling contract is a
     finding about the kernel; any other exception is the suite's own failure and says so."""
     case = data.draw(prop_module.strategy(variant, tier), label="case")
+    isolation.note_case(variant.name, prop_module.NAME, case)
     try:
         legality.check(case)
         ratio = prop_module.check(variant, case)

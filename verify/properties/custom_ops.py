@@ -3,8 +3,6 @@ it was really called with: schema (declared mutation and aliasing), fake/meta ke
 registration, and AOT dispatch. Variants that call no custom op are skipped."""
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
@@ -46,25 +44,19 @@ def custom_op_calls(variant, case):
     return recorder.calls
 
 
-@functools.lru_cache(maxsize=None)
-def _uses_custom_ops(variant) -> bool:
-    from verify.case import Case
-    probe = Case(batch=2, in_channels=1, out_channels=1, height=2, width=2, kernel=(1, 1),
-                 form=variant.form, dtype="float32")
-    try:
-        return bool(custom_op_calls(variant, probe))
-    except Exception:  # noqa: BLE001 - a broken variant is other properties' finding
-        return False
-
-
 def strategy(variant, tier: str = "small"):
-    if not _uses_custom_ops(variant):
-        return None
+    # Whether the variant calls a custom op is only known by calling it, which must not happen
+    # at collection (a crashing kernel would take the run down before isolation can help):
+    # `check` skips the test on its first example instead.
     return cases(variant.supports, variant.form, dtypes=("float32", "float64"))
 
 
 def check(variant, case) -> float:
-    for op, args, kwargs in custom_op_calls(variant, case):
+    calls = custom_op_calls(variant, case)
+    if not calls:
+        import pytest
+        pytest.skip(f"property {NAME!r} applies to {APPLIES_TO}; {variant.name!r} calls none")
+    for op, args, kwargs in calls:
         try:
             torch.library.opcheck(op, args, kwargs)
         except Exception as error:  # noqa: BLE001 - opcheck reports through several types
