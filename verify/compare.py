@@ -218,8 +218,12 @@ def format_findings(findings: list) -> str:
             base, head = _fmt_bytes(f.base), _fmt_bytes(f.head)
             figure = f.figure
         rows.append((name, figure, base, head, _fmt_ratio(f.ratio), f.note or "ok"))
+    return _table(rows, align=("<", "<", ">", ">", ">", "<"))
+
+
+def _table(rows: list, align: tuple) -> str:
+    """Rows as columns (the first row a header, ruled off), aligned left (<) or right (>)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    align = ["<", "<", ">", ">", ">", "<"]
     lines = []
     for j, row in enumerate(rows):
         lines.append("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip())
@@ -257,14 +261,7 @@ def format_variants(variants: dict) -> str:
     for v in variants.values():
         rows.append((v.variant, v.measure, str(v.benchmarks), _fmt_ratio(v.estimate),
                      f"{v.slower}/{v.benchmarks}", v.outcome))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    align = ["<", "<", ">", ">", ">", "<"]
-    lines = []
-    for j, row in enumerate(rows):
-        lines.append("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip())
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return _table(rows, align=("<", "<", ">", ">", ">", "<"))
 
 
 def report(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
