@@ -14,6 +14,7 @@ from hypothesis import settings
 
 from tests.meta.conftest import run_cli
 from verify import campaign
+from verify.strategies.sizes import SIZE_TIERS
 
 FILES = ["verify/test_forward.py", "verify/test_gradients.py"]
 
@@ -37,7 +38,7 @@ def serial_and_parallel(tmp_path_factory, variant_file):
 def test_xdist_prints_the_table(serial_and_parallel):
     _, (proc, _) = serial_and_parallel
     assert proc.returncode == 1, proc.stdout            # meta_no_mean fails
-    assert "2 workers [4 items]" in proc.stdout
+    assert "2 workers [20 items]" in proc.stdout     # 2 variants x 2 properties x 5 size tiers
     assert "convbn-verify: examples and worst error" in proc.stdout
     assert "meta_good     forward" in proc.stdout or "meta_good  forward" in proc.stdout
 
@@ -45,10 +46,10 @@ def test_xdist_prints_the_table(serial_and_parallel):
 def test_xdist_summary_json_equals_the_serial_one(serial_and_parallel):
     (serial, serial_rows), (_, parallel_rows) = serial_and_parallel
     assert serial.returncode == 1, serial.stdout
-    key = lambda r: (r["variant"], r["property"])   # noqa: E731
-    assert sorted(map(key, parallel_rows)) == sorted(map(key, serial_rows)) == [
-        ("meta_good", "forward"), ("meta_good", "gradients"),
-        ("meta_no_mean", "forward"), ("meta_no_mean", "gradients")]
+    key = lambda r: (r["variant"], r["property"], r["tier"])   # noqa: E731
+    assert sorted(map(key, parallel_rows)) == sorted(map(key, serial_rows)) == sorted(
+        (variant, prop, tier) for variant in ("meta_good", "meta_no_mean")
+        for prop in ("forward", "gradients") for tier in SIZE_TIERS)
     # The ci profile is derandomised: passing rows match exactly, failing rows fail alike.
     by_key = {key(r): r for r in serial_rows}
     for row in parallel_rows:
