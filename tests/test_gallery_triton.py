@@ -4,14 +4,13 @@
   property on an explicit case (`CASES`) for the expected reason, and the correct Triton kernel
   passes the same case. Deterministic and fast; covers the bugs that only show on channels longer
   than one program's 1,024 values, which the suite's strategies must reach to find them.
-* `test_triton_bug_is_caught_by_the_suite`: `pytest verify` (ci profile, forward property) on all
-  bugs and the correct kernels at once, like tests/test_gallery.py. A bug that needs large
-  channels is skipped, with the reason, while the suite's strategies cannot draw a channel longer
-  than 1,024 values.
+* `test_triton_bug_is_caught_by_the_suite`: `pytest verify` (the `gallery_interpreted` profile:
+  the ci profile's examples for an interpreted kernel, no shrinking; forward property) on all bugs
+  and the correct kernels at once, like tests/test_gallery.py; the size tiers reach the channels
+  longer than one program's 1,024 values where the split and tail bugs live.
 """
 from __future__ import annotations
 
-import functools
 import os
 import re
 import subprocess
@@ -20,8 +19,6 @@ import sys
 import pytest
 
 pytest.importorskip("triton", reason="triton is not installed (pip install 'convbn-verify[triton]')")
-
-from hypothesis import HealthCheck, errors, find, settings  # noqa: E402
 
 from tests.gallery import triton_bugs  # noqa: E402
 from tests.test_gallery import ROOT, Run, _run_suite  # noqa: E402
@@ -59,25 +56,13 @@ def test_replay_command_line_runs_triton_bugs_on_the_interpreter():
         cwd=ROOT, env=dict(env, OMP_NUM_THREADS="1"), capture_output=True, text=True,
         timeout=600)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert re.search(r"breaks property 'forward'\s+case: .*\s+out: worst element", done.stdout)
-
-
-@functools.lru_cache(maxsize=None)
-def _suite_draws_large_channels() -> bool:
-    """Whether the forward property's strategy can produce a channel longer than CHUNK."""
-    strategy = PROPERTIES["forward"].strategy(CORRECT["standard"])
-    try:
-        find(strategy, lambda case: case.values_per_channel > CHUNK,
-             settings=settings(max_examples=2000, database=None, derandomize=True,
-                               suppress_health_check=list(HealthCheck)))
-    except errors.NoSuchExample:
-        return False
-    return True
+    assert re.search(r"breaks property 'forward'\s+size: .*\s+case: .*\s+out: worst element",
+                     done.stdout)
 
 
 @pytest.fixture(scope="module")
 def triton_gallery(tmp_path_factory) -> Run:
-    profile = os.environ.get("CONVBN_GALLERY_PROFILE", "ci")
+    profile = os.environ.get("CONVBN_GALLERY_PROFILE", "gallery_interpreted")
     tmp = tmp_path_factory.mktemp("triton_gallery")
     return Run(*_run_suite(tmp, [BUGS_SPEC, CORRECT_SPEC], profile, extra=["-k", "test_forward"]))
 
@@ -85,9 +70,6 @@ def triton_gallery(tmp_path_factory) -> Run:
 @pytest.mark.gallery
 @pytest.mark.parametrize("name", sorted(BUGS))
 def test_triton_bug_is_caught_by_the_suite(triton_gallery, name):
-    if triton_bugs.LARGE[name] and not _suite_draws_large_channels():
-        pytest.skip(f"{name} only shows on channels longer than {CHUNK} values, which the "
-                    "suite's strategies do not draw yet (test_replayed_bug_is_caught shows it)")
     expected = triton_bugs.EXPECTED[name]
     failed = triton_gallery.failed(name)
     missed = sorted(set(expected) - failed)
