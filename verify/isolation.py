@@ -67,12 +67,12 @@ class _Worker:
 _worker: list = [None]
 
 
-def note_case(variant_name: str, prop_name: str, case) -> None:
+def note_case(variant_name: str, prop_name: str, case, tier: str = "small") -> None:
     """Record the case about to be run, so that a crash or hang can be reported with it."""
     worker = _worker[0]
     if worker is not None:
         worker.note({"nodeid": worker.nodeid, "variant": variant_name, "property": prop_name,
-                     "case": case.to_json()})
+                     "tier": tier, "case": case.to_json()})
 
 
 # -- options and the decision to isolate ---------------------------------------------------------
@@ -205,7 +205,8 @@ class _Controller:
         session = report.current()
         variant_name, prop = inflight["variant"], inflight["property"]
         case = Case.from_json(inflight["case"])
-        session.record(variant_name, prop, math.inf, case, failed=True)
+        session.record(variant_name, prop, math.inf, case, failed=True,
+                       tier=inflight.get("tier", "small"))
         session.write_repro(variant_name, prop, case)
         if fault.startswith("Timeout ("):
             headline = (f"variant {variant_name!r} hangs on property {prop!r}: no result after "

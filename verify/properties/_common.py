@@ -66,7 +66,7 @@ def run_example(prop_module, variant, data, tier: str = "small") -> float:
     What the kernel raises (`runner.KernelRaised`) or how it breaks the calling contract is a
     finding about the kernel; any other exception is the suite's own failure and says so."""
     case = data.draw(prop_module.strategy(variant, tier), label="case")
-    isolation.note_case(variant.name, prop_module.NAME, case)
+    isolation.note_case(variant.name, prop_module.NAME, case, tier)
     try:
         legality.check(case)
         ratio = prop_module.check(variant, case)
