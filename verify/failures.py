@@ -3,10 +3,14 @@ element, the replay line), then the kernel's own error when it raised, then Hypo
 pytest's traceback of the suite's frames is left out (`--tb=long` shows it)."""
 from __future__ import annotations
 
+import builtins
 import re
 import traceback
 
 from verify.report import PropertyFailure
+
+# Python 3.11's builtin; on 3.10 (which pyproject allows) Hypothesis raises no exception groups.
+_EXCEPTION_GROUPS = getattr(builtins, "BaseExceptionGroup", ())
 
 _KERNEL_FRAMES = 6
 
@@ -24,7 +28,7 @@ def short_report(error: BaseException) -> str | None:
 def _property_failures(error: BaseException) -> list[PropertyFailure]:
     if isinstance(error, PropertyFailure):
         return [error]
-    if isinstance(error, BaseExceptionGroup):
+    if isinstance(error, _EXCEPTION_GROUPS):
         leaves = [leaf for e in error.exceptions for leaf in (_property_failures(e) or [None])]
         return leaves if leaves and all(leaves) else []
     return []

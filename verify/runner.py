@@ -128,7 +128,7 @@ def backward(out, grad_out) -> None:
         raise KernelRaised("backward", error) from error
 
 
-def differentiable(case: Case, tensors: dict) -> list:
+def differentiable(tensors: dict) -> list:
     """Names of the inputs that require grad in this call."""
     return [n for n in PARAMETER_NAMES if tensors[n] is not None and tensors[n].requires_grad]
 
@@ -150,7 +150,7 @@ def run(variant, case: Case, arrays: dict, *, gradients: bool = True) -> tuple[R
         raise ContractViolation(f"output shape {tuple(out.shape)}, expected {case.out_shape}")
     results = Results(out=to_numpy(out))
     if gradients:
-        wanted = differentiable(case, tensors)
+        wanted = differentiable(tensors)
         if out.grad_fn is None:
             raise ContractViolation(f"returned an output with no autograd graph although "
                                     f"{wanted} require grad")

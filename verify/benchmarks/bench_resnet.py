@@ -2,8 +2,6 @@
 
 Needs the "stride" and "padding" features: variants without them are skipped with the reason.
 """
-import pytest
-
 from verify.benchmarks.harness import build_baseline, build_or_skip, run_benchmark
 from verify.benchmarks.models import RESNET_BATCH, resnet_workload
 

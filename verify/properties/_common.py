@@ -114,9 +114,11 @@ def assert_close(variant, prop: str, case, actual: Results, exact: Results, allo
     return worst
 
 
-def requested_gradients(case) -> tuple:
-    """The gradient results a call of `case` must produce: those of the inputs requiring grad."""
-    return tuple("grad_" + n for n in case.requires_grad)
+def training_step_results(case) -> tuple:
+    """What a call with backward must get right: the output, the gradients of the inputs that
+    require grad, and the running stats after backward."""
+    return (("out",) + tuple("grad_" + n for n in case.requires_grad)
+            + ("running_mean", "running_var"))
 
 
 def check_against_oracle(variant, prop: str, case, names, *, gradients: bool) -> float:

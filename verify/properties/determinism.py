@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from verify import oracle, runner, tolerance
-from verify.properties._common import assert_close, fail, requested_gradients
+from verify.properties._common import assert_close, fail, training_step_results
 from verify.strategies.configs import calling_contexts, cases
 
 NAME = "determinism"
@@ -24,7 +24,7 @@ def check(variant, case) -> float:
     arrays = case.arrays()
     first, _ = runner.run(variant, case, arrays)
     second, _ = runner.run(variant, case, arrays)
-    names = ("out",) + requested_gradients(case) + ("running_mean", "running_var")
+    names = training_step_results(case)
     if "nondeterministic" not in variant.supports:
         for name in names:
             a, b = getattr(first, name), getattr(second, name)

@@ -7,7 +7,7 @@ Also the output with autograd on, and the running stats after backward (backward
 them again)."""
 from __future__ import annotations
 
-from verify.properties._common import check_against_oracle, requested_gradients
+from verify.properties._common import check_against_oracle, training_step_results
 from verify.strategies.configs import calling_contexts, cases
 
 NAME = "gradients"
@@ -18,6 +18,4 @@ def strategy(variant, tier: str = "small"):
 
 
 def check(variant, case) -> float:
-    return check_against_oracle(variant, NAME, case,
-                                ("out",) + requested_gradients(case)
-                                + ("running_mean", "running_var"), gradients=True)
+    return check_against_oracle(variant, NAME, case, training_step_results(case), gradients=True)
