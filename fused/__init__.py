@@ -2,9 +2,9 @@
 torch.library custom op, eager baselines, and the `Variant` contract for plugging in new kernels."""
 from fused.variant import FEATURES, FORMS, UnsupportedFeatureError, Variant
 from fused.tutorial import FusedConvBN2DFunction
-from fused.functional import fused_conv_bn
+from fused.functional import memory_saving_conv_bn
 from fused.layer import FusedConvBN2d
 from fused.fuse import fuse_conv_bn, load_unfused_state_dict
 
 __all__ = ["FEATURES", "FORMS", "FusedConvBN2DFunction", "FusedConvBN2d", "UnsupportedFeatureError",
-           "Variant", "fuse_conv_bn", "fused_conv_bn", "load_unfused_state_dict"]
+           "Variant", "fuse_conv_bn", "memory_saving_conv_bn", "load_unfused_state_dict"]

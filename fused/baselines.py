@@ -11,9 +11,9 @@
   statistics without touching the running buffers (it is re-run in backward), returns them
   detached, and the buffers are updated afterwards, outside the checkpoint, under `no_grad`.
 
-Both validate their arguments like every variant: training with fewer than two values per
-channel raises `ValueError`, eval mode without running statistics raises `ValueError`, and a call
-that raises leaves the running statistics untouched.
+Both validate their arguments with the kernels' shared validator (`fused.arguments`) before
+anything runs, so they reject the same calls as every built-in kernel and a call that raises
+leaves the running statistics untouched.
 """
 from __future__ import annotations
 
@@ -21,36 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from fused.arguments import check_conv_bn_arguments
+
 __all__ = ["eager_conv_bn", "checkpoint_conv_bn"]
 
 _REDUCE_DIMS = (0, 2, 3)
-
-
-def _check_4d(x, weight):
-    # F.conv2d would also take an unbatched 3-D x (and batch norm then normalise the wrong axis).
-    if x.dim() != 4 or weight.dim() != 4:
-        raise ValueError(f"x (N, C_in, H, W) and weight (C_out, C_in/groups, kH, kW) must be 4-D, "
-                         f"got shapes {tuple(x.shape)} and {tuple(weight.shape)}")
-
-
-def _check_bn_args(y, running_mean, running_var, training, bn_weight=None, bn_bias=None):
-    """Raise ValueError for the arguments every variant must reject (before any update)."""
-    channels = y.shape[1]
-    for name, t in (("bn_weight", bn_weight), ("bn_bias", bn_bias),
-                    ("running_mean", running_mean), ("running_var", running_var)):
-        if t is not None and tuple(t.shape) != (channels,):
-            raise ValueError(f"{name} must have shape ({channels},) (one value per output "
-                             f"channel), got {tuple(t.shape)}")
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var must be given together (or neither)")
-    if not training and running_mean is None:
-        raise ValueError("eval mode (training=False) needs running_mean and running_var")
-    if training:
-        values = y.numel() // y.shape[1] if y.shape[1] else 0
-        if values < 2:
-            raise ValueError(
-                f"Expected more than 1 value per channel when training, got input size "
-                f"{y.shape} (training needs N*H_out*W_out >= 2)")
 
 
 def _dense(t):
@@ -64,9 +39,10 @@ def eager_conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_me
                   running_var=None, *, stride=1, padding=0, dilation=1, groups=1, training=True,
                   momentum=0.1, eps=1e-3):
     """`F.conv2d` then `F.batch_norm` (standard form); running stats updated in place."""
-    _check_4d(x, weight)
+    check_conv_bn_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
+                            stride=stride, padding=padding, dilation=dilation, groups=groups,
+                            training=training, momentum=momentum, eps=eps, form="standard")
     y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    _check_bn_args(y, running_mean, running_var, training, bn_weight, bn_bias)
     bn_weight, bn_bias = _dense(bn_weight), _dense(bn_bias)
     return F.batch_norm(y, running_mean, running_var, bn_weight, bn_bias, training=training,
                         momentum=momentum, eps=eps)
@@ -98,13 +74,6 @@ def _conv_bn_eval(x, weight, bias, bn_weight, bn_bias, running_mean, running_var
                         training=False, eps=eps)
 
 
-def _meta_conv(x, weight, stride, padding, dilation, groups):
-    """The conv output as a meta tensor: its shape, and shape errors, without computing it."""
-    with torch.no_grad():
-        return F.conv2d(torch.empty_like(x, device="meta"), torch.empty_like(weight, device="meta"),
-                        None, stride, padding, dilation, groups)
-
-
 def checkpoint_conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
                        running_var=None, *, stride=1, padding=0, dilation=1, groups=1,
                        training=True, momentum=0.1, eps=1e-3):
@@ -113,14 +82,10 @@ def checkpoint_conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, runni
     Saves only the inputs for backward; recomputes conv and batch norm there. Running stats are
     updated once per call (never again during recomputation), with the unbiased batch variance.
     """
-    _check_4d(x, weight)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var must be given together (or neither)")
+    check_conv_bn_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
+                            stride=stride, padding=padding, dilation=dilation, groups=groups,
+                            training=training, momentum=momentum, eps=eps, form="standard")
     if not training:
-        if running_mean is None:
-            raise ValueError("eval mode (training=False) needs running_mean and running_var")
-        _check_bn_args(_meta_conv(x, weight, stride, padding, dilation, groups), running_mean,
-                       running_var, training, bn_weight, bn_bias)
         # Snapshots (C-sized): recomputation in backward must see the statistics of the forward,
         # even if the caller updates its buffers in place in between.
         rm, rv = running_mean.detach().clone(), running_var.detach().clone()
@@ -128,9 +93,6 @@ def checkpoint_conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, runni
                           padding, dilation, groups, eps, use_reentrant=False)
 
     want_stats = running_mean is not None
-    # The conv output's size is known before running anything: reject too-small batches here,
-    # so nothing runs (and nothing is updated) on an invalid call.
-    _check_bn_args(_meta_conv(x, weight, stride, padding, dilation, groups), running_mean, running_var, training, bn_weight, bn_bias)
     result = checkpoint(_conv_bn_train, x, weight, bias, bn_weight, bn_bias, stride, padding,
                         dilation, groups, eps, want_stats, use_reentrant=False)
     if not want_stats:

@@ -1,7 +1,7 @@
-"""The fused Conv2d + BatchNorm2d as a `torch.library` custom op, "convbn::fused_conv_bn".
+"""The fused Conv2d + BatchNorm2d as a `torch.library` custom op, "convbn::memory_saving_conv_bn".
 
 The op is opaque to `torch.compile` (its forward is the same `forward_math` as
-`fused.functional.fused_conv_bn`), has a fake (meta) kernel for tracing, declares its in-place
+`fused.functional.memory_saving_conv_bn`), has a fake (meta) kernel for tracing, declares its in-place
 mutation of the running statistics and `num_batches_tracked` (`mutates_args`), and an autograd
 formula registered with `torch.library.register_autograd` whose `setup_context` saves only the conv
 input, the conv weight/bias, bn_weight and C-sized statistics. Its backward is the same
@@ -9,7 +9,7 @@ input, the conv weight/bias, bn_weight and C-sized statistics. Its backward is t
 
 The op returns (out, mean, invstd, var): the batch (training) or running (eval) mean, the inverse
 denominator and the biased batch variance (a copy of running_var in eval); the Python entry
-`fused_conv_bn_op` returns `out` only.
+`memory_saving_conv_bn_op` returns `out` only.
 """
 from __future__ import annotations
 
@@ -18,19 +18,20 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from fused import _batch_norm_math as bnm
-from fused.functional import (ConvConfig, backward_math, check_arguments, forward_math,
-                              track_batch)
+from fused import batch_norm_math as bnm
+from fused import native_conv
+from fused.arguments import ConvConfig, check_conv_bn_arguments
+from fused.functional import backward_math, forward_math, track_batch
 
-__all__ = ["fused_conv_bn_op", "OP_NAME"]
+__all__ = ["memory_saving_conv_bn_op", "OP_NAME"]
 
-OP_NAME = "convbn::fused_conv_bn"
+OP_NAME = "convbn::memory_saving_conv_bn"
 UPDATE_OP_NAME = "convbn::track_batch_"
-BACKWARD_OP_NAME = "convbn::fused_conv_bn_backward"
+BACKWARD_OP_NAME = "convbn::memory_saving_conv_bn_backward"
 
 
 @torch.library.custom_op(OP_NAME, mutates_args=())
-def _fused_conv_bn(x: Tensor, weight: Tensor, bias: Optional[Tensor],
+def _conv_bn_op(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                    bn_weight: Optional[Tensor], bn_bias: Optional[Tensor],
                    running_mean: Optional[Tensor], running_var: Optional[Tensor],
                    stride: List[int], padding: List[int], dilation: List[int], groups: int,
@@ -60,10 +61,10 @@ def _track_batch_fake(running_mean, running_var, num_batches_tracked, mean, var,
     return None
 
 
-@_fused_conv_bn.register_fake
-def _fused_conv_bn_fake(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
+@_conv_bn_op.register_fake
+def _conv_bn_op_fake(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
                         stride, padding, dilation, groups, training, eps, form):
-    out = bnm.conv_forward(x, weight, bias, stride, padding, dilation, groups)
+    out = native_conv.conv_forward(x, weight, bias, stride, padding, dilation, groups)
     sd = bnm.stat_dtype(x.dtype)
     channels = weight.shape[0]
     stats = [x.new_empty((channels,), dtype=sd) for _ in range(3)]
@@ -81,7 +82,7 @@ def _setup_context(ctx, inputs, output):
 
 
 @torch.library.custom_op(BACKWARD_OP_NAME, mutates_args=())
-def _fused_conv_bn_backward(grad_out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor],
+def _conv_bn_backward_op(grad_out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor],
                             bn_weight: Optional[Tensor], mean: Tensor, invstd: Tensor,
                             var: Optional[Tensor], stride: List[int], padding: List[int],
                             dilation: List[int], groups: int, training: bool, eps: float,
@@ -95,8 +96,8 @@ def _fused_conv_bn_backward(grad_out: Tensor, x: Tensor, weight: Tensor, bias: O
     return tuple(g if g is not None else x.new_empty((0,)) for g in grads)
 
 
-@_fused_conv_bn_backward.register_fake
-def _fused_conv_bn_backward_fake(grad_out, x, weight, bias, bn_weight, mean, invstd, var, stride,
+@_conv_bn_backward_op.register_fake
+def _conv_bn_backward_op_fake(grad_out, x, weight, bias, bn_weight, mean, invstd, var, stride,
                                  padding, dilation, groups, training, eps, form, needs_grad):
     need_x, need_w, need_b, need_bnw, need_bnb = needs_grad
     def empty():  # a distinct tensor per output, as the real kernel returns
@@ -105,8 +106,8 @@ def _fused_conv_bn_backward_fake(grad_out, x, weight, bias, bn_weight, mean, inv
     grad_x, grad_w, grad_b = empty(), empty(), empty()
     if need_x or need_w or need_b:
         # Same kernels as the real backward, so the fake strides match the real ones.
-        grad_y = bnm.conv_forward(x, weight, bias, stride, padding, dilation, groups)
-        gx, gw, gb = bnm.conv_backward(grad_y, x, weight, bias is not None, stride, padding,
+        grad_y = native_conv.conv_forward(x, weight, bias, stride, padding, dilation, groups)
+        gx, gw, gb = native_conv.conv_backward(grad_y, x, weight, bias is not None, stride, padding,
                                        dilation, groups, (need_x, need_w, need_b))
         grad_x = gx if need_x else empty()
         grad_w = gw if need_w else empty()
@@ -122,29 +123,29 @@ def _backward(ctx, grad_out, _grad_mean, _grad_invstd, _grad_var):
     x, weight, bias, bn_weight, mean, invstd, var = ctx.saved_tensors
     needs = [bool(v) for v in ctx.needs_input_grad[:5]]
     cfg = ctx.cfg
-    grads = _fused_conv_bn_backward(grad_out, x, weight, bias, bn_weight, mean, invstd, var,
+    grads = _conv_bn_backward_op(grad_out, x, weight, bias, bn_weight, mean, invstd, var,
                                     list(cfg.stride), list(cfg.padding), list(cfg.dilation),
                                     cfg.groups, ctx.training, ctx.eps, ctx.form, needs)
     grads = tuple(g if need else None for g, need in zip(grads, needs))
     return grads + (None,) * 9
 
 
-_fused_conv_bn.register_autograd(_backward, setup_context=_setup_context)
+_conv_bn_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def fused_conv_bn_op(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
+def memory_saving_conv_bn_op(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
                      bn_weight: Optional[Tensor] = None, bn_bias: Optional[Tensor] = None,
                      running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None,
                      *, stride=1, padding=0, dilation=1, groups: int = 1, training: bool = True,
                      momentum: Optional[float] = 0.1, eps: float = 1e-3, form: str = "standard",
                      num_batches_tracked: Optional[Tensor] = None) -> Tensor:
-    """`fused.functional.fused_conv_bn` through the "convbn::fused_conv_bn" custom op (same
+    """`fused.functional.memory_saving_conv_bn` through the "convbn::memory_saving_conv_bn" custom op (same
     arguments, same validation, same numbers); usable under `torch.compile(fullgraph=True)`."""
-    cfg = check_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                          stride=stride, padding=padding, dilation=dilation, groups=groups,
-                          training=training, momentum=momentum, eps=eps, form=form,
-                          num_batches_tracked=num_batches_tracked)
-    out, mean, _invstd, var = _fused_conv_bn(
+    cfg = check_conv_bn_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
+                                  stride=stride, padding=padding, dilation=dilation, groups=groups,
+                                  training=training, momentum=momentum, eps=eps, form=form,
+                                  num_batches_tracked=num_batches_tracked)
+    out, mean, _invstd, var = _conv_bn_op(
         x, weight, bias, bn_weight, bn_bias, running_mean, running_var, list(cfg.stride),
         list(cfg.padding), list(cfg.dilation), cfg.groups, bool(training), float(eps), form)
     if training and (running_mean is not None or num_batches_tracked is not None):

@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.utils import _pair
 
-from fused.functional import FORMS, fused_conv_bn
+from fused.functional import memory_saving_conv_bn
+from fused.variant import FORMS
 
 __all__ = ["FusedConvBN2d"]
 
@@ -105,7 +106,7 @@ class FusedConvBN2d(nn.Module):
         use_batch_stats = self.training or not self.track_running_stats
         # Running stats are updated only in training; eval without tracking uses batch stats.
         update = self.training and self.track_running_stats
-        return fused_conv_bn(
+        return memory_saving_conv_bn(
             x, self.weight, self.bias, self.bn_weight, self.bn_bias,
             self.running_mean if (update or not use_batch_stats) else None,
             self.running_var if (update or not use_batch_stats) else None,

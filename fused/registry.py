@@ -5,9 +5,9 @@ every declared feature, dtype and double backward against the NumPy oracle):
 
 * ``tutorial_function``: the tutorial's `FusedConvBN2DFunction` (tutorial form); it handles no
   optional feature (no bias, stride, ..., no affine, no running stats) and stays fp32/fp64.
-* ``fused_tutorial`` / ``fused_standard``: `fused.functional.fused_conv_bn` with its form fixed;
+* ``fused_tutorial`` / ``fused_standard``: `fused.functional.memory_saving_conv_bn` with its form fixed;
   every conv and BN feature, float16 and bfloat16 on CPU; once-differentiable (no double backward).
-* ``custom_op_standard``: the same kernel as a `torch.library` custom op, `fused_conv_bn_op`.
+* ``custom_op_standard``: the same kernel as a `torch.library` custom op, `memory_saving_conv_bn_op`.
 * ``eager``: `F.conv2d` + `F.batch_norm` (standard), the unfused baseline; every feature,
   double backward, CUDA. No half types: `pytest verify` found PyTorch 2.13's CPU half-precision
   convolutions wrong on legal geometries (float16 forward segfaults; bfloat16 channels_last
@@ -27,8 +27,8 @@ every declared feature, dtype and double backward against the NumPy oracle):
 from __future__ import annotations
 
 from fused.baselines import checkpoint_conv_bn, eager_conv_bn
-from fused.custom_op import fused_conv_bn_op
-from fused.functional import fused_conv_bn
+from fused.custom_op import memory_saving_conv_bn_op
+from fused.functional import memory_saving_conv_bn
 from fused.triton_support import triton_missing_reason
 from fused.tutorial import tutorial_variant_fn
 from fused.variant import CONV_FEATURES, BN_FEATURES, FORMS, Variant
@@ -55,9 +55,9 @@ def _with_form(op, form: str):
     return fn
 
 
-fused_tutorial_fn = _with_form(fused_conv_bn, "tutorial")
-fused_standard_fn = _with_form(fused_conv_bn, "standard")
-custom_op_standard_fn = _with_form(fused_conv_bn_op, "standard")
+fused_tutorial_fn = _with_form(memory_saving_conv_bn, "tutorial")
+fused_standard_fn = _with_form(memory_saving_conv_bn, "standard")
+custom_op_standard_fn = _with_form(memory_saving_conv_bn_op, "standard")
 
 _TRITON_MISSING = triton_missing_reason()
 

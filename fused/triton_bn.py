@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from fused.dtypes import stat_dtype
 from fused.triton_support import (check_language_mode, configure_interpreter, interpreting,
                                   is_interpreted)
 
@@ -31,7 +32,6 @@ __all__ = ["TritonBatchNorm"]
 
 _TL_DTYPES = {torch.float64: tl.float64, torch.float32: tl.float32, torch.float16: tl.float16,
               torch.bfloat16: tl.bfloat16}
-_HALF = (torch.float16, torch.bfloat16)
 
 
 def _channel_strides(t: Tensor):
@@ -60,7 +60,7 @@ class TritonBatchNorm:
     # -- tiling ------------------------------------------------------------------------------
     def accumulator(self, dtype: torch.dtype) -> torch.dtype:
         """Accumulate half inputs in float32 (their 11 or 8 bits cannot hold a long sum)."""
-        return torch.float32 if dtype in _HALF else dtype
+        return stat_dtype(dtype)
 
     def programs(self, values: int, chunk: int) -> int:
         """Programs per channel for `values` values at most `chunk` per program."""
@@ -74,7 +74,7 @@ class TritonBatchNorm:
         return self.programs(values, chunk), chunk
 
     def _check_device(self, t: Tensor) -> None:
-        if t.device.type == "cpu" and not is_interpreted(self.kernels.normalize_kernel):
+        if t.device.type == "cpu" and not is_interpreted(self.kernels.channel_affine_kernel):
             raise RuntimeError(
                 "the Triton kernels were compiled for a GPU but the tensors are on the CPU: set "
                 "TRITON_INTERPRET=1 before fused.triton_bn is imported to run them on Triton's "
@@ -104,16 +104,7 @@ class TritonBatchNorm:
     def normalize_(self, y: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
         """y * scale + shift per channel, written into y (a buffer the caller owns)."""
         self._check_device(y)
-        source, s_n, s_c, s_hw = _channel_strides(y)
-        batch, channels, height, width = y.shape
-        out = source  # the same memory unless the fold above had to copy
-        values = batch * height * width
-        programs, chunk = self.split(values)
-        self.kernels.normalize_kernel[(channels, programs)](
-            source, out, scale.contiguous(), shift.contiguous(), values, height * width,
-            s_n, s_c, s_hw, s_n, s_c, s_hw, chunk,
-            BLOCK=self.block, ACC=_TL_DTYPES[self.accumulator(y.dtype)])
-        return out
+        return self._channel_affine(y, None, scale, None, shift, out=None)
 
     # -- backward ----------------------------------------------------------------------------
     def grad_sums(self, grad_out: Tensor, y, mean: Tensor):
@@ -143,21 +134,28 @@ class TritonBatchNorm:
         """a * g + b * y + k per channel (training), or a * g (eval: y, b, k None). Written
         into y when given (the recomputed conv output, a buffer the caller owns)."""
         self._check_device(grad_out)
-        g, g_n, g_c, g_hw = _channel_strides(grad_out)
-        centred = y is not None
-        if centred:
-            y, y_n, y_c, y_hw = _channel_strides(y)
-            out, o_n, o_c, o_hw = y, y_n, y_c, y_hw
-        else:
+        if y is None:
             out = torch.empty(grad_out.shape, dtype=grad_out.dtype, device=grad_out.device)
-            out, o_n, o_c, o_hw = _channel_strides(out)
-            y, y_n, y_c, y_hw = g, g_n, g_c, g_hw
-            b = k = a
-        batch, channels, height, width = g.shape
+            return self._channel_affine(grad_out, None, a, None, None, out=out)
+        return self._channel_affine(grad_out, y, a, b, k, out=None)
+
+    def _channel_affine(self, u: Tensor, v, a: Tensor, b, k, out) -> Tensor:
+        """a * u (+ b * v) (+ k) per channel, written into `out`, or with out None into the last
+        operand given (v, else u). Returns the tensor written: that operand itself unless
+        folding its H and W into one stride had to copy it."""
+        u, u_n, u_c, u_hw = _channel_strides(u)
+        with_v, with_k = v is not None, k is not None
+        v, v_n, v_c, v_hw = _channel_strides(v) if with_v else (u, u_n, u_c, u_hw)
+        if out is None:
+            o, o_n, o_c, o_hw = v, v_n, v_c, v_hw
+        else:
+            o, o_n, o_c, o_hw = _channel_strides(out)
+        batch, channels, height, width = u.shape
         values = batch * height * width
         programs, chunk = self.split(values)
-        self.kernels.input_grad_kernel[(channels, programs)](
-            g, y, out, a.contiguous(), b.contiguous(), k.contiguous(), values, height * width,
-            g_n, g_c, g_hw, y_n, y_c, y_hw, o_n, o_c, o_hw, chunk, BLOCK=self.block,
-            ACC=_TL_DTYPES[self.accumulator(g.dtype)], CENTRED=centred)
-        return out
+        self.kernels.channel_affine_kernel[(channels, programs)](
+            u, v, o, a.contiguous(), (b if with_v else a).contiguous(),
+            (k if with_k else a).contiguous(), values, height * width, u_n, u_c, u_hw,
+            v_n, v_c, v_hw, o_n, o_c, o_hw, chunk, BLOCK=self.block,
+            ACC=_TL_DTYPES[self.accumulator(u.dtype)], WITH_V=with_v, WITH_K=with_k)
+        return o

@@ -12,12 +12,27 @@ each writing a partial result, and a second kernel merges the P partials of each
 Precision. Loads are converted to ACC (float32 for float16/bfloat16 inputs, else the input's own
 dtype) and everything is accumulated in ACC; stores round once to the destination's dtype.
 
-Interpreter. Under TRITON_INTERPRET=1 each call of a `@triton.jit` helper re-patches
-triton.language (about a millisecond), so the tile loops are written inline, not factored into
-helpers.
+Helpers. `program_span` and `tile_index` are the Grid and Layout rules above, written once
+and called by every tiled kernel.
 """
 import triton
 import triton.language as tl
+
+
+@triton.jit
+def program_span(chunk, R):
+    """The values [start, end) of its channel that program (c, p) handles (see Grid)."""
+    start = tl.program_id(1) * chunk
+    return start, tl.minimum(start + chunk, R)
+
+
+@triton.jit
+def tile_index(first, lanes, end, HW):
+    """One tile of values first + lanes of a channel: (inside mask, n, hw) with n and hw as int64,
+    so that a value sits at `n * stride_n + hw * stride_hw` (see Layout)."""
+    i = first + lanes
+    n = i // HW
+    return i < end, n.to(tl.int64), (i - n * HW).to(tl.int64)
 
 
 @triton.jit
@@ -27,8 +42,7 @@ def welford_partials_kernel(y_ptr, count_ptr, mean_ptr, m2_ptr, R, HW, stride_n,
     c = tl.program_id(0)
     p = tl.program_id(1)
     channel = y_ptr + c.to(tl.int64) * stride_c
-    start = p * chunk
-    end = tl.minimum(start + chunk, R)
+    start, end = program_span(chunk, R)
     lanes = tl.arange(0, BLOCK)
     # Welford per lane: each lane keeps the running count, mean and M2 of the values it saw, which
     # stays accurate when the mean dwarfs the spread (E[y^2] - E[y]^2 would cancel).
@@ -36,11 +50,8 @@ def welford_partials_kernel(y_ptr, count_ptr, mean_ptr, m2_ptr, R, HW, stride_n,
     mean = tl.zeros([BLOCK], ACC)
     m2 = tl.zeros([BLOCK], ACC)
     for first in range(start, end, BLOCK):
-        i = first + lanes
-        inside = i < end
-        n = i // HW
-        offsets = n.to(tl.int64) * stride_n + (i - n * HW).to(tl.int64) * stride_hw
-        v = tl.load(channel + offsets, mask=inside, other=0.0).to(ACC)
+        inside, n, hw = tile_index(first, lanes, end, HW)
+        v = tl.load(channel + n * stride_n + hw * stride_hw, mask=inside, other=0.0).to(ACC)
         count += inside.to(ACC)
         delta = tl.where(inside, v - mean, 0.0)
         mean += delta / tl.maximum(count, 1.0)
@@ -78,33 +89,6 @@ def welford_merge_kernel(count_ptr, mean_ptr, m2_ptr, mean_out_ptr, var_out_ptr,
 
 
 @triton.jit
-def normalize_kernel(y_ptr, out_ptr, scale_ptr, shift_ptr, R, HW, y_stride_n, y_stride_c,
-                     y_stride_hw, out_stride_n, out_stride_c, out_stride_hw, chunk,
-                     BLOCK: tl.constexpr, ACC: tl.constexpr):
-    """out = y * scale[c] + shift[c]: normalisation and affine in one pass (out may be y)."""
-    c = tl.program_id(0)
-    p = tl.program_id(1)
-    y_channel = y_ptr + c.to(tl.int64) * y_stride_c
-    out_channel = out_ptr + c.to(tl.int64) * out_stride_c
-    scale = tl.load(scale_ptr + c).to(ACC)
-    shift = tl.load(shift_ptr + c).to(ACC)
-    start = p * chunk
-    end = tl.minimum(start + chunk, R)
-    lanes = tl.arange(0, BLOCK)
-    for first in range(start, end, BLOCK):
-        i = first + lanes
-        inside = i < end
-        n = i // HW
-        n64 = n.to(tl.int64)
-        hw64 = (i - n * HW).to(tl.int64)
-        v = tl.load(y_channel + n64 * y_stride_n + hw64 * y_stride_hw, mask=inside,
-                    other=0.0).to(ACC)
-        result = v * scale + shift
-        tl.store(out_channel + n64 * out_stride_n + hw64 * out_stride_hw,
-                 result.to(out_ptr.dtype.element_ty), mask=inside)
-
-
-@triton.jit
 def grad_partials_kernel(g_ptr, y_ptr, mean_ptr, sum_g_ptr, sum_gd_ptr, R, HW, g_stride_n,
                          g_stride_c, g_stride_hw, y_stride_n, y_stride_c, y_stride_hw, chunk,
                          BLOCK: tl.constexpr, ACC: tl.constexpr, CENTRED: tl.constexpr):
@@ -114,22 +98,16 @@ def grad_partials_kernel(g_ptr, y_ptr, mean_ptr, sum_g_ptr, sum_gd_ptr, R, HW, g
     g_channel = g_ptr + c.to(tl.int64) * g_stride_c
     y_channel = y_ptr + c.to(tl.int64) * y_stride_c
     mean = tl.load(mean_ptr + c).to(ACC)
-    start = p * chunk
-    end = tl.minimum(start + chunk, R)
+    start, end = program_span(chunk, R)
     lanes = tl.arange(0, BLOCK)
     sum_g = tl.zeros([BLOCK], ACC)
     sum_gd = tl.zeros([BLOCK], ACC)
     for first in range(start, end, BLOCK):
-        i = first + lanes
-        inside = i < end
-        n = i // HW
-        n64 = n.to(tl.int64)
-        hw64 = (i - n * HW).to(tl.int64)
-        g = tl.load(g_channel + n64 * g_stride_n + hw64 * g_stride_hw, mask=inside,
-                    other=0.0).to(ACC)
+        inside, n, hw = tile_index(first, lanes, end, HW)
+        g = tl.load(g_channel + n * g_stride_n + hw * g_stride_hw, mask=inside, other=0.0).to(ACC)
         sum_g += g
         if CENTRED:
-            y = tl.load(y_channel + n64 * y_stride_n + hw64 * y_stride_hw, mask=inside,
+            y = tl.load(y_channel + n * y_stride_n + hw * y_stride_hw, mask=inside,
                         other=0.0).to(ACC)
             # g is 0 outside, so the padded lanes add nothing whatever y - mean is there.
             sum_gd += g * (y - mean)
@@ -151,35 +129,30 @@ def sum_partials_kernel(a_ptr, b_ptr, a_out_ptr, b_out_ptr, P, BLOCK_P: tl.const
 
 
 @triton.jit
-def input_grad_kernel(g_ptr, y_ptr, out_ptr, a_ptr, b_ptr, k_ptr, R, HW, g_stride_n,
-                      g_stride_c, g_stride_hw, y_stride_n, y_stride_c, y_stride_hw,
-                      out_stride_n, out_stride_c, out_stride_hw, chunk, BLOCK: tl.constexpr,
-                      ACC: tl.constexpr, CENTRED: tl.constexpr):
-    """Batch-norm input gradient: out = a[c] * g + b[c] * y + k[c] when CENTRED (training),
-    else out = a[c] * g (eval; b and k are then read but unused). out may be y."""
+def channel_affine_kernel(u_ptr, v_ptr, out_ptr, a_ptr, b_ptr, k_ptr, R, HW, u_stride_n,
+                          u_stride_c, u_stride_hw, v_stride_n, v_stride_c, v_stride_hw,
+                          out_stride_n, out_stride_c, out_stride_hw, chunk, BLOCK: tl.constexpr,
+                          ACC: tl.constexpr, WITH_V: tl.constexpr, WITH_K: tl.constexpr):
+    """out = a[c] * u (+ b[c] * v when WITH_V) (+ k[c] when WITH_K), one pass; out may be u or v.
+
+    The normalisation is `a * y + k` (scale, shift); the batch-norm input gradient is
+    `a * g + b * y + k` in training and `a * g` in eval. Operands a flag leaves out are not read.
+    """
     c = tl.program_id(0)
-    p = tl.program_id(1)
-    g_channel = g_ptr + c.to(tl.int64) * g_stride_c
-    y_channel = y_ptr + c.to(tl.int64) * y_stride_c
+    u_channel = u_ptr + c.to(tl.int64) * u_stride_c
+    v_channel = v_ptr + c.to(tl.int64) * v_stride_c
     out_channel = out_ptr + c.to(tl.int64) * out_stride_c
     a = tl.load(a_ptr + c).to(ACC)
-    b = tl.load(b_ptr + c).to(ACC)
-    k = tl.load(k_ptr + c).to(ACC)
-    start = p * chunk
-    end = tl.minimum(start + chunk, R)
+    start, end = program_span(chunk, R)
     lanes = tl.arange(0, BLOCK)
     for first in range(start, end, BLOCK):
-        i = first + lanes
-        inside = i < end
-        n = i // HW
-        n64 = n.to(tl.int64)
-        hw64 = (i - n * HW).to(tl.int64)
-        g = tl.load(g_channel + n64 * g_stride_n + hw64 * g_stride_hw, mask=inside,
-                    other=0.0).to(ACC)
-        result = a * g
-        if CENTRED:
-            y = tl.load(y_channel + n64 * y_stride_n + hw64 * y_stride_hw, mask=inside,
-                        other=0.0).to(ACC)
-            result += b * y + k
-        tl.store(out_channel + n64 * out_stride_n + hw64 * out_stride_hw,
+        inside, n, hw = tile_index(first, lanes, end, HW)
+        u = tl.load(u_channel + n * u_stride_n + hw * u_stride_hw, mask=inside, other=0.0)
+        result = a * u.to(ACC)
+        if WITH_V:
+            v = tl.load(v_channel + n * v_stride_n + hw * v_stride_hw, mask=inside, other=0.0)
+            result += tl.load(b_ptr + c).to(ACC) * v.to(ACC)
+        if WITH_K:
+            result += tl.load(k_ptr + c).to(ACC)
+        tl.store(out_channel + n * out_stride_n + hw * out_stride_hw,
                  result.to(out_ptr.dtype.element_ty), mask=inside)

@@ -5,7 +5,7 @@ NCHW-sized batch-norm work runs in the Triton kernels of `fused.triton_bn_kernel
 per-channel statistics (a split Welford reduction), normalisation and affine in one pass, the
 backward reductions sum(g) and sum(g * (y - mean)), and the input-gradient pass. The C-sized
 arithmetic between them (inverse std, scale and shift, running-stat blend, the backward's
-per-channel coefficients) is shared with `fused.functional` through `fused._batch_norm_math`.
+per-channel coefficients) is shared with `fused.functional` through `fused.batch_norm_math`.
 
 As in the tutorial, only the conv input is saved for backward; the backward recomputes the
 convolution. Works on the CPU through Triton's interpreter (TRITON_INTERPRET=1, set up by
@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from fused import _batch_norm_math as bnm
-from fused.functional import ConvConfig, check_arguments
+from fused import batch_norm_math as bnm
+from fused import native_conv
+from fused.arguments import ConvConfig, check_conv_bn_arguments
 from fused.triton_bn import TritonBatchNorm
 
 __all__ = ["triton_conv_bn", "TritonConvBNFunction", "DEFAULT_BATCH_NORM"]
@@ -29,7 +30,7 @@ DEFAULT_BATCH_NORM = TritonBatchNorm()
 
 
 def _conv(x, weight, bias, cfg: ConvConfig):
-    return bnm.conv_forward(x, weight, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
+    return native_conv.conv_forward(x, weight, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
 
 
 class TritonConvBNFunction(torch.autograd.Function):
@@ -78,7 +79,7 @@ class TritonConvBNFunction(torch.autograd.Function):
             a, b, k = bnm.bn_input_grad_coefficients(sum_g, sum_gd, mean, invstd, bn_weight, n,
                                                      training, ctx.form, var, ctx.eps)
             grad_y = bn.input_grad(grad_out, y if training else None, a, b, k)
-            grad_x, grad_w, grad_b = bnm.conv_backward(
+            grad_x, grad_w, grad_b = native_conv.conv_backward(
                 grad_y, x, weight, bias is not None, ctx.cfg.stride, ctx.cfg.padding,
                 ctx.cfg.dilation, ctx.cfg.groups, (need_x, need_w, need_b))
         return (grad_x, grad_w, grad_b, grad_bnw, grad_bnb) + (None,) * 8
@@ -92,7 +93,7 @@ def triton_conv_bn(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
                    bn: TritonBatchNorm = DEFAULT_BATCH_NORM) -> Tensor:
     """Memory-saving `batch_norm(conv2d(x, weight, bias, ...), ...)` with a Triton batch norm.
 
-    Arguments mirror `fused.fused_conv_bn` (`form` "standard" or "tutorial"); running stats are
+    Arguments mirror `fused.memory_saving_conv_bn` (`form` "standard" or "tutorial"); running stats are
     updated in place in training and only read in eval. Every argument is validated (ValueError)
     before anything runs or is modified. `bn` is the launcher of the Triton kernels (block sizes,
     accumulation dtype). Once-differentiable.
@@ -100,7 +101,7 @@ def triton_conv_bn(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
     if momentum is None:
         raise ValueError("momentum must be a number (the cumulative average of momentum=None "
                          "is not supported by triton_conv_bn)")
-    cfg = check_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
+    cfg = check_conv_bn_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
                           stride=stride, padding=padding, dilation=dilation, groups=groups,
                           training=training, momentum=momentum, eps=eps, form=form)
     return TritonConvBNFunction.apply(x, weight, bias, bn_weight, bn_bias, running_mean,

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from fused.arguments import check_conv_bn_arguments
 from fused.variant import UnsupportedFeatureError, requested_features
 
 __all__ = ["FusedConvBN2DFunction", "tutorial_variant_fn", "batch_norm_backward",
@@ -32,30 +33,9 @@ def _per_channel(t):
 
 
 def _check_inputs(X, conv_weight, eps):
-    if not isinstance(X, torch.Tensor) or X.dim() != 4:
-        raise ValueError(f"X must be a 4-D (N, C, H, W) tensor, got shape "
-                         f"{tuple(getattr(X, 'shape', ()))}")
-    if not isinstance(conv_weight, torch.Tensor) or conv_weight.dim() != 4:
-        raise ValueError(f"conv_weight must be a 4-D (C_out, C_in, kH, kW) tensor, got shape "
-                         f"{tuple(getattr(conv_weight, 'shape', ()))}")
-    if X.shape[1] != conv_weight.shape[1]:
-        raise ValueError(f"X of shape {tuple(X.shape)} has {X.shape[1]} channels but conv_weight "
-                         f"of shape {tuple(conv_weight.shape)} expects {conv_weight.shape[1]}")
-    if X.dtype != conv_weight.dtype:
-        raise ValueError(f"X and conv_weight must share a dtype, got {X.dtype} and "
-                         f"{conv_weight.dtype}")
-    out_h = X.shape[2] - conv_weight.shape[2] + 1
-    out_w = X.shape[3] - conv_weight.shape[3] + 1
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"kernel {tuple(conv_weight.shape[2:])} is larger than the input "
-                         f"{tuple(X.shape[2:])} (X of shape {tuple(X.shape)})")
-    values = X.shape[0] * out_h * out_w
-    if values < 2:
-        raise ValueError(f"expected more than 1 value per channel when training, got {values} "
-                         f"(conv output shape {(X.shape[0], conv_weight.shape[0], out_h, out_w)} "
-                         f"from X of shape {tuple(X.shape)})")
-    if not eps >= 0:
-        raise ValueError(f"eps must be non-negative, got {eps!r}")
+    # The tutorial's signature is the contract's `Variant` signature with every option at its
+    # default, so the kernels' shared validator applies as it is.
+    check_conv_bn_arguments(X, conv_weight, eps=eps, form="tutorial")
 
 
 def convolution_backward(grad_out, X, conv_weight, needs_grad=(True, True)):

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fused import custom_op
-from fused.custom_op import fused_conv_bn_op
-from fused.functional import fused_conv_bn
+from fused.custom_op import memory_saving_conv_bn_op
+from fused.functional import memory_saving_conv_bn
 from tests.fused.helpers.oracle_cmp import clone_tensors, make_case
 
 
@@ -22,7 +22,7 @@ def op_args(training, form, channels_last=False, dtype=torch.float64):
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_opcheck_forward(form, training, channels_last):
-    torch.library.opcheck(custom_op._fused_conv_bn, op_args(training, form, channels_last))
+    torch.library.opcheck(custom_op._conv_bn_op, op_args(training, form, channels_last))
 
 
 def test_opcheck_track_and_backward_ops():
@@ -33,7 +33,7 @@ def test_opcheck_track_and_backward_ops():
     x, w, b, bw = (t.detach() for t in tensors[:4])
     g = torch.randn(3, 6, 5, 5, dtype=torch.float64)
     for needs in ([True, True, True, True, True], [False, True, False, True, False]):
-        torch.library.opcheck(custom_op._fused_conv_bn_backward, (
+        torch.library.opcheck(custom_op._conv_bn_backward_op, (
             g, x, w, b, bw, torch.randn(6, dtype=torch.float64),
             torch.rand(6, dtype=torch.float64) + 1, torch.rand(6, dtype=torch.float64),
             [1, 1], [0, 0], [1, 1], 1, True, 1e-3, "tutorial", needs))
@@ -45,9 +45,9 @@ def test_same_numbers_as_functional(form, training):
     tensors, kw = make_case(bias=True, affine=True, running=True, stride=2, padding=1)
     a, b = clone_tensors(tensors), clone_tensors(tensors)
     nbt_a, nbt_b = torch.tensor(3), torch.tensor(3)
-    out_a = fused_conv_bn_op(*a, form=form, training=training, momentum=None,
+    out_a = memory_saving_conv_bn_op(*a, form=form, training=training, momentum=None,
                              num_batches_tracked=nbt_a, **kw)
-    out_b = fused_conv_bn(*b, form=form, training=training, momentum=None,
+    out_b = memory_saving_conv_bn(*b, form=form, training=training, momentum=None,
                           num_batches_tracked=nbt_b, **kw)
     torch.testing.assert_close(out_a, out_b, rtol=0, atol=0)
     torch.testing.assert_close(a[5], b[5], rtol=0, atol=0)
@@ -64,18 +64,18 @@ def test_validation_before_mutation():
     tensors, kw = make_case(running=True)
     rm = tensors[5].clone()
     with pytest.raises(ValueError, match="stride"):
-        fused_conv_bn_op(*tensors, stride=0)
+        memory_saving_conv_bn_op(*tensors, stride=0)
     assert torch.equal(rm, tensors[5])
 
 
 def test_torch_compile_fullgraph_matches_eager():
     torch._dynamo.reset()
-    compiled = torch.compile(fused_conv_bn_op, fullgraph=True, backend="inductor")
+    compiled = torch.compile(memory_saving_conv_bn_op, fullgraph=True, backend="inductor")
     tensors, kw = make_case(N=2, C_in=2, H=6, W=6, C_out=3, affine=True, running=True,
                             dtype=torch.float32)
     a, b = clone_tensors(tensors), clone_tensors(tensors)
     out_a = compiled(*a, form="tutorial", padding=1, **kw)
-    out_b = fused_conv_bn(*b, form="tutorial", padding=1, **kw)
+    out_b = memory_saving_conv_bn(*b, form="tutorial", padding=1, **kw)
     torch.testing.assert_close(out_a, out_b)
     torch.testing.assert_close(a[5], b[5])
     torch.testing.assert_close(a[6], b[6])

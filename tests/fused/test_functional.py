@@ -1,4 +1,4 @@
-"""fused.functional.fused_conv_bn against the float64 oracle, plus its memory and error contract."""
+"""fused.functional.memory_saving_conv_bn against the float64 oracle, plus its memory and error contract."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fused.functional import fused_conv_bn
+from fused.functional import memory_saving_conv_bn
 from tests.fused.helpers.oracle_cmp import (assert_close, clone_tensors, expected, make_case,
                                             saved_bytes)
 
@@ -44,7 +44,7 @@ def run_and_compare(case_kw, *, form, training, memory_format=None, slice_input=
         big.requires_grad_()
         x = big[:, ::2, :, 1:-2]
         assert not x.is_contiguous()
-    out = fused_conv_bn(x, *mine[1:], **kw)
+    out = memory_saving_conv_bn(x, *mine[1:], **kw)
     assert_close(out, exp_out, what="out")
     assert_close(mine[5], exp_rm, what="running_mean")
     assert_close(mine[6], exp_rv, what="running_var")
@@ -83,7 +83,7 @@ def test_output_follows_conv_memory_format():
     tensors, kw = make_case(affine=True)
     x = tensors[0].detach().to(memory_format=torch.channels_last)
     conv = F.conv2d(x, tensors[1].detach())
-    out = fused_conv_bn(x, tensors[1].detach(), bn_weight=tensors[3].detach(),
+    out = memory_saving_conv_bn(x, tensors[1].detach(), bn_weight=tensors[3].detach(),
                         bn_bias=tensors[4].detach())
     assert out.stride() == conv.stride()
 
@@ -96,7 +96,7 @@ def test_gradcheck(form, training):
     x, w, b, bw, bb, rm, rv = tensors
 
     def fn(x, w, b, bw, bb):
-        return fused_conv_bn(x, w, b, bw, bb, rm.clone(), rv.clone(), form=form,
+        return memory_saving_conv_bn(x, w, b, bw, bb, rm.clone(), rv.clone(), form=form,
                              training=training, **kw)
 
     assert torch.autograd.gradcheck(fn, (x, w, b, bw, bb))
@@ -110,7 +110,7 @@ def test_zero_variance_channel(form):
     g = torch.randn(3, 6, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     exp_out, _, _, exp_grads = expected(tensors, g, form=form, **kw)
     mine = clone_tensors(tensors)
-    out = fused_conv_bn(*mine, form=form, **kw)
+    out = memory_saving_conv_bn(*mine, form=form, **kw)
     grads = torch.autograd.grad(out, [t for t in mine if t is not None], g)
     assert all(torch.isfinite(gr).all() for gr in grads)
     assert_close(out, exp_out, what="out")
@@ -128,7 +128,7 @@ def test_tutorial_zero_variance_limit():
     eye = torch.eye(2, dtype=torch.float64).view(2, 2, 1, 1)
     bw = torch.tensor([1.0, 3.0], dtype=torch.float64)
     g = torch.randn_like(y)
-    out = fused_conv_bn(y, eye, bn_weight=bw, form="tutorial", eps=1e-3)
+    out = memory_saving_conv_bn(y, eye, bn_weight=bw, form="tutorial", eps=1e-3)
     (gy,) = torch.autograd.grad(out, y, g)
     limit = (g[:, 1] - g[:, 1].mean()) / 1e-3 * 3.0
     torch.testing.assert_close(gy[:, 1], limit, rtol=1e-10, atol=1e-10)
@@ -141,12 +141,12 @@ def test_single_value_per_channel(form):
     rm, rv, nbt = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64), \
         torch.tensor(5)
     with pytest.raises(ValueError, match=r"\(1, 4, 1, 1\)"):
-        fused_conv_bn(x, w, running_mean=rm, running_var=rv, form=form,
+        memory_saving_conv_bn(x, w, running_mean=rm, running_var=rv, form=form,
                       num_batches_tracked=nbt)
     assert torch.equal(rm, torch.zeros(4, dtype=torch.float64)) and int(nbt) == 5
     assert torch.equal(rv, torch.ones(4, dtype=torch.float64))
     # Eval mode is fine with a single value.
-    out = fused_conv_bn(x, w, running_mean=rm, running_var=rv, training=False, form=form)
+    out = memory_saving_conv_bn(x, w, running_mean=rm, running_var=rv, training=False, form=form)
     assert out.shape == (1, 4, 1, 1)
 
 
@@ -187,7 +187,7 @@ def test_bad_arguments_raise_before_touching_state(name):
         rv = None
     rm0 = rm.clone()
     with pytest.raises(ValueError, match=message):
-        fused_conv_bn(x, w, running_mean=rm if running else None,
+        memory_saving_conv_bn(x, w, running_mean=rm if running else None,
                       running_var=rv if running else None, **extra, **spec)
     assert torch.equal(rm, rm0)
     if rv is not None:
@@ -198,9 +198,9 @@ def test_bad_arguments_raise_before_touching_state(name):
 def test_inputs_not_modified(form):
     tensors, kw = make_case(bias=True, affine=True, running=True)
     before = [t.detach().clone() for t in tensors if t is not None]
-    out = fused_conv_bn(*tensors, form=form, training=False, **kw)
+    out = memory_saving_conv_bn(*tensors, form=form, training=False, **kw)
     out.backward(torch.ones_like(out))
-    out = fused_conv_bn(*tensors, form=form, training=True, **kw)
+    out = memory_saving_conv_bn(*tensors, form=form, training=True, **kw)
     out.backward(torch.randn_like(out))
     after = [t.detach() for t in tensors if t is not None]
     for i, (b, a) in enumerate(zip(before, after)):
@@ -218,7 +218,7 @@ def test_momentum_and_counter_match_batchnorm(momentum):
     for step in range(3):
         x = torch.randn(4, 3, 6, 6, dtype=torch.float64) * (step + 1)
         ref = bn(conv(x))
-        out = fused_conv_bn(x, conv.weight, conv.bias, bn.weight, bn.bias, rm, rv,
+        out = memory_saving_conv_bn(x, conv.weight, conv.bias, bn.weight, bn.bias, rm, rv,
                             momentum=momentum, eps=1e-3, num_batches_tracked=nbt)
         torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(rm, bn.running_mean, rtol=1e-12, atol=1e-12)
@@ -234,7 +234,7 @@ def test_saves_less_than_eager(form, training):
     bw, bb = torch.ones(16, requires_grad=True), torch.zeros(16, requires_grad=True)
     rm, rv = torch.zeros(16), torch.ones(16)
     fused_b, shapes, out = saved_bytes(
-        lambda: fused_conv_bn(x, w, None, bw, bb, rm, rv, training=training, form=form))
+        lambda: memory_saving_conv_bn(x, w, None, bw, bb, rm, rv, training=training, form=form))
     eager_b, _, _ = saved_bytes(
         lambda: F.batch_norm(F.conv2d(x, w), rm.clone(), rv.clone(), bw, bb, training))
     y_numel = out.numel()
@@ -248,7 +248,7 @@ def test_saves_less_than_eager(form, training):
 
 def test_double_backward_raises():
     tensors, kw = make_case(affine=True)
-    out = fused_conv_bn(*tensors, **kw)
+    out = memory_saving_conv_bn(*tensors, **kw)
     g = torch.randn_like(out).requires_grad_()
     (gx,) = torch.autograd.grad(out, tensors[0], g, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
@@ -264,7 +264,7 @@ def test_partial_requires_grad(need, training):
     plain[idx] = plain[idx].clone().requires_grad_()
     g = torch.randn(3, 6, 5, 5, dtype=torch.float64)
     _, _, _, exp_grads = expected(tensors, g, training=training, **kw)
-    out = fused_conv_bn(*plain[:5], plain[5].clone(), plain[6].clone(), training=training, **kw)
+    out = memory_saving_conv_bn(*plain[:5], plain[5].clone(), plain[6].clone(), training=training, **kw)
     (got,) = torch.autograd.grad(out, plain[idx], g)
     assert_close(got, exp_grads[idx], what=need)
 
@@ -278,7 +278,7 @@ def test_half_types(dtype, form):
     half = [None if t is None else t.detach().to(dtype).requires_grad_(t.requires_grad)
             for t in tensors]
     rm, rv = tensors[5].clone().float(), tensors[6].clone().float()
-    out = fused_conv_bn(*half[:5], rm, rv, form=form, **kw)
+    out = memory_saving_conv_bn(*half[:5], rm, rv, form=form, **kw)
     assert out.dtype == dtype
     tol = dict(rtol=0.05, atol=0.05)
     torch.testing.assert_close(out.double(), exp_out, **tol)

@@ -1,13 +1,14 @@
-"""Math shared by the memory-saving fused Conv2d+BatchNorm kernels (`fused.functional` and
-`fused.custom_op`).
+"""The batch-norm half of the memory-saving fused Conv2d+BatchNorm kernels (`fused.functional`,
+`fused.custom_op`, and the per-channel coefficients of `fused.triton_conv_bn`); the convolution
+half is `fused.native_conv`.
 
 Everything here is a plain function of tensors; none of it touches autograd. The design rules:
 
 * Statistics (mean, inverse std, per-channel reductions) are C-sized and kept in the *statistics
   dtype*: float32 for float16/bfloat16 inputs (as PyTorch's own batch norm does), else the input's.
-* NCHW-sized work goes through PyTorch's native kernels (`aten.convolution`,
-  `aten.convolution_backward`, `aten.batch_norm_update_stats`, `aten.native_batch_norm_backward`) or
-  a single in-place `addcmul`, so that a call allocates as few NCHW buffers as possible: on CPU a
+* NCHW-sized work goes through PyTorch's native kernels (`aten.batch_norm_update_stats`,
+  `aten.native_batch_norm_backward`) or in-place elementwise passes over a buffer the caller owns,
+  so that a call allocates as few NCHW buffers as possible: on CPU a
   fresh large buffer costs page faults that are comparable to a full elementwise pass.
 * Both batch-norm forms share one elementwise formula. With d = y - mean and n values per channel,
   the input gradient of training-mode batch norm is
@@ -19,65 +20,17 @@ Everything here is a plain function of tensors; none of it touches autograd. The
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-HALF_DTYPES = (torch.float16, torch.bfloat16)
-
-
-def stat_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype statistics are computed and stored in for an input of `dtype`."""
-    return torch.float32 if dtype in HALF_DTYPES else dtype
+from fused.dtypes import HALF_DTYPES, stat_dtype
 
 
 def per_channel(t: Tensor) -> Tensor:
     """View a C-sized tensor so that it broadcasts against (N, C, H, W)."""
     return t.view(-1, 1, 1)
-
-
-# ----------------------------------------------------------------------------------------------
-# Convolution
-# ----------------------------------------------------------------------------------------------
-
-def _cpu_half(x: Tensor) -> bool:
-    # PyTorch 2.13's CPU half-precision convolutions are wrong on some legal geometries, found by
-    # `pytest verify`: float16 forward segfaults (width 1, 1-wide kernel, stride 2, padding 1,
-    # dilation 2), and bfloat16 channels_last weight gradients read uninitialised memory (NaN or
-    # garbage where a kernel tap sees only padding, e.g. grouped 3x3, stride (1, 2), padding
-    # (0, 2), width 1). Neither is faster than float32 on CPU, so CPU half convs run in float32 and
-    # round once to the input dtype.
-    return x.dtype in HALF_DTYPES and x.device.type == "cpu"
-
-
-def conv_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int],
-                 padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
-    """Conv2d forward through the native kernel (output in the conv's natural memory format)."""
-    if _cpu_half(x):
-        upcast = conv_forward(x.float(), weight.float(), None if bias is None else bias.float(),
-                              stride, padding, dilation, groups)
-        return upcast.to(x.dtype)
-    return torch.ops.aten.convolution(x, weight, bias, list(stride), list(padding),
-                                      list(dilation), False, [0, 0], groups)
-
-
-def conv_backward(grad_y: Tensor, x: Tensor, weight: Tensor, has_bias: bool,
-                  stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
-                  groups: int, output_mask: Sequence[bool]):
-    """(grad_x, grad_weight, grad_bias) of Conv2d in one native call; None where not asked for."""
-    if not any(output_mask):
-        return None, None, None
-    if _cpu_half(x):
-        grads = conv_backward(grad_y.float(), x.float(), weight.float(), has_bias, stride, padding,
-                              dilation, groups, output_mask)
-        return tuple(None if g is None else g.to(x.dtype) for g in grads)
-    bias_sizes = [weight.shape[0]] if has_bias else None
-    grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
-        grad_y, x, weight, bias_sizes, list(stride), list(padding), list(dilation), False,
-        [0, 0], groups, [bool(m) for m in output_mask])
-    return (grad_x if output_mask[0] else None, grad_w if output_mask[1] else None,
-            grad_b if output_mask[2] else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,9 +86,21 @@ def scale_shift(mean: Tensor, invstd: Tensor, bn_weight: Optional[Tensor],
     return scale, shift
 
 
+def _single_rounding(y: Tensor) -> bool:
+    # PyTorch 2.13's CPU `addcmul` with a broadcast per-channel first operand takes a slow
+    # TensorIterator path: measured 3-6x slower than an in-place `mul_` followed by `add_`
+    # (at one thread: 15.9 ms vs 4.2 ms on a (256, 64, 24, 24) float32 tensor, 2.5 ms vs 0.7 ms on
+    # (32, 64, 28, 28)), so float32/float64 take the two fast passes and their one extra rounding
+    # (a unit roundoff of the product, far inside every error bound). Half types keep one op:
+    # there an extra rounding is 2**-11 or 2**-8 of the value, and CPU half is not a speed path.
+    return y.dtype in HALF_DTYPES
+
+
 def normalize_(y: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
-    """y <- y * scale + shift, in place (y is a buffer the caller owns), one pass."""
-    return torch.addcmul(per_channel(shift), y, per_channel(scale), out=y)
+    """y <- y * scale + shift, in place (y is a buffer the caller owns)."""
+    if _single_rounding(y):
+        return torch.addcmul(per_channel(shift), y, per_channel(scale), out=y)
+    return y.mul_(per_channel(scale)).add_(per_channel(shift))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,11 +143,14 @@ def bn_input_grad_coefficients(sum_g: Optional[Tensor], sum_gd: Optional[Tensor]
 
 def bn_input_grad_(y: Tensor, grad_out: Tensor, a: Tensor, b: Optional[Tensor],
                    c: Optional[Tensor]) -> Tensor:
-    """grad_y = a * g + b * y + c written into the recomputed conv output `y` (two in-place
-    passes, no NCHW allocation). Returns y."""
+    """grad_y = a * g + b * y + c written into the recomputed conv output `y` (in-place passes,
+    no NCHW allocation). Returns y."""
     if b is None:
         return torch.mul(grad_out, per_channel(a), out=y)
-    torch.addcmul(per_channel(c), y, per_channel(b), out=y)
+    if _single_rounding(y):
+        torch.addcmul(per_channel(c), y, per_channel(b), out=y)
+    else:
+        y.mul_(per_channel(b)).add_(per_channel(c))
     return y.addcmul_(grad_out, per_channel(a))
 
 
