@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verify.strategies.values import draw_arrays
+from verify.values import draw_arrays
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 LAYOUTS = ("contiguous", "channels_last", "strided")

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import pytest
 
-from verify import report
 
 DEFAULT_TIMEOUT_S = 60.0
 # Enough restarts for every property of a few variants to crash; xdist's default (4 per worker)
@@ -201,8 +200,9 @@ class _Controller:
 
     def _crash_report(self, inflight: dict, fault: str) -> str:
         from verify.case import Case
+        from verify.plugin import verify_session
 
-        session = report.current()
+        session = verify_session(self.config)
         variant_name, prop = inflight["variant"], inflight["property"]
         case = Case.from_json(inflight["case"])
         session.record(variant_name, prop, math.inf, case, failed=True,

@@ -64,9 +64,10 @@ def pytest_configure(config):
         config.addinivalue_line("markers", line)
     for line in FILTERWARNINGS:
         config.addinivalue_line("filterwarnings", line)
+    # The run's report state lives on the config (as pytest-benchmark keeps its session), never
+    # in module globals: each xdist worker has its own, the controller merges their rows.
     session = report.ReportSession(repro_dir=config.getoption("--verify-repro-dir"))
     config.stash[_session_key] = session
-    config._convbn_previous_session = report.activate(session)
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(_TallyCollector(session), "convbn-tally-collector")
     config._convbn_variants = None
@@ -74,14 +75,15 @@ def pytest_configure(config):
         _variants(config)  # a bad SPEC is one usage error now, not one error per test module
 
 
-def pytest_unconfigure(config):
-    if _session_key in config.stash:
-        report.activate(config._convbn_previous_session)
-
-
 def verify_session(config) -> report.ReportSession:
     """The run's report state (tallies, variant specs, repro directory)."""
     return config.stash[_session_key]
+
+
+@pytest.fixture
+def report_session(request) -> report.ReportSession:
+    """The run's `ReportSession`, for `verify.hunt.hunt` (every verify/test_*.py)."""
+    return verify_session(request.config)
 
 
 def pytest_collect_file(file_path, parent):
@@ -96,11 +98,13 @@ def pytest_collect_file(file_path, parent):
 
 def _variants(config):
     if config._convbn_variants is None:
-        from verify.variants import VariantSpecError, select
+        from verify.variants import VariantSpecError, load_all
         try:
-            config._convbn_variants = select(config.getoption("--variant"))
+            loaded = load_all(config.getoption("--variant"))
         except VariantSpecError as error:
             raise pytest.UsageError(str(error)) from None
+        verify_session(config).variant_specs.update({v.name: spec for spec, v in loaded})
+        config._convbn_variants = [v for _, v in loaded]
     return config._convbn_variants
 
 
@@ -135,7 +139,7 @@ def _not_applicable(prop, variant) -> str | None:
     if prop is None:
         return None
     if prop.NAME == "cuda":
-        from verify.properties.devices import cuda_available
+        from verify.properties.cuda import cuda_available
         if not cuda_available():
             return "no CUDA device"
         if "cuda" not in variant.supports:

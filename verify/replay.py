@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from verify.case import Case
-from verify.report import PropertyFailure
+from verify.report import PropertyFailure, ReportSession
 from verify.runner import uninitialized_memory_filled
 
 
@@ -41,7 +41,9 @@ def replay(spec: str, name: str, prop: str, case: Case) -> int:
         print(f"SKIP: {skip.msg}")
         return 0
     except PropertyFailure as failure:
-        print(f"FAIL\n{failure}")
+        session = ReportSession()
+        session.variant_specs[name] = spec   # the replay line names the SPEC it came from
+        print(f"FAIL\n{session.complete(failure)}")
         return 1
     except (KernelRaised, ContractViolation) as error:
         print(f"FAIL\nvariant {name!r} on property {prop!r}: {error}\n  case: {case.describe()}")

@@ -59,7 +59,7 @@ def to_torch(array, case: Case, *, layout: str | None = None, requires_grad: boo
     "strided" is a view that skips every other element of a buffer whose gaps hold NaN, so a kernel
     that reads memory it was not given, or assumes contiguity, produces NaN or wrong values.
     "expanded" and "broadcast" are stride-0 views of one value and of one sample (the array must
-    hold that: see `verify.strategies.values`); "same" is the case's layout."""
+    hold that: see `verify.values`); "same" is the case's layout."""
     if array is None:
         return None
     layout = case.layout if layout in (None, "same") else layout

@@ -23,7 +23,7 @@ settings.register_profile(
     "gallery_fuzz", parent=settings.get_profile("fuzz"),
     max_examples=int(os.environ.get("CONVBN_FUZZ_EXAMPLES", "2000")))
 # Triton kernels on the interpreter get a quarter of a profile's examples (INTERPRETED_SHARE in
-# verify/properties/_common.py): four times `gallery`'s count gives them the ci profile's 25 small
+# verify/hunt.py): four times `gallery`'s count gives them the ci profile's 25 small
 # examples and its shares at the larger tiers, where the split and tail bugs live.
 settings.register_profile(
     "gallery_interpreted", parent=settings.get_profile("gallery"),

@@ -1,4 +1,4 @@
-"""Fixtures of the meta tests: isolation from the suite's global state, and subprocess runs of
+"""Fixtures of the meta tests: a report session of their own, and subprocess runs of
 `pytest verify` / `python -m verify.replay` shared by the report and replay tests."""
 from __future__ import annotations
 
@@ -15,16 +15,11 @@ from verify import report
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def isolated_report():
-    """Meta tests run properties in-process: a fresh report session keeps their tallies, variant
-    specs and repro dir out of the real run's end-of-run table."""
-    session = report.ReportSession()
-    previous = report.activate(session)
-    try:
-        yield session
-    finally:
-        report.activate(previous)
+@pytest.fixture
+def report_session() -> report.ReportSession:
+    """A fresh report session for properties run in-process (it overrides the plugin's fixture of
+    the same name), so their tallies stay out of the real run's end-of-run table."""
+    return report.ReportSession()
 
 
 def cli_env() -> dict:

@@ -11,7 +11,7 @@ import torch
 import reference
 from fused.variant import BN_FEATURES, CONV_FEATURES, requested_features
 from verify.case import Case, unit_roundoff
-from verify.strategies.values import VALUE_FAMILIES
+from verify.values import VALUE_FAMILIES
 
 FULL = Case(batch=2, in_channels=4, out_channels=6, height=7, width=5, kernel=(3, 2),
             stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2, bias=True, affine=True,

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, Phase, find, given, settings, strategies as 
 import reference
 from fused.variant import BN_FEATURES, CONV_FEATURES
 from verify.case import LAYOUTS
-from verify.strategies.configs import (EPS_VALUES, MAX_INPUT_ELEMENTS, MIN_RELATIVE_SPREAD,
-                                       cases, dtypes_for, has_spread)
-from verify.strategies.values import VALUE_FAMILIES
+from verify.properties.checks import MIN_RELATIVE_SPREAD, has_spread
+from verify.strategies.configs import EPS_VALUES, MAX_INPUT_ELEMENTS, cases, dtypes_for
+from verify.values import VALUE_FAMILIES
 
 ALL = frozenset(CONV_FEATURES | BN_FEATURES | {"float16", "bfloat16"})
 SUPPORT_SETS = {

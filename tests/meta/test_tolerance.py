@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from tests.meta.kernels import correct, lower_precision, single_precision
 from verify import oracle, runner, tolerance
 from verify.case import Case
-from verify.comparison import compare
+from verify.oracle_comparison import compare
 from verify.strategies.configs import cases
 
 BASE = Case(batch=2, in_channels=3, out_channels=4, height=6, width=6, kernel=(3, 3),
@@ -220,13 +220,13 @@ def test_the_large_tier_false_alarm_stays_fixed(monkeypatch):
     """A correct kernel on a constant channel of 6,143 values: within the bounds with the linear
     charge for the shared part of the mean, 1.09x over them without it (what the large tier found)."""
     from fused.registry import builtin_variant
-    from verify.properties import invariants
+    from verify.properties import shift_invariance
     from verify.report import PropertyFailure
 
     case = Case(batch=1, in_channels=1, out_channels=1, height=1, width=6143, kernel=(1, 1),
                 bias=True, values="constant", form="tutorial", dtype="float64")
     variant = builtin_variant("fused_tutorial")
-    assert invariants.check(variant, case) < 0.1
+    assert shift_invariance.check(variant, case) < 0.1
     monkeypatch.setattr(tolerance, "SHARED_SUM", 0.0)
     with pytest.raises(PropertyFailure, match="out: worst element"):
-        invariants.check(variant, case)
+        shift_invariance.check(variant, case)

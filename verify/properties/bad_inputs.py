@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from fused.variant import CONV_FEATURES, BN_FEATURES, UnsupportedFeatureError
 from verify import runner
-from verify.properties._common import fail
+from verify.properties.checks import fail
 from verify.strategies.configs import cases
 
 NAME = "bad_inputs"

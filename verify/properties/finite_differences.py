@@ -11,9 +11,9 @@ import torch
 
 from verify import runner
 from verify.case import unit_roundoff
-from verify.properties._common import fail
+from verify.properties.checks import fail, has_spread
 from verify.properties.gradcheck import SMOOTH_FAMILIES
-from verify.strategies.configs import cases, has_spread
+from verify.strategies.configs import cases
 
 NAME = "finite_differences"
 # Each example evaluates the forward four times more in float64; the maths it checks does not

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from fused.baselines import eager_conv_bn
 from verify import runner
-from verify.benchmarks.memory import saved_tensors
-from verify.properties._common import fail
+from verify.memory import saved_tensors
+from verify.properties.checks import fail
 from verify.strategies.configs import cases
 
 NAME = "saved_memory"

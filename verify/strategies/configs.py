@@ -10,7 +10,7 @@ from hypothesis import assume, strategies as st
 
 from verify.case import GRAD_LAYOUTS, LAYOUTS, Case
 from verify.strategies import sizes
-from verify.strategies.values import VALUE_FAMILIES
+from verify.values import VALUE_FAMILIES
 
 BASE_DTYPES = ("float32", "float64")
 HALF_DTYPES = ("float16", "bfloat16")
@@ -165,24 +165,3 @@ def calling_contexts(draw, case: Case):
     subset = tuple(n for n in draw(st.sampled_from(REQUIRES_GRAD_SUBSETS)) if n in present)
     return case.replace(requires_grad=subset or ("x",),
                         grad_layout=draw(st.sampled_from(GRAD_LAYOUTS)))
-
-
-# Smallest per-channel spread of the conv output, relative to its scale, for which finite
-# differences of step ~1e-4 stay on one side of the tutorial form's sqrt(var) kink at zero.
-MIN_RELATIVE_SPREAD = 1e-2
-
-
-def has_spread(case: Case) -> bool:
-    """True when every channel's conv output varies enough to differentiate numerically."""
-    if not case.training:
-        return True
-    import numpy as np
-
-    import reference
-
-    arrays = case.arrays()
-    y = reference.conv2d(arrays["x"], arrays["weight"], arrays["bias"], stride=case.stride,
-                         padding=case.padding, dilation=case.dilation, groups=case.groups)
-    spread = y.std(axis=(0, 2, 3))
-    scale = np.abs(y).max(axis=(0, 2, 3)) + 1.0
-    return bool(np.all(spread > MIN_RELATIVE_SPREAD * scale))

@@ -13,9 +13,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from verify import oracle, runner, tolerance
-from verify.properties._common import assert_close
+from verify.properties.checks import assert_close
 from verify.strategies.configs import cases
-from verify.strategies.values import round_to_dtype
+from verify.values import round_to_dtype
 
 NAME = "shift_invariance"
 

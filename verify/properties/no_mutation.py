@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from verify import oracle, runner, tolerance
-from verify.properties._common import assert_close, fail
+from verify.properties.checks import assert_close, fail
 from verify.strategies.configs import cases
 
 NAME = "no_mutation"
