@@ -1,6 +1,6 @@
 """NumPy float64 oracle for Conv2d + BatchNorm training (forward, running stats, gradients).
 
-Never imports torch. See CONTRACT.md for the two batch-norm forms.
+Never imports torch. The two batch-norm forms and the signatures: docs/contract.md.
 """
 
 from .batch_norm import (BatchNormStatistics, batch_norm, batch_norm_backward,

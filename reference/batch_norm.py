@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .validation import bn_params, quiet_on_nonfinite
+from .validation import check_batch_norm_args, quiet_on_nonfinite
 
 
 def _c(v):
@@ -73,8 +73,8 @@ def batch_norm(y, bn_weight=None, bn_bias=None, running_mean=None, running_var=N
     y = np.asarray(y, dtype=np.float64)
     bn_weight, bn_bias, running_mean, running_var = map(
         _f64, (bn_weight, bn_bias, running_mean, running_var))
-    bn_params(y.shape, bn_weight, bn_bias, running_mean, running_var, training=training,
-              momentum=momentum, eps=eps, form=form)
+    check_batch_norm_args(y.shape, bn_weight, bn_bias, running_mean, running_var,
+                          training=training, momentum=momentum, eps=eps, form=form)
     norm = batch_norm_statistics(y, running_mean, running_var, training=training, eps=eps, form=form)
     out = norm.centred / _c(norm.denom)
     if bn_weight is not None:
@@ -114,8 +114,8 @@ def batch_norm_backward(grad_out, y, bn_weight=None, bn_bias=None, running_mean=
     grad_out = np.asarray(grad_out, dtype=np.float64)
     bn_weight, bn_bias, running_mean, running_var = map(
         _f64, (bn_weight, bn_bias, running_mean, running_var))
-    bn_params(y.shape, bn_weight, bn_bias, running_mean, running_var, training=training,
-              momentum=0.0, eps=eps, form=form)
+    check_batch_norm_args(y.shape, bn_weight, bn_bias, running_mean, running_var,
+                          training=training, momentum=0.0, eps=eps, form=form)
     if grad_out.shape != y.shape:
         raise ValueError(
             f"grad_out must have the batch norm input's shape {y.shape}, got {grad_out.shape}")

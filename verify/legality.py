@@ -6,7 +6,8 @@ oracle's own argument checks): it restates the contract's rules on plain integer
 """
 from __future__ import annotations
 
-from verify.case import DIFFERENTIABLE, DTYPES, GRAD_LAYOUTS, GRAD_MODES, LAYOUTS, Case
+from verify.case import DIFFERENTIABLE, GRAD_LAYOUTS, GRAD_MODES, LAYOUTS, Case
+from verify.dtypes import DTYPES
 
 
 class IllegalCase(ValueError):
@@ -32,7 +33,7 @@ def problems(case: Case) -> list[str]:
         found.append(f"training with {case.values_per_channel} value(s) per channel")
     if not case.training and not case.running_stats:
         found.append("eval mode without running statistics")
-    if case.dtype not in DTYPES or case.param_dtype not in ("",) + DTYPES:
+    if case.dtype not in DTYPES or case.param_dtype not in ("", *DTYPES):
         found.append(f"unknown dtype {case.dtype!r} / {case.param_dtype!r}")
     if case.layout not in LAYOUTS or case.grad_layout not in GRAD_LAYOUTS:
         found.append(f"unknown layout {case.layout!r} / {case.grad_layout!r}")

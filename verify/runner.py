@@ -11,10 +11,10 @@ import torch
 import torch.utils.deterministic
 
 from verify.case import Case
+from verify.dtypes import DTYPES
 from verify.oracle import Results
 
-TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-                "bfloat16": torch.bfloat16}
+TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}
 PARAMETER_NAMES = ("x", "weight", "bias", "bn_weight", "bn_bias")
 PER_CHANNEL_NAMES = ("bn_weight", "bn_bias", "running_mean", "running_var")
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 import reference
-from verify.case import Case, underflow_unit, unit_roundoff
+from verify.case import Case
+from verify.dtypes import underflow_unit, unit_roundoff
 from verify.oracle import Results
 
 # Calibrated on correct kernels over the fuzz profile: the worst error/bound seen is reported by

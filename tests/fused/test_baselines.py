@@ -7,10 +7,11 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from fused.baselines import checkpoint_conv_bn, eager_conv_bn
+from fused.variant import BN_FEATURES, CONV_FEATURES
 from tests.fused.models import compare_with_reference, config, make_inputs, saved_storages
 
 BASELINES = [eager_conv_bn, checkpoint_conv_bn]
-ALL = ("stride", "padding", "dilation", "groups", "bias", "affine", "running_stats")
+ALL = tuple(sorted(CONV_FEATURES | BN_FEATURES))
 CONFIGS = {
     "plain": config(),
     "all_train": config(features=ALL),

@@ -7,6 +7,7 @@ import torch
 from fused import custom_op
 from fused.custom_op import fused_conv_bn_op
 from fused.functional import fused_conv_bn
+from fused.variant import FORMS
 from tests.fused.helpers.oracle_cmp import clone_tensors, make_case
 
 
@@ -18,7 +19,7 @@ def op_args(training, form, channels_last=False, dtype=torch.float64):
     return (x, *tensors[1:], [2, 1], [1, 1], [1, 2], 2, training, 1e-3, form)
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_opcheck_forward(form, training, channels_last):
@@ -39,7 +40,7 @@ def test_opcheck_track_and_backward_ops():
             [1, 1], [0, 0], [1, 1], 1, True, 1e-3, "tutorial", needs))
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_same_numbers_as_functional(form, training):
     tensors, kw = make_case(bias=True, affine=True, running=True, stride=2, padding=1)

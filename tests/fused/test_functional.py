@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fused.functional import fused_conv_bn
+from fused.variant import FORMS
 from tests.fused.helpers.oracle_cmp import (assert_close, clone_tensors, expected, make_case,
                                             saved_bytes)
 
@@ -59,7 +60,7 @@ def run_and_compare(case_kw, *, form, training, memory_format=None, slice_input=
     return out
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_matches_oracle(name, form, training):
@@ -67,7 +68,7 @@ def test_matches_oracle(name, form, training):
     run_and_compare(case, form=form, training=training)
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("layout", ["channels_last", "slice"])
 def test_layouts(form, layout):
     case = CONFIGS["everything"]
@@ -88,7 +89,7 @@ def test_output_follows_conv_memory_format():
     assert out.stride() == conv.stride()
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_gradcheck(form, training):
     tensors, kw = make_case(N=2, C_in=2, H=4, W=3, C_out=2, k=(2, 2), bias=True, affine=True,
@@ -102,7 +103,7 @@ def test_gradcheck(form, training):
     assert torch.autograd.gradcheck(fn, (x, w, b, bw, bb))
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 def test_zero_variance_channel(form):
     tensors, kw = make_case(affine=True, bias=True)
     with torch.no_grad():
@@ -134,7 +135,7 @@ def test_tutorial_zero_variance_limit():
     torch.testing.assert_close(gy[:, 1], limit, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 def test_single_value_per_channel(form):
     x = torch.randn(1, 2, 3, 3, dtype=torch.float64)
     w = torch.randn(4, 2, 3, 3, dtype=torch.float64)
@@ -194,7 +195,7 @@ def test_bad_arguments_raise_before_touching_state(name):
         assert torch.equal(rv, torch.ones(6, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 def test_inputs_not_modified(form):
     tensors, kw = make_case(bias=True, affine=True, running=True)
     before = [t.detach().clone() for t in tensors if t is not None]
@@ -226,7 +227,7 @@ def test_momentum_and_counter_match_batchnorm(momentum):
         assert int(nbt) == int(bn.num_batches_tracked) == step + 1
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_saves_less_than_eager(form, training):
     x = torch.randn(8, 4, 12, 12, requires_grad=True)
@@ -270,7 +271,7 @@ def test_partial_requires_grad(need, training):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 def test_half_types(dtype, form):
     tensors, kw = make_case(affine=True, running=True, N=4, H=8, W=8)
     g = torch.randn(4, 6, 6, 7, dtype=torch.float64)

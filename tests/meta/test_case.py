@@ -10,7 +10,8 @@ import torch
 
 import reference
 from fused.variant import BN_FEATURES, CONV_FEATURES, requested_features
-from verify.case import Case, unit_roundoff
+from verify.case import Case
+from verify.dtypes import unit_roundoff
 from verify.values import VALUE_FAMILIES
 
 FULL = Case(batch=2, in_channels=4, out_channels=6, height=7, width=5, kernel=(3, 2),

@@ -7,13 +7,14 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings, strategies as st
 
 import reference
-from fused.variant import BN_FEATURES, CONV_FEATURES
+from fused.variant import BN_FEATURES, CONV_FEATURES, FORMS
 from verify.case import LAYOUTS
+from verify.dtypes import HALF_DTYPES
 from verify.properties.checks import MIN_RELATIVE_SPREAD, has_spread
 from verify.strategies.configs import EPS_VALUES, MAX_INPUT_ELEMENTS, cases, dtypes_for
 from verify.values import VALUE_FAMILIES
 
-ALL = frozenset(CONV_FEATURES | BN_FEATURES | {"float16", "bfloat16"})
+ALL = frozenset(CONV_FEATURES | BN_FEATURES | set(HALF_DTYPES))
 SUPPORT_SETS = {
     "none": frozenset(),
     "all": ALL,
@@ -49,7 +50,7 @@ def _check_legal(case, supports, form):
     assert (mean is None) == (not case.running_stats)
 
 
-@pytest.mark.parametrize("form", ["tutorial", "standard"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("support_name", sorted(SUPPORT_SETS))
 def test_drawn_cases_are_legal_and_within_supports(support_name, form):
     supports = SUPPORT_SETS[support_name]

@@ -12,6 +12,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
+from fused.variant import FORMS
 from tests.meta.kernels import correct, lower_precision, single_precision
 from verify import oracle, runner, tolerance
 from verify.case import Case
@@ -35,7 +36,6 @@ CASES = {
 }
 # Where a kernel in half precision must be caught on every result family of the forward.
 WELL_CONDITIONED = ("normal", "affine_bias_geometry", "positive", "integers", "train_stats", "eval")
-FORMS = ("standard", "tutorial")
 
 
 def ratios(kernel, case, *, gradients=True) -> dict:

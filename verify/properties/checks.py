@@ -9,7 +9,8 @@ import numpy as np
 
 import reference
 from verify import oracle, runner, tolerance
-from verify.case import Case, largest_finite
+from verify.case import Case
+from verify.dtypes import largest_finite
 from verify.oracle import Results
 from verify.oracle_comparison import compare
 from verify.report import PropertyFailure

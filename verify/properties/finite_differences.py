@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from verify import runner
-from verify.case import unit_roundoff
+from verify.dtypes import unit_roundoff
 from verify.properties.checks import fail, has_spread
 from verify.properties.gradcheck import SMOOTH_FAMILIES
 from verify.strategies.configs import cases

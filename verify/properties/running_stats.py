@@ -7,7 +7,7 @@ import torch
 from hypothesis import strategies as st
 
 from verify import oracle, runner, tolerance
-from verify.case import largest_finite
+from verify.dtypes import largest_finite
 from verify.properties.checks import assert_close, fail
 from verify.strategies.configs import cases, momenta
 

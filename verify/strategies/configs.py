@@ -9,11 +9,10 @@ from __future__ import annotations
 from hypothesis import assume, strategies as st
 
 from verify.case import GRAD_LAYOUTS, LAYOUTS, Case
+from verify.dtypes import BASE_DTYPES, HALF_DTYPES
 from verify.strategies import sizes
 from verify.values import VALUE_FAMILIES
 
-BASE_DTYPES = ("float32", "float64")
-HALF_DTYPES = ("float16", "bfloat16")
 EPS_VALUES = (1e-3, 1e-5, 1e-1)
 
 # Bound on N*C_in*H*W so a case stays in the millisecond range even in the oracle's perturbations.
