@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .validation import check_conv_args, quiet_on_nonfinite, check_spatial_args
+from .validation import check_conv_args, check_spatial_args, quiet_on_nonfinite
 
 
 def conv2d_output_shape(x_shape, weight_shape, *, stride=1, padding=0, dilation=1):
@@ -60,10 +60,10 @@ def _group_einsum(spec, *operands):
     """
     inputs, output = spec.split("->")
     subscripts = inputs.split(",")
-    if any(op.shape[sub.index("g")] != 1 for sub, op in zip(subscripts, operands)):
+    if any(op.shape[sub.index("g")] != 1 for sub, op in zip(subscripts, operands, strict=True)):
         return np.einsum(spec, *operands, optimize=True)
     squeezed = [op[(slice(None),) * sub.index("g") + (0,)]
-                for sub, op in zip(subscripts, operands)]
+                for sub, op in zip(subscripts, operands, strict=True)]
     result = np.einsum(spec.replace("g", ""), *squeezed, optimize=True)
     return np.expand_dims(result, output.index("g"))
 

@@ -1,6 +1,6 @@
 """The composite the fused kernels compute: ``batch_norm(conv2d(x, weight, bias))``.
 
-Signatures and semantics are CONTRACT.md's. Inputs are read as float64 and never modified.
+Signatures and semantics are docs/contract.md's. Inputs are read as float64 and never modified.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A case is plain data (JSON round-trips it), so a failure can be replayed exactly from one line.
 The tensors are not stored: `case.arrays()` regenerates them from `seed` and the value family,
-already rounded to the case's dtype, so the oracle (float64) sees exactly the numbers the kernel sees.
+already rounded to the case's dtype, so the oracle (float64) sees exactly the numbers the kernel
+sees.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ class Case:
         return tuple(
             (size + 2 * pad - dil * (k - 1) - 1) // st + 1
             for size, k, st, pad, dil in zip((self.height, self.width), self.kernel, self.stride,
-                                             self.padding, self.dilation))
+                                             self.padding, self.dilation, strict=True))
 
     @property
     def values_per_channel(self) -> int:

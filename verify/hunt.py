@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings, strategies as st, target
+from hypothesis import given, settings, target
+from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from verify import isolation, legality, runner
@@ -49,8 +50,10 @@ def hunt(prop_module, variant, tier: str, session: ReportSession) -> None:
     # Hypothesis keys its example database and derandomised seed by the test function's source;
     # every (property, variant, tier) shares this source, so add the label to the digest, as
     # Hypothesis's own pytest plugin does for parametrised tests.
-    search._hypothesis_internal_add_digest = label.encode()
-    budget = examples_for(tier, round(settings.default.max_examples * _example_share(variant)))
+    search._hypothesis_internal_add_digest = label.encode()  # type: ignore[attr-defined]
+    profile = settings.default
+    assert profile is not None   # Hypothesis always has a current profile
+    budget = examples_for(tier, round(profile.max_examples * _example_share(variant)))
     with runner.uninitialized_memory_filled():
         given(data=st.data())(settings(settings.default, max_examples=budget)(search))()
 
@@ -79,7 +82,8 @@ def run_example(prop_module, variant, data, session: ReportSession, tier: str = 
         session.record(variant.name, prop_module.NAME, math.inf, case, failed=True, tier=tier)
         cause = error.error if isinstance(error, runner.KernelRaised) else error
         what = (f"raised {type(cause).__name__} in {error.stage} on a legal case: {cause}"
-                if isinstance(error, runner.KernelRaised) else f"broke the calling contract: {error}")
+                if isinstance(error, runner.KernelRaised)
+                else f"broke the calling contract: {error}")
         raise session.complete(PropertyFailure(variant.name, prop_module.NAME, case, [what])) \
             from cause
     except Exception as error:  # noqa: BLE001 - anything else is convbn-verify's own bug

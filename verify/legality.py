@@ -25,7 +25,7 @@ def problems(case: Case) -> list[str]:
     if min(case.kernel + case.stride + case.dilation) < 1 or min(case.padding) < 0:
         found.append("a non-positive kernel, stride or dilation, or a negative padding")
     for size, k, pad, dil, axis in zip((case.height, case.width), case.kernel, case.padding,
-                                       case.dilation, ("height", "width")):
+                                       case.dilation, ("height", "width"), strict=True):
         if size + 2 * pad < dil * (k - 1) + 1:
             found.append(f"kernel extent {dil * (k - 1) + 1} exceeds the padded {axis} "
                          f"{size + 2 * pad}")

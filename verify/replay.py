@@ -62,7 +62,8 @@ def replay(spec: str, name: str, prop: str, case: Case) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m verify.replay", description=__doc__.split("\n")[1])
+    parser = argparse.ArgumentParser(prog="python -m verify.replay",
+                                     description=__doc__.split("\n")[1])
     parser.add_argument("--variant", required=True, metavar="SPEC")
     parser.add_argument("--name", required=True, help="the variant's name within SPEC")
     parser.add_argument("--property", required=True, dest="prop")

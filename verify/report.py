@@ -217,7 +217,8 @@ class ReportSession:
             rows.append((key.variant, key.property, key.tier, str(t.examples), str(t.failures),
                          worst))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                for row in rows]
 
 
 def _repro_source(path: Path, spec: str, variant_name: str, prop: str, case: Case) -> str:

@@ -1,8 +1,8 @@
 """CUDA against the oracle and against CPU (skipped without a GPU)."""
 import pytest
 
-from verify.properties import cuda as PROPERTY
 from verify.hunt import hunt
+from verify.properties import cuda as PROPERTY
 
 
 @pytest.mark.cuda

@@ -1,6 +1,6 @@
 """The variant's backward against finite differences of its own forward."""
-from verify.properties import finite_differences as PROPERTY
 from verify.hunt import hunt
+from verify.properties import finite_differences as PROPERTY
 
 
 def test_finite_differences(variant, tier, report_session):

@@ -1,6 +1,6 @@
 """Forward output and new running stats against the oracle."""
-from verify.properties import forward as PROPERTY
 from verify.hunt import hunt
+from verify.properties import forward as PROPERTY
 
 
 def test_forward(variant, tier, report_session):

@@ -1,6 +1,6 @@
 """torch.autograd.gradcheck in float64: first derivatives."""
-from verify.properties import gradcheck as PROPERTY
 from verify.hunt import hunt
+from verify.properties import gradcheck as PROPERTY
 
 
 def test_gradcheck(variant, tier, report_session):

@@ -30,6 +30,8 @@ def _load_module(spec_text: str, target: str):
             raise VariantSpecError(f"--variant {spec_text}: no such file {target!r}")
         name = "convbn_user_variant_" + "_".join(path.with_suffix("").parts[-2:]).replace("-", "_")
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise VariantSpecError(f"--variant {spec_text}: cannot load {target!r} as a module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         with _import_errors(spec_text, target):
@@ -89,7 +91,8 @@ def load_variants(spec: str) -> list[Variant]:
     for v in variants:
         if not isinstance(v, Variant):
             raise VariantSpecError(f"--variant {spec}: {attr} holds {type(v).__name__}, not a "
-                                   "fused.Variant (wrap your kernel: Variant(name, fn, form, supports))")
+                                   "fused.Variant (wrap your kernel: "
+                                   "Variant(name, fn, form, supports))")
     return variants
 
 
@@ -100,7 +103,8 @@ def load_all(specs: list[str] | None) -> list[tuple[str, Variant]]:
     names = [v.name for _, v in loaded]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise VariantSpecError(f"--variant: duplicate variant names {duplicates}; names must be unique")
+        raise VariantSpecError(f"--variant: duplicate variant names {duplicates}; names must "
+                               "be unique")
     return loaded
 
 

@@ -8,7 +8,7 @@ from fused import custom_op
 from fused.custom_op import fused_conv_bn_op
 from fused.functional import fused_conv_bn
 from fused.variant import FORMS
-from tests.fused.helpers.oracle_cmp import clone_tensors, make_case
+from tests.fused.helpers import clone_tensors, make_case
 
 
 def op_args(training, form, channels_last=False, dtype=torch.float64):
@@ -57,7 +57,7 @@ def test_same_numbers_as_functional(form, training):
     g = torch.randn_like(out_a)
     ga = torch.autograd.grad(out_a, [t for t in a[:5] if t is not None], g)
     gb = torch.autograd.grad(out_b, [t for t in b[:5] if t is not None], g)
-    for x, y in zip(ga, gb):
+    for x, y in zip(ga, gb, strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
@@ -83,5 +83,5 @@ def test_torch_compile_fullgraph_matches_eager():
     g = torch.randn_like(out_a)
     ga = torch.autograd.grad(out_a, [t for t in a[:5] if t is not None], g)
     gb = torch.autograd.grad(out_b, [t for t in b[:5] if t is not None], g)
-    for x, y in zip(ga, gb):
+    for x, y in zip(ga, gb, strict=True):
         torch.testing.assert_close(x, y)

@@ -8,8 +8,13 @@ import torch.nn.functional as F
 
 from fused.functional import fused_conv_bn
 from fused.variant import FORMS
-from tests.fused.helpers.oracle_cmp import (assert_close, clone_tensors, expected, make_case,
-                                            saved_bytes)
+from tests.fused.helpers import (
+    assert_close,
+    clone_tensors,
+    expected,
+    make_case,
+    saved_bytes,
+)
 
 CONFIGS = {
     "plain": dict(),
@@ -55,7 +60,8 @@ def run_and_compare(case_kw, *, form, training, memory_format=None, slice_input=
     got = [next(grads) if t is not None else None for t in leaves]
     if slice_input:
         got[0] = got[0][:, ::2, :, 1:-2]
-    for name, a, e in zip(("x", "weight", "bias", "bn_weight", "bn_bias"), got, exp_grads):
+    names = ("x", "weight", "bias", "bn_weight", "bn_bias")
+    for name, a, e in zip(names, got, exp_grads, strict=True):
         assert_close(a, e, what=f"grad {name}")
     return out
 
@@ -117,7 +123,7 @@ def test_zero_variance_channel(form):
     assert_close(out, exp_out, what="out")
     # The constant channel's gradients are ~1/eps times larger, its conv-bias gradient a sum
     # that cancels to rounding noise of that size: compare on that scale.
-    for a, e in zip(grads, [e for e in exp_grads if e is not None]):
+    for a, e in zip(grads, [e for e in exp_grads if e is not None], strict=True):
         assert_close(a, e, atol=1e-8, what="grad")
 
 
@@ -204,7 +210,7 @@ def test_inputs_not_modified(form):
     out = fused_conv_bn(*tensors, form=form, training=True, **kw)
     out.backward(torch.randn_like(out))
     after = [t.detach() for t in tensors if t is not None]
-    for i, (b, a) in enumerate(zip(before, after)):
+    for i, (b, a) in enumerate(zip(before, after, strict=True)):
         if i < 5:  # running stats (last two) legitimately change in training
             assert torch.equal(b, a)
 
@@ -287,7 +293,8 @@ def test_half_types(dtype, form):
     torch.testing.assert_close(rm.double(), exp_rm, rtol=1e-2, atol=1e-2)
     torch.testing.assert_close(rv.double(), exp_rv, rtol=1e-2, atol=1e-2)
     grads = torch.autograd.grad(out, [half[0], half[1], half[3], half[4]], g.to(dtype))
-    for got, exp in zip(grads, [exp_grads[0], exp_grads[1], exp_grads[3], exp_grads[4]]):
+    expected_grads = [exp_grads[0], exp_grads[1], exp_grads[3], exp_grads[4]]
+    for got, exp in zip(grads, expected_grads, strict=True):
         assert got.dtype == dtype
         scale = exp.abs().max().item()
         torch.testing.assert_close(got.double() / scale, exp / scale, rtol=0.05, atol=0.05)

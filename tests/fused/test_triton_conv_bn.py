@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("triton", reason="triton is not installed (pip install 'convbn-verify[triton]')")
+pytest.importorskip("triton",
+                    reason="triton is not installed (pip install 'convbn-verify[triton]')")
 
 from fused import triton_support  # noqa: E402
 from fused.triton_bn import TritonBatchNorm, _channel_strides  # noqa: E402
 from fused.triton_conv_bn import triton_conv_bn  # noqa: E402
 from fused.variant import BN_FEATURES, CONV_FEATURES, FORMS  # noqa: E402
-from tests.fused.models import compare_with_reference, config, make_inputs  # noqa: E402
+from tests.fused.helpers import compare_with_reference, config, make_inputs  # noqa: E402
 
 ALL = tuple(sorted(CONV_FEATURES | BN_FEATURES))
 

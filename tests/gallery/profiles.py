@@ -3,8 +3,9 @@
 
 * `gallery`: the suite's `ci` profile (derandomised, 25 examples) without the shrink phase. Each
   property stops at its first failing example, which is all the gallery needs to know (the bug was
-  caught, by which property, for which reason). On 2 busy cores with one thread, tests/test_gallery.py
-  takes ~40 s with it and ~3.5 min with `ci` (shrinking ~100 failures of 27 wrong kernels).
+  caught, by which property, for which reason). On 2 busy cores with one thread,
+  tests/test_gallery.py takes ~40 s with it and ~3.5 min with `ci` (shrinking ~100 failures of 27
+  wrong kernels).
 * `gallery_fuzz`: the suite's `fuzz` profile with max_examples from $CONVBN_FUZZ_EXAMPLES (default
   2000, fuzz's own count), so the zero-false-alarm hunt can be tried out quickly.
 """

@@ -1,18 +1,13 @@
 """Fixtures of the meta tests: a report session of their own, and subprocess runs of
-`pytest verify` / `python -m verify.replay` shared by the report and replay tests."""
+`pytest verify` shared by the report and replay tests (helpers: tests/meta/helpers.py)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.meta.kernels import VARIANT_FILE
+from tests.meta.helpers import VARIANT_FILE, run_cli
 from verify import report
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -20,19 +15,6 @@ def report_session() -> report.ReportSession:
     """A fresh report session for properties run in-process (it overrides the plugin's fixture of
     the same name), so their tallies stay out of the real run's end-of-run table."""
     return report.ReportSession()
-
-
-def cli_env() -> dict:
-    env = dict(os.environ, CI="1", OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
-    # The checkout first, whatever state its editable install is in.
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    return env
-
-
-def run_cli(args, *, timeout=120, cwd=ROOT) -> subprocess.CompletedProcess:
-    """Run `python ARGS` from the checkout; text output, stdout and stderr together."""
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=cli_env(), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

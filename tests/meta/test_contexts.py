@@ -12,8 +12,8 @@ from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
 from verify import legality, runner
 from verify.case import DIFFERENTIABLE, Case
-from verify.properties import forward, gradients
 from verify.hunt import SuiteError, run_example
+from verify.properties import forward, gradients
 from verify.report import PropertyFailure
 from verify.strategies.configs import calling_contexts, cases
 

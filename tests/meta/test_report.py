@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.meta.kernels import lower_precision
+from tests.meta.helpers import lower_precision
 from verify import report
 from verify.case import Case
 from verify.properties import forward
@@ -131,7 +131,8 @@ def test_worker_rows_merge_into_the_same_table():
     """What xdist workers hand over (rows recorded since their last hand-over) adds up on the
     controller to the table one process would have made."""
     one, worker_a, worker_b, controller = (report.ReportSession() for _ in range(4))
-    events = [("v1", "forward", 0.25, CASE, False), ("v1", "forward", 0.5, CASE.replace(seed=3), False),
+    events = [("v1", "forward", 0.25, CASE, False),
+              ("v1", "forward", 0.5, CASE.replace(seed=3), False),
               ("v2", "gradients", math.inf, CASE, True), ("v1", "forward", 0.125, CASE, False)]
     for i, (v, p, ratio, case, failed) in enumerate(events):
         one.record(v, p, ratio, case, failed)

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, find, given, settings
 
 from fused.variant import BN_FEATURES, CONV_FEATURES
 from verify import legality
-from verify.properties import PROPERTIES
 from verify.hunt import TIER_SHARE, examples_for
+from verify.properties import PROPERTIES
 from verify.strategies import sizes
 from verify.strategies.configs import cases
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, find, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
 
 import reference
 from fused.variant import BN_FEATURES, CONV_FEATURES, FORMS
@@ -82,10 +83,10 @@ def test_restrictions_are_honoured(data):
 
 
 REACHABLE = {
-    **{f"feature:{f}": (lambda f: lambda c: f in c.features())(f)
+    **{f"feature:{f}": (lambda feature: lambda c: feature in c.features())(f)
        for f in sorted(ALL - {"cuda"})},
-    **{f"values:{v}": (lambda v: lambda c: c.values == v)(v) for v in VALUE_FAMILIES},
-    **{f"layout:{lay}": (lambda lay: lambda c: c.layout == lay)(lay) for lay in LAYOUTS},
+    **{f"values:{v}": (lambda family: lambda c: c.values == family)(v) for v in VALUE_FAMILIES},
+    **{f"layout:{lay}": (lambda layout: lambda c: c.layout == layout)(lay) for lay in LAYOUTS},
     "eval": lambda c: not c.training,
     "train_with_stats": lambda c: c.training and c.running_stats,
     "momentum_0": lambda c: c.training and c.running_stats and c.momentum == 0.0,
@@ -110,7 +111,8 @@ def test_everything_is_eventually_drawn(name):
 
 
 def test_unsupported_features_never_drawn():
-    # Without "running_stats" a variant never sees eval mode; without half types, never a half dtype.
+    # Without "running_stats" a variant never sees eval mode; without half types, never a half
+    # dtype.
     @FAST
     @given(case=cases(frozenset({"affine"}), "standard"))
     def check(case):

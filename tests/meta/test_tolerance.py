@@ -3,7 +3,8 @@ enough for correct kernels, on well- and ill-conditioned cases, both forms, trai
 
 Observed on these cases (torch 2.13 CPU), as a fraction of the bound (SAFETY included):
 correct float32/float64 kernels <= 0.04; float32 maths rounded to float16 at every stage
->= 15 on `out` (well-conditioned); bfloat16 >= 80 on `out`; a float32 kernel on float64 cases >= 1e4.
+>= 15 on `out` (well-conditioned); bfloat16 >= 80 on `out`; a float32 kernel on float64 cases
+>= 1e4.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from fused.variant import FORMS
-from tests.meta.kernels import correct, lower_precision, single_precision
+from tests.meta.helpers import correct, lower_precision, single_precision
 from verify import oracle, runner, tolerance
 from verify.case import Case
 from verify.oracle_comparison import compare
@@ -188,9 +189,9 @@ def test_gradients_false_gives_no_gradient_bounds():
 def test_bounds_cover_the_underflow_spacing():
     """Below float16's normal range the spacing is 2^-24 whatever the value: a conv output there
     rounds by up to that much, and 1/(std+eps) amplifies it (found by the fuzz profile)."""
+    from fused.registry import builtin_variant
     from verify.case import Case
     from verify.runner import run
-    from fused.registry import builtin_variant
     case = Case(batch=1, in_channels=1, out_channels=1, height=1, width=1, kernel=(1, 1),
                 padding=(0, 1), form="tutorial", dtype="float16", values="tiny", seed=28)
     arrays = case.arrays(1)
@@ -218,7 +219,8 @@ def test_welford_mean_of_a_constant_channel_errs_linearly():
 
 def test_the_large_tier_false_alarm_stays_fixed(monkeypatch):
     """A correct kernel on a constant channel of 6,143 values: within the bounds with the linear
-    charge for the shared part of the mean, 1.09x over them without it (what the large tier found)."""
+    charge for the shared part of the mean, 1.09x over them without it (what the large tier
+    found)."""
     from fused.registry import builtin_variant
     from verify.properties import shift_invariance
     from verify.report import PropertyFailure

@@ -5,7 +5,7 @@ import pytest
 
 from fused.registry import BUILTIN_VARIANTS
 from fused.variant import Variant
-from tests.meta.conftest import run_cli
+from tests.meta.helpers import run_cli
 from verify.variants import BUILTIN_SPEC, VariantSpecError, load_all, load_variants, select
 
 MODULE = '''
@@ -44,13 +44,14 @@ def test_file_attr_spec_and_lists(module_dir):
     names = [v.name for v in load_variants(f"{path}:MANY")]
     assert names == ["meta_one", "meta_two"]
     assert [v.name for v in load_variants(f"{path}:AS_TUPLE")] == ["meta_two"]
-    assert dict((v.name, spec) for spec, v in load_all([f"{path}:MANY"]))["meta_one"] == f"{path}:MANY"
+    specs = {v.name: spec for spec, v in load_all([f"{path}:MANY"])}
+    assert specs["meta_one"] == f"{path}:MANY"
 
 
 def test_builtin_spec():
     assert tuple(load_variants(BUILTIN_SPEC)) == tuple(BUILTIN_VARIANTS)
     assert [v.name for v in select(None)] == [v.name for v in BUILTIN_VARIANTS]
-    assert dict((v.name, spec) for spec, v in load_all(None))["eager"] == BUILTIN_SPEC
+    assert {v.name: spec for spec, v in load_all(None)}["eager"] == BUILTIN_SPEC
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -91,7 +92,8 @@ def bad_spec_run():
 
 def test_cli_rejects_bad_spec(bad_spec_run):
     out = bad_spec_run.stdout
-    assert bad_spec_run.returncode not in (0, 1, 5), out   # not a pass, a test failure, or "no tests"
+    # not a pass, a test failure, or "no tests"
+    assert bad_spec_run.returncode not in (0, 1, 5), out
     assert "expected 'package.module:attr' or 'path/to/file.py:attr'" in out
     assert " passed" not in out and " failed" not in out
 

@@ -8,9 +8,22 @@ test `verify/test_<NAME>.py`, and `<NAME>` in failure reports and the end-of-run
 PROPERTIES is in run order: the numeric properties first (what the kernel computes), then the
 calling contexts and invariants, the derivative checks, memory and ops, and the contract rules
 last, so that under `-x` the first failure a user reads is the most important one."""
-from verify.properties import (bad_inputs, cuda, determinism, finite_differences, forward,
-                               grad_mode, gradcheck, gradients, no_mutation, opcheck, running_stats,
-                               saved_memory, second_order, shift_invariance)
+from verify.properties import (
+                               bad_inputs,
+                               cuda,
+                               determinism,
+                               finite_differences,
+                               forward,
+                               grad_mode,
+                               gradcheck,
+                               gradients,
+                               no_mutation,
+                               opcheck,
+                               running_stats,
+                               saved_memory,
+                               second_order,
+                               shift_invariance,
+)
 
 PROPERTIES = {module.NAME: module for module in (
     forward, gradients, running_stats, grad_mode, determinism, shift_invariance, no_mutation,

@@ -32,7 +32,8 @@ def assert_close(variant, prop: str, case, actual: Results, exact: Results, allo
     failed = [c for c in comparisons if not c.ok]
     if failed:
         details = ([context] if context else []) + [c.describe() for c in failed]
-        details += [c.describe() for c in comparisons if c.ok and getattr(exact, c.name) is not None]
+        details += [c.describe() for c in comparisons
+                    if c.ok and getattr(exact, c.name) is not None]
         fail(variant, prop, case, details, ratio=worst)
     return worst
 

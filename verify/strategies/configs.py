@@ -6,7 +6,8 @@ the simplest legal value, so a failure is reported on a minimal configuration.
 """
 from __future__ import annotations
 
-from hypothesis import assume, strategies as st
+from hypothesis import assume
+from hypothesis import strategies as st
 
 from verify.case import GRAD_LAYOUTS, LAYOUTS, Case
 from verify.dtypes import BASE_DTYPES, HALF_DTYPES
@@ -52,7 +53,7 @@ def geometry(draw, supports: frozenset, *, tier: str = "small", min_values_per_c
     # Dilation does nothing along an axis whose kernel is 1 wide, and there it only reaches a
     # PyTorch 2.13 CPU convolution segfault (width 1, 1-wide kernel, stride 2, padding 1,
     # dilation 2, in float16, and bfloat16/float32 channels_last): keep such axes at 1.
-    dilation = tuple(d if k > 1 else 1 for d, k in zip(dilation, kernel))
+    dilation = tuple(d if k > 1 else 1 for d, k in zip(dilation, kernel, strict=True))
     padding = draw(_pair(st.integers(0, 2), "padding" in supports, 0))
     if tier in sizes.REDUCTION_BOUNDARIES:
         batch, out_hw = draw(sizes.reduction_layout(tier))
@@ -61,7 +62,7 @@ def geometry(draw, supports: frozenset, *, tier: str = "small", min_values_per_c
         out_hw = (draw(st.integers(1, limit)), draw(st.integers(1, limit)))
         batch = draw(st.integers(1, sizes.MAX_BATCH[tier]))
     in_hw, legal_padding = [], []
-    for o, k, s, d, p in zip(out_hw, kernel, stride, dilation, padding):
+    for o, k, s, d, p in zip(out_hw, kernel, stride, dilation, padding, strict=True):
         # The input that gives `o` outputs: (o - 1) s + d (k - 1) + 1 - 2 p, plus up to s - 1
         # columns the last stride leaves unread. Padding is capped so it stays at least 1 wide.
         unpadded = (o - 1) * s + d * (k - 1) + 1 + draw(st.integers(0, s - 1))
