@@ -1,4 +1,7 @@
-"""Compare two pytest-benchmark runs, or find where figures stepped across saved runs.
+"""The benchmark regression gate: compare two pytest-benchmark runs (time and memory), or find
+where figures stepped across saved runs. Not to be confused with `verify.oracle_comparison`, which
+compares a kernel's numbers with the oracle's; this module is about benchmarks only, and its
+command line is part of the contract (docs/contract.md).
 
     python -m verify.compare BASE.json HEAD.json [--time-threshold 0.12] [--alpha 0.05]
                              [--min-benchmarks 3] [--peak-tolerance 0] [--absolute-time]
