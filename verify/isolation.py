@@ -199,7 +199,7 @@ class _Controller:
 
     def _crash_report(self, inflight: dict, fault: str) -> str:
         from verify.case import Case
-        from verify.plugin import verify_session
+        from verify.report import verify_session
 
         session = verify_session(self.config)
         variant_name, prop = inflight["variant"], inflight["property"]

@@ -27,7 +27,6 @@ MARKERS = (
 # The oracle's overflow/invalid warnings are errors, as in the checkout's pytest configuration.
 FILTERWARNINGS = ("error::RuntimeWarning:reference.*",)
 VERIFY_DIR = Path(__file__).resolve().parent
-_session_key = pytest.StashKey[report.ReportSession]()
 
 
 def pytest_addoption(parser):
@@ -67,7 +66,7 @@ def pytest_configure(config):
     # The run's report state lives on the config (as pytest-benchmark keeps its session), never
     # in module globals: each xdist worker has its own, the controller merges their rows.
     session = report.ReportSession(repro_dir=config.getoption("--verify-repro-dir"))
-    config.stash[_session_key] = session
+    config.stash[report.SESSION_KEY] = session
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(_TallyCollector(session), "convbn-tally-collector")
     config._convbn_variants = None
@@ -75,15 +74,10 @@ def pytest_configure(config):
         _variants(config)  # a bad SPEC is one usage error now, not one error per test module
 
 
-def verify_session(config) -> report.ReportSession:
-    """The run's report state (tallies, variant specs, repro directory)."""
-    return config.stash[_session_key]
-
-
 @pytest.fixture
 def report_session(request) -> report.ReportSession:
     """The run's `ReportSession`, for `verify.hunt.hunt` (every verify/test_*.py)."""
-    return verify_session(request.config)
+    return report.verify_session(request.config)
 
 
 def pytest_collect_file(file_path, parent):
@@ -103,7 +97,7 @@ def _variants(config):
             loaded = load_all(config.getoption("--variant"))
         except VariantSpecError as error:
             raise pytest.UsageError(str(error)) from None
-        verify_session(config).variant_specs.update({v.name: spec for spec, v in loaded})
+        report.verify_session(config).variant_specs.update({v.name: spec for spec, v in loaded})
         config._convbn_variants = [v for _, v in loaded]
     return config._convbn_variants
 
@@ -177,7 +171,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    session = verify_session(item.config)
+    session = report.verify_session(item.config)
     if call.when == "call" and rep.failed:
         session.write_last_repro()
         if call.excinfo is not None and item.config.getoption("tbstyle") in ("auto", "short"):
@@ -202,7 +196,7 @@ class _TallyCollector:
 def pytest_terminal_summary(terminalreporter, config):
     if hasattr(config, "workerinput"):
         return
-    session = verify_session(config)
+    session = report.verify_session(config)
     path = config.getoption("--verify-summary-json")
     if path:
         session.write_summary_json(path)

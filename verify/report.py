@@ -3,7 +3,7 @@ end-of-run table of examples and worst error per variant and property.
 
 The state of a run (tallies, the SPEC each variant came from, the repro directory, the latest
 failure) lives in a `ReportSession`, and nowhere else: the pytest plugin keeps one on the config
-(`verify.plugin.verify_session(config)`, the `report_session` fixture), as pytest-benchmark keeps
+(`verify_session(config)`, the `report_session` fixture), as pytest-benchmark keeps
 its `BenchmarkSession`, and hands it to `verify.hunt`; `python -m verify.replay` makes its own.
 A property raises a `PropertyFailure` that carries the parts of its report; the session that
 catches it completes the message with what only the run knows (the variant's SPEC in the replay
@@ -20,6 +20,8 @@ import textwrap
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pytest
 
 if TYPE_CHECKING:
     from verify.case import Case
@@ -242,3 +244,12 @@ def _repro_source(path: Path, spec: str, variant_name: str, prop: str, case: Cas
         if __name__ == "__main__":
             sys.exit(replay(SPEC, NAME, PROPERTY, CASE))
         ''')
+
+
+# -- the session of a pytest run ------------------------------------------------------------------
+SESSION_KEY = pytest.StashKey[ReportSession]()
+
+
+def verify_session(config: pytest.Config) -> ReportSession:
+    """The run's `ReportSession`, which `verify.plugin` keeps on the pytest config."""
+    return config.stash[SESSION_KEY]

@@ -7,8 +7,8 @@ import time
 
 import torch
 
-from verify.memory import peak_bytes, saved_tensors
 from verify.benchmarks.models import Workload
+from verify.memory import peak_bytes, saved_tensors
 
 __all__ = ["memory_figures", "describe", "run_benchmark", "time_step", "build_or_skip",
            "build_baseline", "BASELINE", "PAIRED_MIN_ROUNDS"]
