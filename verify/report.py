@@ -42,6 +42,18 @@ class PropertyFailure(AssertionError):
         super().__init__(failure_message(variant_name, prop, case, self.details,
                                          headline=headline))
 
+    def __reduce__(self):
+        # Pickles and copies with its parts and its (possibly completed) message.
+        return (_rebuild_failure, (self.variant_name, self.prop, self.case, self.details,
+                                   self.ratio, self.headline, self.args))
+
+
+def _rebuild_failure(variant_name: str, prop: str, case: Case, details: list[str], ratio: float,
+                     headline: str | None, args: tuple) -> PropertyFailure:
+    failure = PropertyFailure(variant_name, prop, case, details, ratio, headline)
+    failure.args = args
+    return failure
+
 
 def replay_command(variant_name: str, prop: str, case: Case, spec: str = BUILTIN_SPEC) -> str:
     """The command line that replays `case` on property `prop` of variant `variant_name`."""

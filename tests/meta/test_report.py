@@ -187,3 +187,19 @@ def test_failure_report_puts_the_report_first(failing_run):
     assert body[1].startswith("  size: ") and body[2].startswith("  case: ")
     assert body[3].startswith("  out: worst element") and body[4].startswith("  replay: ")
     assert "reproduce_failure" not in proc.stdout and "Traceback" not in proc.stdout
+
+
+def test_a_session_completes_a_failure_with_its_spec_and_repro_path(tmp_path):
+    """A property raises without knowing the run; the session that catches the failure puts the
+    variant's SPEC in the replay line and names the repro script, and the result pickles whole."""
+    import pickle
+
+    session = report.ReportSession(repro_dir=str(tmp_path / "repro"))
+    session.variant_specs["v"] = "my dir/kernels.py:V"
+    failure = report.PropertyFailure("v", "forward", CASE, ["detail"], ratio=3.0)
+    assert f"--variant {BUILTIN_SPEC}" in str(failure)
+    message = str(session.complete(failure))
+    assert message == session.failure_message("v", "forward", CASE, ["detail"])
+    assert "--variant 'my dir/kernels.py:V'" in message and "repro script: " in message
+    copy = pickle.loads(pickle.dumps(failure))
+    assert str(copy) == message and copy.ratio == 3.0 and copy.case == CASE
