@@ -42,9 +42,13 @@ def hunt(prop_module, variant, tier: str, session: ReportSession) -> None:
     the tier's share of the current profile's examples, recording into `session`."""
     __tracebackhide__ = True
     label = f"{prop_module.NAME}[{variant.name}-{tier}]"
+    # `search`'s source is part of Hypothesis's digest of the test (below): it must stay exactly
+    # as it is, or every derandomised draw and every example database key changes. So the session
+    # is bound here rather than named in it.
+    run_example = _recording_into(session)
 
     def search(data):
-        run_example(prop_module, variant, data, session, tier)
+        run_example(prop_module, variant, data, tier)
 
     search.__name__ = search.__qualname__ = f"test_{prop_module.NAME}"
     # Hypothesis keys its example database and derandomised seed by the test function's source;
@@ -56,6 +60,14 @@ def hunt(prop_module, variant, tier: str, session: ReportSession) -> None:
     budget = examples_for(tier, round(profile.max_examples * _example_share(variant)))
     with runner.uninitialized_memory_filled():
         given(data=st.data())(settings(settings.default, max_examples=budget)(search))()
+
+
+def _recording_into(session: ReportSession):
+    """`run_example` with its session bound."""
+    def run(prop_module, variant, data, tier: str) -> float:
+        __tracebackhide__ = True
+        return run_example(prop_module, variant, data, session, tier)
+    return run
 
 
 class SuiteError(Exception):
