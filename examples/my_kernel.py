@@ -4,7 +4,6 @@
 
 It is plain autograd over torch ops in the standard (nn.BatchNorm2d) form and declares the optional
 features it handles; the suite draws only those (plus float32/float64 and every memory layout)."""
-import torch
 import torch.nn.functional as F
 
 from fused import Variant

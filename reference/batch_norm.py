@@ -1,4 +1,4 @@
-"""Per-channel batch normalisation of a (N, C, H, W) array, in the two forms of CONTRACT.md.
+"""Per-channel batch normalisation of a (N, C, H, W) array, in the two forms of docs/contract.md.
 
 With ``m = N*H*W`` values per channel, ``mean`` their mean and ``d = y - mean``:
 
@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .validation import bn_params, quiet_on_nonfinite
+from .validation import check_batch_norm_args, quiet_on_nonfinite
 
 
 def _c(v):
@@ -36,7 +36,7 @@ class BatchNormStatistics(NamedTuple):
     denom: np.ndarray  # per channel: out = centred / denom
     mean: np.ndarray | None  # batch statistics, training only
     var_unbiased: np.ndarray | None
-    count: int  # m, values per channel
+    values_per_channel: int  # m (a field named `count` would shadow tuple.count)
 
 
 def batch_norm_statistics(y, running_mean, running_var, *, training, eps, form):
@@ -73,9 +73,10 @@ def batch_norm(y, bn_weight=None, bn_bias=None, running_mean=None, running_var=N
     y = np.asarray(y, dtype=np.float64)
     bn_weight, bn_bias, running_mean, running_var = map(
         _f64, (bn_weight, bn_bias, running_mean, running_var))
-    bn_params(y.shape, bn_weight, bn_bias, running_mean, running_var, training=training,
-              momentum=momentum, eps=eps, form=form)
-    norm = batch_norm_statistics(y, running_mean, running_var, training=training, eps=eps, form=form)
+    check_batch_norm_args(y.shape, bn_weight, bn_bias, running_mean, running_var,
+                          training=training, momentum=momentum, eps=eps, form=form)
+    norm = batch_norm_statistics(y, running_mean, running_var, training=training, eps=eps,
+                                 form=form)
     out = norm.centred / _c(norm.denom)
     if bn_weight is not None:
         out *= _c(bn_weight)
@@ -114,12 +115,13 @@ def batch_norm_backward(grad_out, y, bn_weight=None, bn_bias=None, running_mean=
     grad_out = np.asarray(grad_out, dtype=np.float64)
     bn_weight, bn_bias, running_mean, running_var = map(
         _f64, (bn_weight, bn_bias, running_mean, running_var))
-    bn_params(y.shape, bn_weight, bn_bias, running_mean, running_var, training=training,
-              momentum=0.0, eps=eps, form=form)
+    check_batch_norm_args(y.shape, bn_weight, bn_bias, running_mean, running_var,
+                          training=training, momentum=0.0, eps=eps, form=form)
     if grad_out.shape != y.shape:
         raise ValueError(
             f"grad_out must have the batch norm input's shape {y.shape}, got {grad_out.shape}")
-    norm = batch_norm_statistics(y, running_mean, running_var, training=training, eps=eps, form=form)
+    norm = batch_norm_statistics(y, running_mean, running_var, training=training, eps=eps,
+                                 form=form)
     axes = (0, 2, 3)
     grad_bn_bias = grad_out.sum(axis=axes) if bn_bias is not None else None
     grad_bn_weight = None
@@ -129,7 +131,7 @@ def batch_norm_backward(grad_out, y, bn_weight=None, bn_bias=None, running_mean=
     if not training:
         return gh / _c(norm.denom), grad_bn_weight, grad_bn_bias
 
-    m = norm.count
+    m = norm.values_per_channel
     if form == "tutorial":
         std = np.sqrt(norm.var_unbiased)
         k = np.divide(1.0, (m - 1) * std, out=np.zeros_like(std), where=std > 0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .validation import conv_params, quiet_on_nonfinite, spatial_params
+from .validation import check_conv_args, check_spatial_args, quiet_on_nonfinite
 
 
 def conv2d_output_shape(x_shape, weight_shape, *, stride=1, padding=0, dilation=1):
@@ -23,7 +23,7 @@ def conv2d_output_shape(x_shape, weight_shape, *, stride=1, padding=0, dilation=
 
     Checks the spatial arguments (ValueError on an empty output), not the channel counts.
     """
-    (sh, sw), (ph, pw), (dh, dw) = spatial_params(
+    (sh, sw), (ph, pw), (dh, dw) = check_spatial_args(
         x_shape, weight_shape, stride=stride, padding=padding, dilation=dilation
     )
     n, _, h, w = x_shape
@@ -60,10 +60,10 @@ def _group_einsum(spec, *operands):
     """
     inputs, output = spec.split("->")
     subscripts = inputs.split(",")
-    if any(op.shape[sub.index("g")] != 1 for sub, op in zip(subscripts, operands)):
+    if any(op.shape[sub.index("g")] != 1 for sub, op in zip(subscripts, operands, strict=True)):
         return np.einsum(spec, *operands, optimize=True)
     squeezed = [op[(slice(None),) * sub.index("g") + (0,)]
-                for sub, op in zip(subscripts, operands)]
+                for sub, op in zip(subscripts, operands, strict=True)]
     result = np.einsum(spec.replace("g", ""), *squeezed, optimize=True)
     return np.expand_dims(result, output.index("g"))
 
@@ -82,7 +82,7 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
     """Forward convolution; float64 arrays in, a new float64 array (N, C_out, H_out, W_out) out."""
     x = np.asarray(x, dtype=np.float64)
     weight = np.asarray(weight, dtype=np.float64)
-    stride, padding, dilation, groups = conv_params(
+    stride, padding, dilation, groups = check_conv_args(
         x.shape, weight.shape, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
     n, c_out, h_out, w_out = conv2d_output_shape(
@@ -122,7 +122,7 @@ def conv2d_backward(grad_y, x, weight, *, has_bias=False, stride=1, padding=0, d
     x = np.asarray(x, dtype=np.float64)
     weight = np.asarray(weight, dtype=np.float64)
     grad_y = np.asarray(grad_y, dtype=np.float64)
-    stride, padding, dilation, groups = conv_params(
+    stride, padding, dilation, groups = check_conv_args(
         x.shape, weight.shape, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
     y_shape = conv2d_output_shape(

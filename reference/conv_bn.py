@@ -1,6 +1,6 @@
 """The composite the fused kernels compute: ``batch_norm(conv2d(x, weight, bias))``.
 
-Signatures and semantics are CONTRACT.md's. Inputs are read as float64 and never modified.
+Signatures and semantics are docs/contract.md's. Inputs are read as float64 and never modified.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 
 from .batch_norm import batch_norm, batch_norm_backward
 from .conv import conv2d, conv2d_backward, conv2d_output_shape
-from .validation import bn_params, check_bias, conv_params
+from .validation import check_batch_norm_args, check_channel_vector, check_conv_args
 
 
 def _prepare(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, *, stride,
@@ -19,13 +19,13 @@ def _prepare(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, *, 
         None if v is None else np.asarray(v, dtype=np.float64)
         for v in (x, weight, bias, bn_weight, bn_bias, running_mean, running_var)
     )
-    conv_params(x.shape, weight.shape, stride=stride, padding=padding, dilation=dilation,
-                groups=groups)
+    check_conv_args(x.shape, weight.shape, stride=stride, padding=padding, dilation=dilation,
+                    groups=groups)
     y_shape = conv2d_output_shape(x.shape, weight.shape, stride=stride, padding=padding,
                                   dilation=dilation)
-    check_bias(bias, weight.shape[0])
-    bn_params(y_shape, bn_weight, bn_bias, running_mean, running_var, training=training,
-              momentum=momentum, eps=eps, form=form)
+    check_channel_vector(bias, weight.shape[0])
+    check_batch_norm_args(y_shape, bn_weight, bn_bias, running_mean, running_var,
+                          training=training, momentum=momentum, eps=eps, form=form)
     return x, weight, bias, bn_weight, bn_bias, running_mean, running_var
 
 

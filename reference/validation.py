@@ -1,8 +1,14 @@
 """Argument normalisation and checks shared by the oracle's functions.
 
-Every check raises ``ValueError`` with a message that names the argument, the problem and the
-shapes involved. Values are never inspected for finiteness: NaN and inf pass through so that the
-oracle can say what a kernel should do with them.
+Every ``check_*`` returns the normalised arguments (or nothing) and raises ``ValueError`` with a
+message that names the argument, the problem and the shapes involved. Values are never inspected
+for finiteness: NaN and inf pass through so that the oracle can say what a kernel should do with
+them.
+
+The oracle keeps its own checks on purpose, apart from the kernels' argument validation in
+``fused/`` and from the suite's case legality (``verify/legality.py``): an oracle that shared the
+code under test could share its bugs. So the rules of ``docs/contract.md`` are restated here, and
+this package imports nothing but NumPy (``FORMS`` too is its own copy of the contract's forms).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def as_pair(v, name):
     return (int(items[0]), int(items[1]))
 
 
-def spatial_params(x_shape, weight_shape, *, stride, padding, dilation):
+def check_spatial_args(x_shape, weight_shape, *, stride, padding, dilation):
     """Check ranks, stride/padding/dilation and that the output is not empty.
 
     Returns ``(stride, padding, dilation)`` as pairs.
@@ -71,7 +77,7 @@ def spatial_params(x_shape, weight_shape, *, stride, padding, dilation):
     return stride, padding, dilation
 
 
-def conv_params(x_shape, weight_shape, *, stride, padding, dilation, groups):
+def check_conv_args(x_shape, weight_shape, *, stride, padding, dilation, groups):
     """Check a convolution's shapes and hyper-parameters, groups included.
 
     Returns ``(stride, padding, dilation, groups)`` with the first three as pairs.
@@ -81,7 +87,7 @@ def conv_params(x_shape, weight_shape, *, stride, padding, dilation, groups):
     groups = int(groups)
     if groups < 1:
         raise ValueError(f"groups must be positive, got {groups}")
-    stride, padding, dilation = spatial_params(
+    stride, padding, dilation = check_spatial_args(
         x_shape, weight_shape, stride=stride, padding=padding, dilation=dilation
     )
     c_in = x_shape[1]
@@ -100,14 +106,15 @@ def conv_params(x_shape, weight_shape, *, stride, padding, dilation, groups):
     return stride, padding, dilation, groups
 
 
-def check_bias(bias, channels, name="bias"):
-    """A per-channel vector of shape (channels,), or None."""
-    if bias is not None and np.shape(bias) != (channels,):
-        raise ValueError(f"{name} must have shape ({channels},), got {np.shape(bias)}")
+def check_channel_vector(vector, channels, name="bias"):
+    """A per-channel vector (conv bias, bn_weight, bn_bias, a running stat) of shape
+    (channels,), or None."""
+    if vector is not None and np.shape(vector) != (channels,):
+        raise ValueError(f"{name} must have shape ({channels},), got {np.shape(vector)}")
 
 
-def bn_params(y_shape, bn_weight, bn_bias, running_mean, running_var, *, training, momentum,
-              eps, form):
+def check_batch_norm_args(y_shape, bn_weight, bn_bias, running_mean, running_var, *, training,
+                          momentum, eps, form):
     """Check a batch norm's inputs against the shape of its input ``y`` (N, C, H, W)."""
     if len(y_shape) != 4:
         raise ValueError(f"batch norm input must be 4-D (N, C, H, W), got shape {tuple(y_shape)}")
@@ -116,7 +123,7 @@ def bn_params(y_shape, bn_weight, bn_bias, running_mean, running_var, *, trainin
     channels = y_shape[1]
     for name, v in (("bn_weight", bn_weight), ("bn_bias", bn_bias),
                     ("running_mean", running_mean), ("running_var", running_var)):
-        check_bias(v, channels, name)
+        check_channel_vector(v, channels, name)
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must be given together (or neither)")
     if not eps > 0:

@@ -1,4 +1,5 @@
-"""Planted regressions of `fused_standard` for the regression gate's evidence (tests/test_gate_evidence.py).
+"""Planted regressions of `fused_standard` for the regression gate's evidence
+(tests/test_gate_evidence.py).
 
 Each variant keeps the name ``fused_standard`` so that a benchmark run with it
 (``pytest verify/benchmarks --benchmark-only --variant tests/bench_plants.py:SLOW``) has the same

@@ -186,7 +186,8 @@ def _check_reasons(gallery, name, reasons: dict) -> None:
     """Each property's failure report must match its reason: the bug was caught for the reason it
     was planted, not by a crash elsewhere (of the kernel or of the suite)."""
     wrong = [f"--- {prop}: report does not match {reason!r}:\n{gallery.report(name, prop)[:3000]}"
-             for prop, reason in reasons.items() if not re.search(reason, gallery.report(name, prop))]
+             for prop, reason in reasons.items()
+             if not re.search(reason, gallery.report(name, prop))]
     assert not wrong, f"{name}: caught for the wrong reason\n" + "\n".join(wrong)
 
 
@@ -225,7 +226,8 @@ def test_every_variant_ran_every_cpu_property(gallery):
     """No property was silently skipped for a gallery variant (features declared honestly)."""
     for variant in bugs.ALL + CORRECT:
         wanted = set(CPU_PROPERTIES) - ({"saved_memory"} if not variant.memory_saving else set())
-        assert wanted <= gallery.ran(variant.name), (variant.name, sorted(wanted - gallery.ran(variant.name)))
+        ran = gallery.ran(variant.name)
+        assert wanted <= ran, (variant.name, sorted(wanted - ran))
 
 
 @pytest.mark.fuzz

@@ -18,7 +18,8 @@ import sys
 
 import pytest
 
-pytest.importorskip("triton", reason="triton is not installed (pip install 'convbn-verify[triton]')")
+pytest.importorskip("triton",
+                    reason="triton is not installed (pip install 'convbn-verify[triton]')")
 
 from tests.gallery import triton_bugs  # noqa: E402
 from tests.test_gallery import ROOT, Run, _run_suite  # noqa: E402

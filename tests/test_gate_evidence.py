@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from verify.benchmarks.results import load_history, load_run
+from verify.benchmarks.results import load_run
 from verify.compare import compare, compare_runs, main
 
 DATA = Path(__file__).resolve().parent / "data" / "gate"

@@ -3,12 +3,9 @@ import copy
 import json
 import random
 
-import pytest
-
+from tests.test_compare import BASE
 from verify.benchmarks.steps import find_steps, segment
 from verify.compare import main
-
-from test_compare import BASE
 
 
 def noisy(n, level=1.0, noise=0.05, seed=0):
@@ -73,7 +70,7 @@ def history(tmp_path, medians, saved):
     machine = tmp_path / "storage" / "Linux-CPython-3.11-64bit"
     machine.mkdir(parents=True)
     rng = random.Random(0)
-    for i, (level, nbytes) in enumerate(zip(medians, saved)):
+    for i, (level, nbytes) in enumerate(zip(medians, saved, strict=True)):
         data = copy.deepcopy(BASE)
         data["commit_info"]["id"] = f"{i:02d}" + "c0ffee" * 6 + "00"
         data["datetime"] = f"2026-01-{i + 1:02d}T12:00:00.000000+00:00"

@@ -2,7 +2,8 @@
 
 A case is plain data (JSON round-trips it), so a failure can be replayed exactly from one line.
 The tensors are not stored: `case.arrays()` regenerates them from `seed` and the value family,
-already rounded to the case's dtype, so the oracle (float64) sees exactly the numbers the kernel sees.
+already rounded to the case's dtype, so the oracle (float64) sees exactly the numbers the kernel
+sees.
 """
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-import numpy as np
+from fused.variant import requested_features
+from verify.dtypes import HALF_DTYPES
+from verify.values import draw_arrays
 
-from verify.strategies.values import draw_arrays
-
-DTYPES = ("float32", "float64", "float16", "bfloat16")
 LAYOUTS = ("contiguous", "channels_last", "strided")
 # Layouts of grad_out beyond x's: "same" follows x; "expanded" is one value broadcast with every
 # stride 0 (what `out.sum()` or `out.mean()` hands backward); "broadcast" repeats one sample over
@@ -71,7 +71,7 @@ class Case:
         return tuple(
             (size + 2 * pad - dil * (k - 1) - 1) // st + 1
             for size, k, st, pad, dil in zip((self.height, self.width), self.kernel, self.stride,
-                                             self.padding, self.dilation))
+                                             self.padding, self.dilation, strict=True))
 
     @property
     def values_per_channel(self) -> int:
@@ -97,23 +97,15 @@ class Case:
         return (self.batch, self.out_channels) + self.output_hw
 
     def features(self) -> frozenset:
-        """The optional Variant features this case exercises."""
-        used = set()
-        if self.stride != (1, 1):
-            used.add("stride")
-        if self.padding != (0, 0):
-            used.add("padding")
-        if self.dilation != (1, 1):
-            used.add("dilation")
-        if self.groups != 1:
-            used.add("groups")
-        if self.bias:
-            used.add("bias")
-        if self.affine:
-            used.add("affine")
-        if self.running_stats or not self.training:
-            used.add("running_stats")
-        if self.dtype in ("float16", "bfloat16"):
+        """The optional Variant features this case exercises: those of its arguments, judged as
+        the contract judges a call (`fused.variant.requested_features`), plus its dtype, device
+        and mixed precision."""
+        present = True   # requested_features asks only whether an optional argument is given
+        used = set(requested_features(
+            bias=present if self.bias else None, bn_weight=present if self.affine else None,
+            running_mean=present if self.running_stats else None, training=self.training,
+            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups))
+        if self.dtype in HALF_DTYPES:
             used.add(self.dtype)
         if self.device != "cpu":
             used.add("cuda")
@@ -193,21 +185,3 @@ class Case:
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Case)}
 _OMITTED_AT_DEFAULT = ("steps", "defect", "requires_grad", "grad_layout", "grad_mode",
                        "param_dtype")
-
-
-def unit_roundoff(dtype: str) -> float:
-    """Half the machine epsilon: the relative error of one correctly rounded operation."""
-    mantissa_bits = {"float64": 53, "float32": 24, "float16": 11, "bfloat16": 8}[dtype]
-    return float(2.0 ** -mantissa_bits)
-
-
-def underflow_unit(dtype: str) -> float:
-    """The smallest positive subnormal: the absolute rounding error floor of the dtype (relative
-    error u only holds above the normal range; below it, spacing is this constant)."""
-    return float(2.0 ** -{"float64": 1074, "float32": 149, "float16": 24, "bfloat16": 133}[dtype])
-
-
-def largest_finite(dtype: str) -> float:
-    """The largest finite value of the dtype: results beyond it cannot be represented."""
-    return {"float64": float(np.finfo(np.float64).max), "float32": float(np.finfo(np.float32).max),
-            "float16": 65504.0, "bfloat16": 3.3895313892515355e38}[dtype]

@@ -1,8 +1,12 @@
-"""Compare two pytest-benchmark runs, or find where figures stepped across saved runs.
+"""The benchmark regression gate: compare two pytest-benchmark runs (time and memory), or find
+where figures stepped across saved runs. Not to be confused with `verify.oracle_comparison`, which
+compares a kernel's numbers with the oracle's; this module is about benchmarks only, and its
+command line is part of the contract (docs/contract.md).
 
     python -m verify.compare BASE.json HEAD.json [--time-threshold 0.12] [--alpha 0.05]
                              [--min-benchmarks 3] [--peak-tolerance 0] [--absolute-time]
-    python -m verify.compare --history DIR [--plot out.png] [--time-threshold 0.12] [--absolute-time]
+    python -m verify.compare --history DIR [--plot out.png] [--time-threshold 0.12]
+                             [--absolute-time]
 
 Comparison: for every benchmark present in both files (matched by full name), prints its time and
 every ``extra_info`` figure whose key ends in ``bytes``, BASE next to HEAD, with the ratio
@@ -37,9 +41,18 @@ import sys
 from dataclasses import dataclass
 
 from verify.benchmarks.results import BenchmarkFileError, Run, load_history, load_run
-from verify.benchmarks.time_rule import (DEFAULT_ALPHA, DEFAULT_MIN_BENCHMARKS,
-                                        DEFAULT_TIME_THRESHOLD, DRIFT, NOISY, SLOWER, UNJUDGED,
-                                        TimeVerdict, judge_time, judge_variants)
+from verify.benchmarks.time_rule import (
+    DEFAULT_ALPHA,
+    DEFAULT_MIN_BENCHMARKS,
+    DEFAULT_TIME_THRESHOLD,
+    DRIFT,
+    NOISY,
+    SLOWER,
+    UNJUDGED,
+    TimeVerdict,
+    judge_time,
+    judge_variants,
+)
 
 __all__ = ["Finding", "compare_runs", "bytes_regressed", "main", "EXIT_OK", "EXIT_REGRESSION",
            "EXIT_ERROR", "EXIT_INCONCLUSIVE"]
@@ -226,7 +239,8 @@ def _table(rows: list, align: tuple) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for j, row in enumerate(rows):
-        lines.append("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip())
+        cells = zip(row, align, widths, strict=True)
+        lines.append("  ".join(f"{cell:{a}{w}}" for cell, a, w in cells).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -248,9 +262,9 @@ def _rule(time_threshold, alpha, peak_tolerance, absolute_time, min_benchmarks) 
     return (f"Rule: time, on {judged}. A benchmark is SLOWER when HEAD's median is > "
             f"{1 + time_threshold:.2f}x BASE's and a one-sided Mann-Whitney test on the rounds "
             f"gives p < {alpha:g}. A variant regresses when the median of its benchmarks' changes "
-            f"is > {1 + time_threshold:.2f}x and most of them are SLOWER; NOISY (inconclusive) when "
-            f"the median is that high without that majority; a SLOWER benchmark in a variant that "
-            f"did not move is run-to-run drift; variants with fewer than {min_benchmarks} "
+            f"is > {1 + time_threshold:.2f}x and most of them are SLOWER; NOISY (inconclusive) "
+            f"when the median is that high without that majority; a SLOWER benchmark in a variant "
+            f"that did not move is run-to-run drift; variants with fewer than {min_benchmarks} "
             f"benchmarks are not judged on time. Memory regresses when any *bytes figure grows"
             + (f" (peak figures: by more than {peak_tolerance:.1%})" if peak_tolerance else "")
             + ".")
@@ -289,7 +303,8 @@ def report(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
         print("Time per variant:", file=out)
         print(format_variants(variants), file=out)
         print(file=out)
-    common = sum(1 for f in findings if f.figure == "time" and f.base is not None and f.head is not None)
+    common = sum(1 for f in findings
+                 if f.figure == "time" and f.base is not None and f.head is not None)
     only = [f for f in findings if f.figure == "time" and (f.base is None or f.head is None)]
     grew = [f for f in findings if f.regression and f.figure != "time"]
     slower = [v for v in variants.values() if v.outcome == SLOWER]
@@ -333,7 +348,8 @@ def history_report(runs: list, threshold: float = DEFAULT_TIME_THRESHOLD, absolu
         print(f"  {i:3d}  {run.label:10s}  {run.datetime or '-':26s}  {len(run.benchmarks):3d} "
               f"benchmark(s)  {run.path}", file=out)
     print(file=out)
-    print(format_steps(find_history_steps(runs, threshold, absolute), len(runs), threshold), file=out)
+    steps = find_history_steps(runs, threshold, absolute)
+    print(format_steps(steps, len(runs), threshold), file=out)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -353,8 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "effect size; with --history, the smallest time step reported) "
                              "(default: %(default)s = 12%%)")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, metavar="P",
-                        help="significance level of the Mann-Whitney test on the rounds: a slow-down "
-                             "above the threshold with p >= P is NOISY, exit 3 (default: %(default)s)")
+                        help="significance level of the Mann-Whitney test on the rounds: a "
+                             "slow-down above the threshold with p >= P is NOISY, exit 3 "
+                             "(default: %(default)s)")
     parser.add_argument("--min-benchmarks", type=int, default=DEFAULT_MIN_BENCHMARKS, metavar="N",
                         help="judge a variant's time only when it has N benchmarks in both runs "
                              "(default: %(default)s; one benchmark's ratio drifts too much alone)")
@@ -362,8 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also judge absolute times of benchmarks with no paired baseline (the "
                              "baseline itself): only meaningful on a quiet, dedicated machine")
     parser.add_argument("--peak-tolerance", type=float, default=DEFAULT_PEAK_TOLERANCE, metavar="F",
-                        help="relative growth allowed for *peak*bytes figures (default: %(default)s; "
-                             "other bytes figures must never grow)")
+                        help="relative growth allowed for *peak*bytes figures "
+                             "(default: %(default)s; other bytes figures must never grow)")
     parser.add_argument("--history", metavar="DIR",
                         help="a --benchmark-storage directory: list its saved runs (oldest first)")
     parser.add_argument("--plot", metavar="PNG", help="with --history: write a plot of time and "

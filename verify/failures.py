@@ -29,8 +29,9 @@ def _property_failures(error: BaseException) -> list[PropertyFailure]:
     if isinstance(error, PropertyFailure):
         return [error]
     if isinstance(error, _EXCEPTION_GROUPS):
-        leaves = [leaf for e in error.exceptions for leaf in (_property_failures(e) or [None])]
-        return leaves if leaves and all(leaves) else []
+        # A report only when every leaf of the group is a property failure.
+        found = [_property_failures(e) for e in error.exceptions]
+        return [leaf for leaves in found for leaf in leaves] if found and all(found) else []
     return []
 
 

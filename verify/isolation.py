@@ -30,8 +30,6 @@ from pathlib import Path
 
 import pytest
 
-from verify import report
-
 DEFAULT_TIMEOUT_S = 60.0
 # Enough restarts for every property of a few variants to crash; xdist's default (4 per worker)
 # guards against workers that crash while starting, which cannot run anything anyway.
@@ -201,8 +199,9 @@ class _Controller:
 
     def _crash_report(self, inflight: dict, fault: str) -> str:
         from verify.case import Case
+        from verify.report import verify_session
 
-        session = report.current()
+        session = verify_session(self.config)
         variant_name, prop = inflight["variant"], inflight["property"]
         case = Case.from_json(inflight["case"])
         session.record(variant_name, prop, math.inf, case, failed=True,
@@ -250,7 +249,7 @@ def _excerpt(fault: str, frames: int = 12) -> str:
     starts = [i for i, line in enumerate(lines) if line.startswith(("Current thread", "Thread 0x"))]
     header = [line for line in lines[:starts[0] if starts else len(lines)] if line.strip()]
     blocks = []
-    for begin, end in zip(starts, starts[1:] + [len(lines)]):
+    for begin, end in zip(starts, starts[1:] + [len(lines)], strict=True):
         blocks.append([line for line in lines[begin:end] if line.strip()])
     chosen = next((b for b in blocks if b[0].startswith("Current thread")), None)
     chosen = chosen or next((b for b in blocks if any("verify" in line for line in b)), None)

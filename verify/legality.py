@@ -6,7 +6,8 @@ oracle's own argument checks): it restates the contract's rules on plain integer
 """
 from __future__ import annotations
 
-from verify.case import DIFFERENTIABLE, DTYPES, GRAD_LAYOUTS, GRAD_MODES, LAYOUTS, Case
+from verify.case import DIFFERENTIABLE, GRAD_LAYOUTS, GRAD_MODES, LAYOUTS, Case
+from verify.dtypes import DTYPES
 
 
 class IllegalCase(ValueError):
@@ -24,7 +25,7 @@ def problems(case: Case) -> list[str]:
     if min(case.kernel + case.stride + case.dilation) < 1 or min(case.padding) < 0:
         found.append("a non-positive kernel, stride or dilation, or a negative padding")
     for size, k, pad, dil, axis in zip((case.height, case.width), case.kernel, case.padding,
-                                       case.dilation, ("height", "width")):
+                                       case.dilation, ("height", "width"), strict=True):
         if size + 2 * pad < dil * (k - 1) + 1:
             found.append(f"kernel extent {dil * (k - 1) + 1} exceeds the padded {axis} "
                          f"{size + 2 * pad}")
@@ -32,7 +33,7 @@ def problems(case: Case) -> list[str]:
         found.append(f"training with {case.values_per_channel} value(s) per channel")
     if not case.training and not case.running_stats:
         found.append("eval mode without running statistics")
-    if case.dtype not in DTYPES or case.param_dtype not in ("",) + DTYPES:
+    if case.dtype not in DTYPES or case.param_dtype not in ("", *DTYPES):
         found.append(f"unknown dtype {case.dtype!r} / {case.param_dtype!r}")
     if case.layout not in LAYOUTS or case.grad_layout not in GRAD_LAYOUTS:
         found.append(f"unknown layout {case.layout!r} / {case.grad_layout!r}")

@@ -44,6 +44,6 @@ def expected(case: Case, arrays: dict, *, gradients: bool = True) -> Results:
     results = Results(out=out, running_mean=new_mean, running_var=new_var)
     if gradients:
         grads = reference.conv_bn_backward(arrays["grad_out"], *_inputs(arrays), **kwargs)
-        for name, grad in zip(GRADIENT_NAMES, grads):
+        for name, grad in zip(GRADIENT_NAMES, grads, strict=True):
             setattr(results, name, grad)
     return results

@@ -27,7 +27,6 @@ MARKERS = (
 # The oracle's overflow/invalid warnings are errors, as in the checkout's pytest configuration.
 FILTERWARNINGS = ("error::RuntimeWarning:reference.*",)
 VERIFY_DIR = Path(__file__).resolve().parent
-_session_key = pytest.StashKey[report.ReportSession]()
 
 
 def pytest_addoption(parser):
@@ -64,9 +63,10 @@ def pytest_configure(config):
         config.addinivalue_line("markers", line)
     for line in FILTERWARNINGS:
         config.addinivalue_line("filterwarnings", line)
+    # The run's report state lives on the config (as pytest-benchmark keeps its session), never
+    # in module globals: each xdist worker has its own, the controller merges their rows.
     session = report.ReportSession(repro_dir=config.getoption("--verify-repro-dir"))
-    config.stash[_session_key] = session
-    config._convbn_previous_session = report.activate(session)
+    config.stash[report.SESSION_KEY] = session
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(_TallyCollector(session), "convbn-tally-collector")
     config._convbn_variants = None
@@ -74,14 +74,10 @@ def pytest_configure(config):
         _variants(config)  # a bad SPEC is one usage error now, not one error per test module
 
 
-def pytest_unconfigure(config):
-    if _session_key in config.stash:
-        report.activate(config._convbn_previous_session)
-
-
-def verify_session(config) -> report.ReportSession:
-    """The run's report state (tallies, variant specs, repro directory)."""
-    return config.stash[_session_key]
+@pytest.fixture
+def report_session(request) -> report.ReportSession:
+    """The run's `ReportSession`, for `verify.hunt.hunt` (every verify/test_*.py)."""
+    return report.verify_session(request.config)
 
 
 def pytest_collect_file(file_path, parent):
@@ -96,11 +92,13 @@ def pytest_collect_file(file_path, parent):
 
 def _variants(config):
     if config._convbn_variants is None:
-        from verify.variants import VariantSpecError, select
+        from verify.variants import VariantSpecError, load_all
         try:
-            config._convbn_variants = select(config.getoption("--variant"))
+            loaded = load_all(config.getoption("--variant"))
         except VariantSpecError as error:
             raise pytest.UsageError(str(error)) from None
+        report.verify_session(config).variant_specs.update({v.name: spec for spec, v in loaded})
+        config._convbn_variants = [v for _, v in loaded]
     return config._convbn_variants
 
 
@@ -135,7 +133,7 @@ def _not_applicable(prop, variant) -> str | None:
     if prop is None:
         return None
     if prop.NAME == "cuda":
-        from verify.properties.devices import cuda_available
+        from verify.properties.cuda import cuda_available
         if not cuda_available():
             return "no CUDA device"
         if "cuda" not in variant.supports:
@@ -173,7 +171,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    session = verify_session(item.config)
+    session = report.verify_session(item.config)
     if call.when == "call" and rep.failed:
         session.write_last_repro()
         if call.excinfo is not None and item.config.getoption("tbstyle") in ("auto", "short"):
@@ -198,7 +196,7 @@ class _TallyCollector:
 def pytest_terminal_summary(terminalreporter, config):
     if hasattr(config, "workerinput"):
         return
-    session = verify_session(config)
+    session = report.verify_session(config)
     path = config.getoption("--verify-summary-json")
     if path:
         session.write_summary_json(path)

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from verify.case import Case
-from verify.report import PropertyFailure
+from verify.report import PropertyFailure, ReportSession
 from verify.runner import uninitialized_memory_filled
 
 
@@ -41,7 +41,9 @@ def replay(spec: str, name: str, prop: str, case: Case) -> int:
         print(f"SKIP: {skip.msg}")
         return 0
     except PropertyFailure as failure:
-        print(f"FAIL\n{failure}")
+        session = ReportSession()
+        session.variant_specs[name] = spec   # the replay line names the SPEC it came from
+        print(f"FAIL\n{session.complete(failure)}")
         return 1
     except (KernelRaised, ContractViolation) as error:
         print(f"FAIL\nvariant {name!r} on property {prop!r}: {error}\n  case: {case.describe()}")
@@ -60,7 +62,8 @@ def replay(spec: str, name: str, prop: str, case: Case) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m verify.replay", description=__doc__.split("\n")[1])
+    parser = argparse.ArgumentParser(prog="python -m verify.replay",
+                                     description=__doc__.split("\n")[1])
     parser.add_argument("--variant", required=True, metavar="SPEC")
     parser.add_argument("--name", required=True, help="the variant's name within SPEC")
     parser.add_argument("--property", required=True, dest="prop")

@@ -2,9 +2,12 @@
 end-of-run table of examples and worst error per variant and property.
 
 The state of a run (tallies, the SPEC each variant came from, the repro directory, the latest
-failure) lives in a `ReportSession`. The pytest plugin keeps one on the config and activates it for
-the run; outside pytest (replay, scripts, in-process tests) a default session is active. The
-module-level functions act on the active session, so properties need no handle on pytest."""
+failure) lives in a `ReportSession`, and nowhere else: the pytest plugin keeps one on the config
+(`verify_session(config)`, the `report_session` fixture), as pytest-benchmark keeps
+its `BenchmarkSession`, and hands it to `verify.hunt`; `python -m verify.replay` makes its own.
+A property raises a `PropertyFailure` that carries the parts of its report; the session that
+catches it completes the message with what only the run knows (the variant's SPEC in the replay
+line, the repro script's path). `failure_message` and `replay_command` only format."""
 from __future__ import annotations
 
 import hashlib
@@ -16,17 +19,62 @@ import sys
 import textwrap
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from verify.case import Case
 
 BUILTIN_SPEC = "fused.registry:BUILTIN_VARIANTS"
 
 
 class PropertyFailure(AssertionError):
-    """A variant broke a property. The message is the whole report; `ratio` is the worst error
-    as a multiple of its bound where the failure is a numeric one (inf otherwise)."""
+    """A variant broke a property. The message is the whole report (`failure_message`); `ratio`
+    is the worst error as a multiple of its bound where the failure is a numeric one (inf
+    otherwise). Until a session completes it (`ReportSession.complete`), the replay line names
+    the built-in variants' SPEC."""
 
-    def __init__(self, message: str, ratio: float = float("inf")):
-        super().__init__(message)
-        self.ratio = ratio
+    def __init__(self, variant_name: str, prop: str, case: Case, details: list[str],
+                 ratio: float = math.inf, headline: str | None = None):
+        self.variant_name, self.prop, self.case = variant_name, prop, case
+        self.details, self.headline, self.ratio = list(details), headline, ratio
+        super().__init__(failure_message(variant_name, prop, case, self.details,
+                                         headline=headline))
+
+    def __reduce__(self):
+        # Pickles and copies with its parts and its (possibly completed) message.
+        return (_rebuild_failure, (self.variant_name, self.prop, self.case, self.details,
+                                   self.ratio, self.headline, self.args))
+
+
+def _rebuild_failure(variant_name: str, prop: str, case: Case, details: list[str], ratio: float,
+                     headline: str | None, args: tuple) -> PropertyFailure:
+    failure = PropertyFailure(variant_name, prop, case, details, ratio, headline)
+    failure.args = args
+    return failure
+
+
+def replay_command(variant_name: str, prop: str, case: Case, spec: str = BUILTIN_SPEC) -> str:
+    """The command line that replays `case` on property `prop` of variant `variant_name`."""
+    return (f"{shlex.quote(sys.executable)} -m verify.replay "
+            f"--variant {shlex.quote(spec)} "
+            f"--name {shlex.quote(variant_name)} --property {prop} "
+            f"--case {shlex.quote(case.to_json())}")
+
+
+def failure_message(variant_name: str, prop: str, case: Case, details: list[str], *,
+                    spec: str = BUILTIN_SPEC, repro_path: Path | None = None,
+                    headline: str | None = None) -> str:
+    """The report: what broke, the case, the details (worst element first), how to replay."""
+    lines = [headline or f"variant {variant_name!r} breaks property {prop!r}",
+             f"  size: {case.size()}",
+             f"  case: {case.describe()}"]
+    lines += [f"  {d}" for d in details]
+    lines.append(f"  replay: {replay_command(variant_name, prop, case, spec)}")
+    if repro_path is not None:
+        lines.append(f"  repro script: {repro_path}")
+    return "\n".join(lines)
 
 
 # -- tallies ------------------------------------------------------------------------------------
@@ -82,17 +130,20 @@ def row_entry(row: dict) -> tuple[TallyKey, Tally]:
 
 # -- the session ----------------------------------------------------------------------------------
 class ReportSession:
+    """The report state of one run (one per pytest process: each xdist worker has its own, and
+    the controller merges the rows the workers hand over)."""
+
     def __init__(self, repro_dir: str | None = None):
         self.repro_dir = repro_dir
         self.variant_specs: dict[str, str] = {}     # variant name -> the --variant SPEC
         self.tallies: dict[TallyKey, Tally] = {}
         # (variant, property, case) of the latest failure: its repro script is written when the
         # test ends, because Hypothesis replays the minimal example last.
-        self.last_failure = None
+        self.last_failure: tuple[str, str, Case] | None = None
         self._unsent: dict[TallyKey, Tally] = {}     # recorded here, not yet handed on (xdist)
 
     # recording
-    def record(self, variant_name: str, prop: str, ratio: float, case=None,
+    def record(self, variant_name: str, prop: str, ratio: float, case: Case | None = None,
                failed: bool = False, tier: str = "small") -> None:
         key = TallyKey(variant_name, prop, tier)
         case_json = case.to_json() if case is not None else ""
@@ -116,33 +167,31 @@ class ReportSession:
     def spec_of(self, variant_name: str) -> str:
         return self.variant_specs.get(variant_name, BUILTIN_SPEC)
 
-    def replay_command(self, variant_name: str, prop: str, case) -> str:
-        return (f"{shlex.quote(sys.executable)} -m verify.replay "
-                f"--variant {shlex.quote(self.spec_of(variant_name))} "
-                f"--name {shlex.quote(variant_name)} --property {prop} "
-                f"--case {shlex.quote(case.to_json())}")
+    def replay_command(self, variant_name: str, prop: str, case: Case) -> str:
+        return replay_command(variant_name, prop, case, self.spec_of(variant_name))
 
-    def repro_path(self, variant_name: str, prop: str, case) -> Path | None:
+    def repro_path(self, variant_name: str, prop: str, case: Case) -> Path | None:
         if self.repro_dir is None:
             return None
         digest = hashlib.sha1(case.to_json().encode()).hexdigest()[:8]
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{variant_name}-{prop}-{digest}")
         return Path(self.repro_dir) / f"{stem}.py"
 
-    def failure_message(self, variant_name: str, prop: str, case, details: list[str],
+    def failure_message(self, variant_name: str, prop: str, case: Case, details: list[str],
                         headline: str | None = None) -> str:
-        """The report: what broke, the case, the details (worst element first), how to replay."""
-        lines = [headline or f"variant {variant_name!r} breaks property {prop!r}",
-                 f"  size: {case.size()}",
-                 f"  case: {case.describe()}"]
-        lines += [f"  {d}" for d in details]
-        lines.append(f"  replay: {self.replay_command(variant_name, prop, case)}")
-        path = self.repro_path(variant_name, prop, case)
-        if path is not None:
-            lines.append(f"  repro script: {path}")
-        return "\n".join(lines)
+        """`failure_message` with this run's SPEC for the variant and repro script path."""
+        return failure_message(variant_name, prop, case, details,
+                               spec=self.spec_of(variant_name),
+                               repro_path=self.repro_path(variant_name, prop, case),
+                               headline=headline)
 
-    def write_repro(self, variant_name: str, prop: str, case) -> Path | None:
+    def complete(self, failure: PropertyFailure) -> PropertyFailure:
+        """Rewrite `failure`'s message with this run's replay SPEC and repro path; returns it."""
+        failure.args = (self.failure_message(failure.variant_name, failure.prop, failure.case,
+                                             failure.details, headline=failure.headline),)
+        return failure
+
+    def write_repro(self, variant_name: str, prop: str, case: Case) -> Path | None:
         path = self.repro_path(variant_name, prop, case)
         if path is None:
             return None
@@ -160,7 +209,7 @@ class ReportSession:
 
     # the end-of-run table
     @staticmethod
-    def _sorted(tallies: dict) -> list:
+    def _sorted(tallies: dict[TallyKey, Tally]) -> list[tuple[TallyKey, Tally]]:
         return sorted(tallies.items(), key=lambda item: item[0].sort_key())
 
     def summary_rows(self) -> list[dict]:
@@ -170,7 +219,7 @@ class ReportSession:
                 row["worst_ratio"] = None
         return rows
 
-    def write_summary_json(self, path) -> None:
+    def write_summary_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.summary_rows(), indent=1))
 
     def summary_lines(self) -> list[str]:
@@ -182,10 +231,11 @@ class ReportSession:
             rows.append((key.variant, key.property, key.tier, str(t.examples), str(t.failures),
                          worst))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                for row in rows]
 
 
-def _repro_source(path: Path, spec: str, variant_name: str, prop: str, case) -> str:
+def _repro_source(path: Path, spec: str, variant_name: str, prop: str, case: Case) -> str:
     return textwrap.dedent(f'''\
         #!{sys.executable}
         """Standalone repro: variant {variant_name!r} breaks property {prop!r}.
@@ -208,28 +258,10 @@ def _repro_source(path: Path, spec: str, variant_name: str, prop: str, case) -> 
         ''')
 
 
-# -- the active session -------------------------------------------------------------------------
-_active = [ReportSession()]
+# -- the session of a pytest run ------------------------------------------------------------------
+SESSION_KEY = pytest.StashKey[ReportSession]()
 
 
-def current() -> ReportSession:
-    return _active[0]
-
-
-def activate(session: ReportSession) -> ReportSession:
-    """Make `session` the one the module-level functions use; returns the previous one."""
-    previous, _active[0] = _active[0], session
-    return previous
-
-
-def record(variant_name: str, prop: str, ratio: float, case=None, failed: bool = False,
-           tier: str = "small") -> None:
-    current().record(variant_name, prop, ratio, case, failed, tier)
-
-
-def replay_command(variant_name: str, prop: str, case) -> str:
-    return current().replay_command(variant_name, prop, case)
-
-
-def failure_message(variant_name: str, prop: str, case, details: list[str]) -> str:
-    return current().failure_message(variant_name, prop, case, details)
+def verify_session(config: pytest.Config) -> ReportSession:
+    """The run's `ReportSession`, which `verify.plugin` keeps on the pytest config."""
+    return config.stash[SESSION_KEY]

@@ -11,10 +11,10 @@ import torch
 import torch.utils.deterministic
 
 from verify.case import Case
+from verify.dtypes import DTYPES
 from verify.oracle import Results
 
-TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-                "bfloat16": torch.bfloat16}
+TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}
 PARAMETER_NAMES = ("x", "weight", "bias", "bn_weight", "bn_bias")
 PER_CHANNEL_NAMES = ("bn_weight", "bn_bias", "running_mean", "running_var")
 
@@ -39,16 +39,19 @@ def uninitialized_memory_filled():
     about 2 ms, so it is switched once per property test (`hunt`) or replay, not per call."""
     was_on = torch.are_deterministic_algorithms_enabled()
     was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    was_filling = torch.utils.deterministic.fill_uninitialized_memory
+    # torch.utils.deterministic turns its module into a class instance to make this a property,
+    # which torch's type stubs do not show.
+    was_filling = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
     torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = True
+    torch.utils.deterministic.fill_uninitialized_memory = True  # type: ignore[attr-defined]
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
+            warnings.filterwarnings(
+                "ignore", message=".*does not have a deterministic implementation.*")
             yield
     finally:
         torch.use_deterministic_algorithms(was_on, warn_only=was_warn_only)
-        torch.utils.deterministic.fill_uninitialized_memory = was_filling
+        torch.utils.deterministic.fill_uninitialized_memory = was_filling  # type: ignore[attr-defined]
 
 
 def to_torch(array, case: Case, *, layout: str | None = None, requires_grad: bool = False,
@@ -59,12 +62,12 @@ def to_torch(array, case: Case, *, layout: str | None = None, requires_grad: boo
     "strided" is a view that skips every other element of a buffer whose gaps hold NaN, so a kernel
     that reads memory it was not given, or assumes contiguity, produces NaN or wrong values.
     "expanded" and "broadcast" are stride-0 views of one value and of one sample (the array must
-    hold that: see `verify.strategies.values`); "same" is the case's layout."""
+    hold that: see `verify.values`); "same" is the case's layout."""
     if array is None:
         return None
     layout = case.layout if layout in (None, "same") else layout
-    dtype, device = TORCH_DTYPES[dtype or case.dtype], torch.device(case.device)
-    base = torch.from_numpy(np.ascontiguousarray(array)).to(device=device, dtype=dtype)
+    torch_dtype, device = TORCH_DTYPES[dtype or case.dtype], torch.device(case.device)
+    base = torch.from_numpy(np.ascontiguousarray(array)).to(device=device, dtype=torch_dtype)
     if layout == "expanded":
         tensor = base.reshape(-1)[:1].reshape((1,) * base.dim()).expand(base.shape)
     elif layout == "broadcast":
@@ -72,8 +75,8 @@ def to_torch(array, case: Case, *, layout: str | None = None, requires_grad: boo
     elif layout == "channels_last" and base.dim() == 4:
         tensor = base.contiguous(memory_format=torch.channels_last)
     elif layout == "strided":
-        buffer = torch.full(base.shape[:-1] + (2 * base.shape[-1],), float("nan"), dtype=dtype,
-                            device=device)
+        buffer = torch.full(base.shape[:-1] + (2 * base.shape[-1],), float("nan"),
+                            dtype=torch_dtype, device=device)
         buffer[..., ::2] = base
         tensor = buffer[..., ::2]
     else:
@@ -180,7 +183,7 @@ def function_of_parameters(variant, case: Case, tensors: dict):
     names = [n for n in PARAMETER_NAMES if tensors[n] is not None]
 
     def fn(*parameters):
-        call = dict(tensors, **dict(zip(names, parameters)))
+        call = dict(tensors, **dict(zip(names, parameters, strict=True)))
         for stat in ("running_mean", "running_var"):
             if tensors[stat] is not None:
                 call[stat] = tensors[stat].clone()

@@ -1,7 +1,7 @@
 """Bad input: a clear exception and nothing half-updated."""
+from verify.hunt import hunt
 from verify.properties import bad_inputs as PROPERTY
-from verify.properties._common import hunt
 
 
-def test_bad_inputs(variant, tier):
-    hunt(PROPERTY, variant, tier)
+def test_bad_inputs(variant, tier, report_session):
+    hunt(PROPERTY, variant, tier, report_session)

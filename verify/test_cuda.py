@@ -1,10 +1,10 @@
 """CUDA against the oracle and against CPU (skipped without a GPU)."""
 import pytest
 
-from verify.properties import devices as PROPERTY
-from verify.properties._common import hunt
+from verify.hunt import hunt
+from verify.properties import cuda as PROPERTY
 
 
 @pytest.mark.cuda
-def test_cuda(variant, tier):
-    hunt(PROPERTY, variant, tier)
+def test_cuda(variant, tier, report_session):
+    hunt(PROPERTY, variant, tier, report_session)

@@ -1,7 +1,8 @@
-"""Two identical calls give identical results (unless declared nondeterministic); uninitialised memory is NaN."""
+"""Two identical calls give identical results (unless declared nondeterministic); uninitialised
+memory is NaN."""
+from verify.hunt import hunt
 from verify.properties import determinism as PROPERTY
-from verify.properties._common import hunt
 
 
-def test_determinism(variant, tier):
-    hunt(PROPERTY, variant, tier)
+def test_determinism(variant, tier, report_session):
+    hunt(PROPERTY, variant, tier, report_session)

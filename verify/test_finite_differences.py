@@ -1,7 +1,7 @@
 """The variant's backward against finite differences of its own forward."""
+from verify.hunt import hunt
 from verify.properties import finite_differences as PROPERTY
-from verify.properties._common import hunt
 
 
-def test_finite_differences(variant, tier):
-    hunt(PROPERTY, variant, tier)
+def test_finite_differences(variant, tier, report_session):
+    hunt(PROPERTY, variant, tier, report_session)

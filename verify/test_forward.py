@@ -1,7 +1,7 @@
 """Forward output and new running stats against the oracle."""
+from verify.hunt import hunt
 from verify.properties import forward as PROPERTY
-from verify.properties._common import hunt
 
 
-def test_forward(variant, tier):
-    hunt(PROPERTY, variant, tier)
+def test_forward(variant, tier, report_session):
+    hunt(PROPERTY, variant, tier, report_session)

@@ -1,7 +1,8 @@
-"""Calls under no_grad and inference_mode give the oracle's output and running stats, with no graph."""
+"""Calls under no_grad and inference_mode give the oracle's output and running stats, with no
+graph."""
+from verify.hunt import hunt
 from verify.properties import grad_mode as PROPERTY
-from verify.properties._common import hunt
 
 
-def test_grad_mode(variant, tier):
-    hunt(PROPERTY, variant, tier)
+def test_grad_mode(variant, tier, report_session):
+    hunt(PROPERTY, variant, tier, report_session)

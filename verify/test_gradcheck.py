@@ -1,7 +1,7 @@
 """torch.autograd.gradcheck in float64: first derivatives."""
+from verify.hunt import hunt
 from verify.properties import gradcheck as PROPERTY
-from verify.properties._common import hunt
 
 
-def test_gradcheck(variant, tier):
-    hunt(PROPERTY, variant, tier)
+def test_gradcheck(variant, tier, report_session):
+    hunt(PROPERTY, variant, tier, report_session)

@@ -1,7 +1,7 @@
 """Every gradient against the oracle, train and eval."""
+from verify.hunt import hunt
 from verify.properties import gradients as PROPERTY
-from verify.properties._common import hunt
 
 
-def test_gradients(variant, tier):
-    hunt(PROPERTY, variant, tier)
+def test_gradients(variant, tier, report_session):
+    hunt(PROPERTY, variant, tier, report_session)

@@ -1,7 +1,7 @@
 """No input modified except running stats; new values give new results."""
-from verify.properties import mutation as PROPERTY
-from verify.properties._common import hunt
+from verify.hunt import hunt
+from verify.properties import no_mutation as PROPERTY
 
 
-def test_no_mutation(variant, tier):
-    hunt(PROPERTY, variant, tier)
+def test_no_mutation(variant, tier, report_session):
+    hunt(PROPERTY, variant, tier, report_session)

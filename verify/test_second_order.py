@@ -1,7 +1,8 @@
-"""Second derivatives: gradgradcheck where declared; an undeclared double backward must raise or be right."""
+"""Second derivatives: gradgradcheck where declared; an undeclared double backward must raise or
+be right."""
+from verify.hunt import hunt
 from verify.properties import second_order as PROPERTY
-from verify.properties._common import hunt
 
 
-def test_second_order(variant, tier):
-    hunt(PROPERTY, variant, tier)
+def test_second_order(variant, tier, report_session):
+    hunt(PROPERTY, variant, tier, report_session)

@@ -8,27 +8,30 @@ into it, in units of the claimed dtype's unit roundoff u:
 
   conv output      E_y   = u (sqrt(K) |x|*|w| + |y|)                 K terms per output
   centred values   E_d   = E_y + mean(E_y) + u (sqrt(R) mean|y - mean| + R |mean|)   R values
-  denominator      rel_D = dD/D from the variance's error              D = sqrt(var)+eps or sqrt(var+eps)
+  denominator      rel_D = dD/D from the variance's error        D = sqrt(var)+eps or sqrt(var+eps)
   normalised       E_xh  = E_d / D + |xhat| rel_D
   output           E_out = |bn_weight| E_xh + 2u (|out| + |bn_bias|)
-  grad of y        E_gy  = |bn_weight| / D (u sqrt(R) B + B rel_D + rms(g) (E_xh + |xhat| rms(E_xh)))
+  grad of y        E_gy  = |bn_weight| / D (u sqrt(R) B + B rel_D
+                                          + rms(g) (E_xh + |xhat| rms(E_xh)))
                    with B = |g| + mean|g| + 1.5 |xhat| rms(g), the terms of the backward formula
   conv backward    E_gx, E_gw, E_gb: E_gy pushed through |w| and |x|, plus the sums' own rounding
 
 Sums of n terms are charged sqrt(n) u (probabilistic rounding error analysis, Higham & Mary 2019)
 rather than the worst case n u, except the part of a per-channel sum that every addend shares
-(the mean of a channel), whose rounding errors are not independent: it is charged n u. The bound scales with u, so a kernel that silently computes in a
-lower precision than its dtype fails by the ratio of unit roundoffs (2^13 for float32 against
-float16, 2^29 for float64 against float32), while every amplification of the maths (1/D, the
-cancellation in y - mean, the projection in the backward) widens it exactly where a correct kernel
-loses accuracy. `SAFETY` is the margin over the model, calibrated on correct kernels.
+(the mean of a channel), whose rounding errors are not independent: it is charged n u. The bound
+scales with u, so a kernel that silently computes in a lower precision than its dtype fails by
+the ratio of unit roundoffs (2^13 for float32 against float16, 2^29 for float64 against
+float32), while every amplification of the maths (1/D, the cancellation in y - mean, the
+projection in the backward) widens it exactly where a correct kernel loses accuracy. `SAFETY` is
+the margin over the model, calibrated on correct kernels.
 """
 from __future__ import annotations
 
 import numpy as np
 
 import reference
-from verify.case import Case, underflow_unit, unit_roundoff
+from verify.case import Case
+from verify.dtypes import underflow_unit, unit_roundoff
 from verify.oracle import Results
 
 # Calibrated on correct kernels over the fuzz profile: the worst error/bound seen is reported by
@@ -67,9 +70,11 @@ def bounds(case: Case, arrays: dict, exact: Results, *, gradients: bool = True) 
 def _bounds(case, arrays, exact, gradients):
     u = unit_roundoff(case.dtype)
     x, weight, bias = arrays["x"], arrays["weight"], arrays["bias"]
-    gamma = np.abs(arrays["bn_weight"]) if arrays["bn_weight"] is not None else np.ones(case.out_channels)
-    beta = np.abs(arrays["bn_bias"]) if arrays["bn_bias"] is not None else np.zeros(case.out_channels)
-    conv = dict(stride=case.stride, padding=case.padding, dilation=case.dilation, groups=case.groups)
+    c_out = case.out_channels
+    gamma = np.abs(arrays["bn_weight"]) if arrays["bn_weight"] is not None else np.ones(c_out)
+    beta = np.abs(arrays["bn_bias"]) if arrays["bn_bias"] is not None else np.zeros(c_out)
+    conv = dict(stride=case.stride, padding=case.padding, dilation=case.dilation,
+                groups=case.groups)
     r = case.values_per_channel
     root_r = np.sqrt(r)
 

@@ -12,7 +12,6 @@ import traceback
 from pathlib import Path
 
 from fused.variant import Variant
-from verify import report
 from verify.report import BUILTIN_SPEC
 
 
@@ -31,6 +30,8 @@ def _load_module(spec_text: str, target: str):
             raise VariantSpecError(f"--variant {spec_text}: no such file {target!r}")
         name = "convbn_user_variant_" + "_".join(path.with_suffix("").parts[-2:]).replace("-", "_")
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise VariantSpecError(f"--variant {spec_text}: cannot load {target!r} as a module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         with _import_errors(spec_text, target):
@@ -74,7 +75,7 @@ def _innermost_user_frame(error: BaseException) -> str:
 
 
 def load_variants(spec: str) -> list[Variant]:
-    """The Variant(s) named by SPEC, remembered with their SPEC for replay lines."""
+    """The Variant(s) named by SPEC."""
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise VariantSpecError(f"--variant {spec}: expected 'package.module:attr' or "
@@ -90,18 +91,23 @@ def load_variants(spec: str) -> list[Variant]:
     for v in variants:
         if not isinstance(v, Variant):
             raise VariantSpecError(f"--variant {spec}: {attr} holds {type(v).__name__}, not a "
-                                   "fused.Variant (wrap your kernel: Variant(name, fn, form, supports))")
-    for v in variants:
-        report.current().variant_specs[v.name] = spec
+                                   "fused.Variant (wrap your kernel: "
+                                   "Variant(name, fn, form, supports))")
     return variants
+
+
+def load_all(specs: list[str] | None) -> list[tuple[str, Variant]]:
+    """(SPEC, variant) for every variant of every SPEC (the built-in ones without any), in order;
+    the SPEC is what a replay line names. Variant names must be unique."""
+    loaded = [(spec, v) for spec in specs or [BUILTIN_SPEC] for v in load_variants(spec)]
+    names = [v.name for _, v in loaded]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise VariantSpecError(f"--variant: duplicate variant names {duplicates}; names must "
+                               "be unique")
+    return loaded
 
 
 def select(specs: list[str] | None) -> list[Variant]:
-    variants = []
-    for spec in specs or [BUILTIN_SPEC]:
-        variants.extend(load_variants(spec))
-    names = [v.name for v in variants]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise VariantSpecError(f"--variant: duplicate variant names {duplicates}; names must be unique")
-    return variants
+    """The variants of `load_all`, without their SPECs."""
+    return [v for _, v in load_all(specs)]

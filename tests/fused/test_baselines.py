@@ -7,10 +7,11 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from fused.baselines import checkpoint_conv_bn, eager_conv_bn
-from tests.fused.models import compare_with_reference, config, make_inputs, saved_storages
+from fused.variant import BN_FEATURES, CONV_FEATURES
+from tests.fused.helpers import compare_with_reference, config, make_inputs, saved_storages
 
 BASELINES = [eager_conv_bn, checkpoint_conv_bn]
-ALL = ("stride", "padding", "dilation", "groups", "bias", "affine", "running_stats")
+ALL = tuple(sorted(CONV_FEATURES | BN_FEATURES))
 CONFIGS = {
     "plain": config(),
     "all_train": config(features=ALL),
@@ -109,7 +110,8 @@ def test_double_backward(fn):
         args = [t.requires_grad_() for t in (x, w, b, g, bb)]
         kw = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
                   groups=cfg["groups"], training=training, momentum=0.0)
-        assert torch.autograd.gradgradcheck(lambda *a: fn(*a, rm, rv, **kw), args, fast_mode=True)
+        assert torch.autograd.gradgradcheck(lambda *a, rm=rm, rv=rv, kw=kw: fn(*a, rm, rv, **kw),
+                                            args, fast_mode=True)
 
 
 @pytest.mark.parametrize("fn", BASELINES, ids=lambda f: f.__name__)

@@ -7,7 +7,8 @@ import torch
 from fused import custom_op
 from fused.custom_op import memory_saving_conv_bn_op
 from fused.functional import memory_saving_conv_bn
-from tests.fused.helpers.oracle_cmp import clone_tensors, make_case
+from fused.variant import FORMS
+from tests.fused.helpers import clone_tensors, make_case
 
 
 def op_args(training, form, channels_last=False, dtype=torch.float64):
@@ -18,7 +19,7 @@ def op_args(training, form, channels_last=False, dtype=torch.float64):
     return (x, *tensors[1:], [2, 1], [1, 1], [1, 2], 2, training, 1e-3, form)
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_opcheck_forward(form, training, channels_last):
@@ -39,7 +40,7 @@ def test_opcheck_track_and_backward_ops():
             [1, 1], [0, 0], [1, 1], 1, True, 1e-3, "tutorial", needs))
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_same_numbers_as_functional(form, training):
     tensors, kw = make_case(bias=True, affine=True, running=True, stride=2, padding=1)
@@ -56,7 +57,7 @@ def test_same_numbers_as_functional(form, training):
     g = torch.randn_like(out_a)
     ga = torch.autograd.grad(out_a, [t for t in a[:5] if t is not None], g)
     gb = torch.autograd.grad(out_b, [t for t in b[:5] if t is not None], g)
-    for x, y in zip(ga, gb):
+    for x, y in zip(ga, gb, strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
@@ -82,5 +83,5 @@ def test_torch_compile_fullgraph_matches_eager():
     g = torch.randn_like(out_a)
     ga = torch.autograd.grad(out_a, [t for t in a[:5] if t is not None], g)
     gb = torch.autograd.grad(out_b, [t for t in b[:5] if t is not None], g)
-    for x, y in zip(ga, gb):
+    for x, y in zip(ga, gb, strict=True):
         torch.testing.assert_close(x, y)

@@ -7,8 +7,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fused.functional import memory_saving_conv_bn
-from tests.fused.helpers.oracle_cmp import (assert_close, clone_tensors, expected, make_case,
-                                            saved_bytes)
+from fused.variant import FORMS
+from tests.fused.helpers import (
+    assert_close,
+    clone_tensors,
+    expected,
+    make_case,
+    saved_bytes,
+)
 
 CONFIGS = {
     "plain": dict(),
@@ -54,12 +60,13 @@ def run_and_compare(case_kw, *, form, training, memory_format=None, slice_input=
     got = [next(grads) if t is not None else None for t in leaves]
     if slice_input:
         got[0] = got[0][:, ::2, :, 1:-2]
-    for name, a, e in zip(("x", "weight", "bias", "bn_weight", "bn_bias"), got, exp_grads):
+    names = ("x", "weight", "bias", "bn_weight", "bn_bias")
+    for name, a, e in zip(names, got, exp_grads, strict=True):
         assert_close(a, e, what=f"grad {name}")
     return out
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_matches_oracle(name, form, training):
@@ -67,7 +74,7 @@ def test_matches_oracle(name, form, training):
     run_and_compare(case, form=form, training=training)
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("layout", ["channels_last", "slice"])
 def test_layouts(form, layout):
     case = CONFIGS["everything"]
@@ -88,7 +95,7 @@ def test_output_follows_conv_memory_format():
     assert out.stride() == conv.stride()
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_gradcheck(form, training):
     tensors, kw = make_case(N=2, C_in=2, H=4, W=3, C_out=2, k=(2, 2), bias=True, affine=True,
@@ -102,7 +109,7 @@ def test_gradcheck(form, training):
     assert torch.autograd.gradcheck(fn, (x, w, b, bw, bb))
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 def test_zero_variance_channel(form):
     tensors, kw = make_case(affine=True, bias=True)
     with torch.no_grad():
@@ -116,7 +123,7 @@ def test_zero_variance_channel(form):
     assert_close(out, exp_out, what="out")
     # The constant channel's gradients are ~1/eps times larger, its conv-bias gradient a sum
     # that cancels to rounding noise of that size: compare on that scale.
-    for a, e in zip(grads, [e for e in exp_grads if e is not None]):
+    for a, e in zip(grads, [e for e in exp_grads if e is not None], strict=True):
         assert_close(a, e, atol=1e-8, what="grad")
 
 
@@ -134,7 +141,7 @@ def test_tutorial_zero_variance_limit():
     torch.testing.assert_close(gy[:, 1], limit, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 def test_single_value_per_channel(form):
     x = torch.randn(1, 2, 3, 3, dtype=torch.float64)
     w = torch.randn(4, 2, 3, 3, dtype=torch.float64)
@@ -194,7 +201,7 @@ def test_bad_arguments_raise_before_touching_state(name):
         assert torch.equal(rv, torch.ones(6, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 def test_inputs_not_modified(form):
     tensors, kw = make_case(bias=True, affine=True, running=True)
     before = [t.detach().clone() for t in tensors if t is not None]
@@ -203,7 +210,7 @@ def test_inputs_not_modified(form):
     out = memory_saving_conv_bn(*tensors, form=form, training=True, **kw)
     out.backward(torch.randn_like(out))
     after = [t.detach() for t in tensors if t is not None]
-    for i, (b, a) in enumerate(zip(before, after)):
+    for i, (b, a) in enumerate(zip(before, after, strict=True)):
         if i < 5:  # running stats (last two) legitimately change in training
             assert torch.equal(b, a)
 
@@ -226,7 +233,7 @@ def test_momentum_and_counter_match_batchnorm(momentum):
         assert int(nbt) == int(bn.num_batches_tracked) == step + 1
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_saves_less_than_eager(form, training):
     x = torch.randn(8, 4, 12, 12, requires_grad=True)
@@ -270,7 +277,7 @@ def test_partial_requires_grad(need, training):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 def test_half_types(dtype, form):
     tensors, kw = make_case(affine=True, running=True, N=4, H=8, W=8)
     g = torch.randn(4, 6, 6, 7, dtype=torch.float64)
@@ -286,7 +293,8 @@ def test_half_types(dtype, form):
     torch.testing.assert_close(rm.double(), exp_rm, rtol=1e-2, atol=1e-2)
     torch.testing.assert_close(rv.double(), exp_rv, rtol=1e-2, atol=1e-2)
     grads = torch.autograd.grad(out, [half[0], half[1], half[3], half[4]], g.to(dtype))
-    for got, exp in zip(grads, [exp_grads[0], exp_grads[1], exp_grads[3], exp_grads[4]]):
+    expected_grads = [exp_grads[0], exp_grads[1], exp_grads[3], exp_grads[4]]
+    for got, exp in zip(grads, expected_grads, strict=True):
         assert got.dtype == dtype
         scale = exp.abs().max().item()
         torch.testing.assert_close(got.double() / scale, exp / scale, rtol=0.05, atol=0.05)

@@ -10,7 +10,7 @@ from torch import nn
 
 from fused.fuse import fuse_conv_bn, load_unfused_state_dict, unfused_state_dict
 from fused.layer import FusedConvBN2d
-from tests.fused.models import BasicBlock, Flip, Gate, SmallResNet
+from tests.fused.helpers import BasicBlock, Flip, Gate, SmallResNet
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 
@@ -64,13 +64,14 @@ def assert_same_training(orig, fused, x, steps=3):
         scale = max(1.0, max(p.grad.abs().max().item() for p in orig.parameters()))
         for name, p in orig.named_parameters():
             q = fused_params[_fused_key(fused, name)]
-            torch.testing.assert_close(q.grad, p.grad, rtol=1e-10, atol=1e-10 * scale, msg=lambda m: f"grad of {name}: {m}")
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-10, atol=1e-10 * scale,
+                                       msg=lambda m, name=name: f"grad of {name}: {m}")
         _sgd_step(orig)
         _sgd_step(fused)
     fused_sd = fused.state_dict()
     for key, value in orig.state_dict().items():
         torch.testing.assert_close(fused_sd[_fused_key(fused, key)], value, **TOL,
-                                   msg=lambda m: f"state {key}: {m}")
+                                   msg=lambda m, key=key: f"state {key}: {m}")
     orig.eval()
     fused.eval()
     with torch.no_grad():
@@ -104,9 +105,9 @@ def test_resnet_fx_path_matches_original_train_and_eval():
 
 def test_untraceable_model_uses_sequential_fallback():
     orig = _build(Gate)
-    with pytest.raises(Exception):
+    with pytest.raises(torch.fx.proxy.TraceError):
         torch.fx.symbolic_trace(orig)
-    with pytest.raises(Exception):
+    with pytest.raises(torch.fx.proxy.TraceError):
         torch.fx.symbolic_trace(orig.features)
     fused = fuse_conv_bn(orig)
     assert _count(fused, FusedConvBN2d) == Gate.n_fusable

@@ -47,7 +47,7 @@ def test_matches_conv_batchnorm(affine, track, momentum):
         g = torch.randn_like(out)
         gr = torch.autograd.grad(out_ref, [x] + list(params.values()), g)
         gl = torch.autograd.grad(out, [x] + [p for p in layer.parameters()], g)
-        for a, b in zip(gl, gr):
+        for a, b in zip(gl, gr, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
         if track:
             torch.testing.assert_close(layer.running_mean, ref[1].running_mean)

@@ -6,8 +6,13 @@ import torch
 
 from fused.registry import BUILTIN_VARIANTS, builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, UnsupportedFeatureError
-from tests.fused.models import (FEATURE_CONFIGS, compare_with_reference, config, make_inputs,
-                                saved_storages)
+from tests.fused.helpers import (
+    FEATURE_CONFIGS,
+    compare_with_reference,
+    config,
+    make_inputs,
+    saved_storages,
+)
 
 CONV_BN = sorted(CONV_FEATURES | BN_FEATURES)
 # Variants that can run here (the Triton ones are unavailable without triton installed).
@@ -112,7 +117,7 @@ def test_declared_double_backward(variant):
         args = [t.requires_grad_() for t in (x, w, b, g, bb) if t is not None]
         kw = {k: cfg[k] for k in ("stride", "padding", "dilation", "groups")}
 
-        def f(*diff):
+        def f(*diff, present=present, rm=rm, rv=rv, training=training, kw=kw):
             it = iter(diff)
             full = [next(it) if p else None for p in present]
             return variant(*full, rm, rv, training=training, momentum=0.0, **kw)
@@ -139,7 +144,7 @@ def test_declared_cuda(variant):
     torch.testing.assert_close(out_d.cpu(), out_c)
     out_c.square().sum().backward()
     out_d.square().sum().backward()
-    for a, b in zip(leaves_c, leaves_d):
+    for a, b in zip(leaves_c, leaves_d, strict=True):
         if a is not None:
             torch.testing.assert_close(b.grad.cpu(), a.grad)
     torch.testing.assert_close(dev[5].cpu(), cpu[5])

@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("triton", reason="triton is not installed (pip install 'convbn-verify[triton]')")
+pytest.importorskip("triton",
+                    reason="triton is not installed (pip install 'convbn-verify[triton]')")
 
 from fused import triton_support  # noqa: E402
 from fused.triton_bn import TritonBatchNorm, _channel_strides  # noqa: E402
 from fused.triton_conv_bn import triton_conv_bn  # noqa: E402
-from tests.fused.models import compare_with_reference, config, make_inputs  # noqa: E402
+from fused.variant import BN_FEATURES, CONV_FEATURES, FORMS  # noqa: E402
+from tests.fused.helpers import compare_with_reference, config, make_inputs  # noqa: E402
 
-ALL = ("stride", "padding", "dilation", "groups", "bias", "affine", "running_stats")
+ALL = tuple(sorted(CONV_FEATURES | BN_FEATURES))
 
 
 def _fn(form):
@@ -29,7 +31,7 @@ def test_kernels_run_on_the_interpreter_without_a_gpu():
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
                          ids=["contiguous", "channels_last"])
 def test_matches_oracle_with_every_feature(form, training, memory_format):
@@ -38,7 +40,7 @@ def test_matches_oracle_with_every_feature(form, training, memory_format):
     assert max(errors.values()) < 1e-10, errors
 
 
-@pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 2e-2),
                                        (torch.bfloat16, 1e-1)], ids=["f32", "f16", "bf16"])
 def test_lower_precision_matches_oracle(form, dtype, tol):

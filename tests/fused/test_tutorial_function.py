@@ -6,7 +6,7 @@ import torch
 
 from fused.tutorial import FusedConvBN2DFunction, tutorial_variant_fn
 from fused.variant import UnsupportedFeatureError, Variant
-from tests.fused.helpers.oracle_cmp import assert_close, expected, make_case, saved_bytes
+from tests.fused.helpers import assert_close, expected, make_case, saved_bytes
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -92,11 +92,12 @@ class Traced:
         y = self.conv(x, weight, bias, c)
         if c.training:
             mean, var = self.batch_stats(y)
-            xhat = (y - per_channel(mean)) / per_channel(self.denominator(var, values_per_channel(y), c.eps))
+            denom = self.denominator(var, values_per_channel(y), c.eps)
+            xhat = (y - per_channel(mean)) / per_channel(denom)
             if running_mean is not None:
                 with torch.no_grad():
-                    self.update_running_stats(running_mean, running_var, mean.detach(), var.detach(),
-                                              c.momentum, values_per_channel(y))
+                    self.update_running_stats(running_mean, running_var, mean.detach(),
+                                              var.detach(), c.momentum, values_per_channel(y))
         else:
             xhat = self.eval_normalise(y, running_mean, running_var, c)
         return self.affine(xhat, bn_weight, bn_bias)
@@ -105,7 +106,8 @@ class Traced:
     def validate(self, x, weight, bias, bn_weight, bn_bias, running_mean, running_var, c):
         """Raise ValueError before anything runs or is updated."""
         if x.dim() != 4 or weight.dim() != 4:
-            raise ValueError(f"x and weight must be 4-D, got {tuple(x.shape)} and {tuple(weight.shape)}")
+            raise ValueError(f"x and weight must be 4-D, got {tuple(x.shape)} and "
+                             f"{tuple(weight.shape)}")
         c_out = weight.shape[0]
         if c.groups < 1 or x.shape[1] != weight.shape[1] * c.groups or c_out % c.groups:
             raise ValueError(f"x has {x.shape[1]} channels; weight {tuple(weight.shape)} with "
@@ -123,7 +125,7 @@ class Traced:
 
     def check_values_per_channel(self, x, weight, c):
         out_hw = [(size + 2 * p - d * (k - 1) - 1) // s + 1 for size, k, s, p, d in
-                  zip(x.shape[2:], weight.shape[2:], c.stride, c.padding, c.dilation)]
+                  zip(x.shape[2:], weight.shape[2:], c.stride, c.padding, c.dilation, strict=True)]
         if x.shape[0] * out_hw[0] * out_hw[1] < 2:
             raise ValueError("training needs at least two values per channel (N*H_out*W_out >= 2)")
 
@@ -150,7 +152,8 @@ class Traced:
         return torch.sqrt(running_var + eps)
 
     def eval_normalise(self, y, running_mean, running_var, c):
-        return (y - per_channel(running_mean)) / per_channel(self.eval_denominator(running_var, c.eps))
+        denom = self.eval_denominator(running_var, c.eps)
+        return (y - per_channel(running_mean)) / per_channel(denom)
 
     def update_running_stats(self, running_mean, running_var, mean, var_unbiased, momentum, n):
         running_mean.mul_(1 - momentum).add_(momentum * mean)
@@ -217,7 +220,7 @@ class Explicit(Traced):
         grad_x, grad_weight, grad_bias = self.conv_backward(grad_y, grad_out, x, weight,
                                                             bias is not None, c)
         grads = (grad_x, grad_weight, grad_bias, grad_bn_weight, grad_bn_bias)
-        return tuple(g if need else None for g, need in zip(grads, needs))
+        return tuple(g if need else None for g, need in zip(grads, needs, strict=True))
 
     # -- backward stages -------------------------------------------------------------------------
     def recompute_conv(self, x, weight, bias, c):
@@ -230,7 +233,8 @@ class Explicit(Traced):
         if not c.training:
             return gg / per_channel(denom), grad_bn_weight, grad_bn_bias
         n = values_per_channel(y)
-        grad_y = self.centre(gg) / per_channel(denom) - d * per_channel(self.var_term(gg, d, std, denom, n))
+        grad_y = (self.centre(gg) / per_channel(denom)
+                  - d * per_channel(self.var_term(gg, d, std, denom, n)))
         return grad_y, grad_bn_weight, grad_bn_bias
 
     def scale_grad(self, grad_out, bn_weight):

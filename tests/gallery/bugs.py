@@ -25,13 +25,25 @@ from torch.utils.checkpoint import checkpoint
 
 try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from anywhere
     from tests.gallery import tiled_bugs
-    from tests.gallery._correct import (ALL_FEATURES, DIMS, Explicit, Traced, per_channel,
-                                        values_per_channel)
+    from tests.gallery._correct import (
+        ALL_FEATURES,
+        DIMS,
+        Explicit,
+        Traced,
+        per_channel,
+        values_per_channel,
+    )
 except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from tests.gallery import tiled_bugs
-    from tests.gallery._correct import (ALL_FEATURES, DIMS, Explicit, Traced, per_channel,
-                                        values_per_channel)
+    from tests.gallery._correct import (
+        ALL_FEATURES,
+        DIMS,
+        Explicit,
+        Traced,
+        per_channel,
+        values_per_channel,
+    )
 
 from fused.variant import Variant
 
@@ -171,7 +183,8 @@ class EvalUsesBatchStats(Traced):
 
     def eval_normalise(self, y, running_mean, running_var, c):
         mean, var = self.batch_stats(y)
-        return (y - per_channel(mean)) / per_channel(self.denominator(var, values_per_channel(y), c.eps))
+        denom = self.denominator(var, values_per_channel(y), c.eps)
+        return (y - per_channel(mean)) / per_channel(denom)
 
 
 class EvalBackwardAsTraining(Explicit):
@@ -241,7 +254,7 @@ class Float64InFloat32(Traced):
         stats = [None if t is None else t.float() for t in (running_mean, running_var)]
         out = super().compute(*low, *stats, c)
         with torch.no_grad():
-            for buffer, updated in zip((running_mean, running_var), stats):
+            for buffer, updated in zip((running_mean, running_var), stats, strict=True):
                 if buffer is not None:
                     buffer.copy_(updated)
         return out.to(x.dtype)
@@ -389,8 +402,8 @@ _GALLERY = {
                                 {"gradients": r"groups=[23].*\s+grad_weight: worst element"}),
     "padding_dropped_in_recompute": (
         PaddingDroppedInRecompute("tutorial"), "tutorial", True,
-        {"gradients": r"(grad_\w+: worst element|raised RuntimeError in (forward|backward) on a legal case: "
-                      r"Calculated padded input size|must match the size)"}),
+        {"gradients": r"(grad_\w+: worst element|raised RuntimeError in (forward|backward) on a "
+                      r"legal case: Calculated padded input size|must match the size)"}),
     # conv bias dropped
     "conv_bias_dropped": (ConvBiasDropped("standard"), "standard", False,
                           {"forward": r"(running_mean|out): worst element",

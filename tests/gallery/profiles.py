@@ -3,8 +3,9 @@
 
 * `gallery`: the suite's `ci` profile (derandomised, 25 examples) without the shrink phase. Each
   property stops at its first failing example, which is all the gallery needs to know (the bug was
-  caught, by which property, for which reason). On 2 busy cores with one thread, tests/test_gallery.py
-  takes ~40 s with it and ~3.5 min with `ci` (shrinking ~100 failures of 27 wrong kernels).
+  caught, by which property, for which reason). On 2 busy cores with one thread,
+  tests/test_gallery.py takes ~40 s with it and ~3.5 min with `ci` (shrinking ~100 failures of 27
+  wrong kernels).
 * `gallery_fuzz`: the suite's `fuzz` profile with max_examples from $CONVBN_FUZZ_EXAMPLES (default
   2000, fuzz's own count), so the zero-false-alarm hunt can be tried out quickly.
 """
@@ -23,7 +24,7 @@ settings.register_profile(
     "gallery_fuzz", parent=settings.get_profile("fuzz"),
     max_examples=int(os.environ.get("CONVBN_FUZZ_EXAMPLES", "2000")))
 # Triton kernels on the interpreter get a quarter of a profile's examples (INTERPRETED_SHARE in
-# verify/properties/_common.py): four times `gallery`'s count gives them the ci profile's 25 small
+# verify/hunt.py): four times `gallery`'s count gives them the ci profile's 25 small
 # examples and its shares at the larger tiers, where the split and tail bugs live.
 settings.register_profile(
     "gallery_interpreted", parent=settings.get_profile("gallery"),

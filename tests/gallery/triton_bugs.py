@@ -38,8 +38,9 @@ from fused.registry import BUILTIN_VARIANTS
 from fused.triton_bn import TritonBatchNorm
 from fused.triton_conv_bn import triton_conv_bn
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
+from verify.dtypes import HALF_DTYPES
 
-SUPPORTS = CONV_FEATURES | BN_FEATURES | {"float16", "bfloat16"}
+SUPPORTS = CONV_FEATURES | BN_FEATURES | set(HALF_DTYPES)
 
 
 def mutant_kernels(old: str, new: str):

@@ -1,43 +1,20 @@
-"""Fixtures of the meta tests: isolation from the suite's global state, and subprocess runs of
-`pytest verify` / `python -m verify.replay` shared by the report and replay tests."""
+"""Fixtures of the meta tests: a report session of their own, and subprocess runs of
+`pytest verify` shared by the report and replay tests (helpers: tests/meta/helpers.py)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.meta.kernels import VARIANT_FILE
+from tests.meta.helpers import VARIANT_FILE, run_cli
 from verify import report
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture(autouse=True)
-def isolated_report():
-    """Meta tests run properties in-process: a fresh report session keeps their tallies, variant
-    specs and repro dir out of the real run's end-of-run table."""
-    session = report.ReportSession()
-    previous = report.activate(session)
-    try:
-        yield session
-    finally:
-        report.activate(previous)
-
-
-def cli_env() -> dict:
-    env = dict(os.environ, CI="1", OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
-    # The checkout first, whatever state its editable install is in.
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    return env
-
-
-def run_cli(args, *, timeout=120, cwd=ROOT) -> subprocess.CompletedProcess:
-    """Run `python ARGS` from the checkout; text output, stdout and stderr together."""
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=cli_env(), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+@pytest.fixture
+def report_session() -> report.ReportSession:
+    """A fresh report session for properties run in-process (it overrides the plugin's fixture of
+    the same name), so their tallies stay out of the real run's end-of-run table."""
+    return report.ReportSession()
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,11 @@ from hypothesis import HealthCheck, given, settings
 
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
-from verify import legality, report, runner
+from verify import legality, runner
 from verify.case import DIFFERENTIABLE, Case
+from verify.hunt import SuiteError, run_example
 from verify.properties import forward, gradients
-from verify.properties._common import SuiteError, run_example
+from verify.report import PropertyFailure
 from verify.strategies.configs import calling_contexts, cases
 
 ALL = frozenset(CONV_FEATURES | BN_FEATURES)
@@ -89,28 +90,28 @@ def _draw(case):
     return Data()
 
 
-def test_an_illegal_case_is_a_suite_error_not_the_kernels():
+def test_an_illegal_case_is_a_suite_error_not_the_kernels(report_session):
     variant = builtin_variant("eager")
     illegal = CASE.replace(height=1, width=1, kernel=(3, 3))   # kernel larger than the input
     with pytest.raises(SuiteError, match="not a finding about variant 'eager'.*illegal case"):
-        run_example(forward, variant, _draw(illegal))
-    assert not report.current().tallies  # nothing recorded against the kernel
+        run_example(forward, variant, _draw(illegal), report_session)
+    assert not report_session.tallies  # nothing recorded against the kernel
 
 
-def test_a_bug_in_the_suite_is_reported_as_such(monkeypatch):
+def test_a_bug_in_the_suite_is_reported_as_such(monkeypatch, report_session):
 
     def broken_oracle(*args, **kwargs):
         raise ZeroDivisionError("oracle bug")
 
     monkeypatch.setattr("verify.oracle.expected", broken_oracle)
     with pytest.raises(SuiteError, match="convbn-verify failed on its own.*ZeroDivisionError"):
-        run_example(gradients, builtin_variant("eager"), _draw(CASE))
+        run_example(gradients, builtin_variant("eager"), _draw(CASE), report_session)
 
 
-def test_a_kernel_crash_on_a_legal_case_is_a_property_failure():
+def test_a_kernel_crash_on_a_legal_case_is_a_property_failure(report_session):
     variant = Variant("crashes", _raises_inside, form="standard", supports=ALL)
-    with pytest.raises(report.PropertyFailure, match="raised IndexError in forward on a legal case"):
-        run_example(forward, variant, _draw(CASE))
+    with pytest.raises(PropertyFailure, match="raised IndexError in forward on a legal case"):
+        run_example(forward, variant, _draw(CASE), report_session)
 
 
 def test_grad_mode_property_catches_a_graph_under_no_grad():
@@ -122,6 +123,6 @@ def test_grad_mode_property_catches_a_graph_under_no_grad():
 
     variant = Variant("keeps_graph", keeps_graph, form="standard")
     case = CASE.replace(bias=False, affine=False, grad_mode="no_grad")
-    with pytest.raises(report.PropertyFailure, match="output requires grad"):
+    with pytest.raises(PropertyFailure, match="output requires grad"):
         grad_mode.check(variant, case)
     assert grad_mode.check(builtin_variant("eager"), case.replace(bias=True)) < 1

@@ -12,7 +12,7 @@ import time
 import pytest
 from hypothesis import settings
 
-from tests.meta.conftest import run_cli
+from tests.meta.helpers import run_cli
 from verify import campaign
 from verify.strategies.sizes import SIZE_TIERS
 
@@ -119,8 +119,11 @@ def test_parse_duration_rejects(text):
 
 
 def test_database_specs(tmp_path):
-    from hypothesis.database import (DirectoryBasedExampleDatabase, MultiplexedDatabase,
-                                     ReadOnlyDatabase)
+    from hypothesis.database import (
+        DirectoryBasedExampleDatabase,
+        MultiplexedDatabase,
+        ReadOnlyDatabase,
+    )
     assert campaign.open_database("none") is None
     assert isinstance(campaign.open_database(str(tmp_path / "db")), DirectoryBasedExampleDatabase)
     assert isinstance(campaign.open_database(f"{tmp_path}/db:readonly"), ReadOnlyDatabase)
@@ -189,7 +192,7 @@ def test_redis_database_campaign_writes_developer_replays_read_only(redis_url, t
     assert _database_snapshot(client) == saved          # read-only: nothing written
     # The reader replays the campaign's minimal failures first: the same cases, found at once.
     assert _reported_cases(reader.stdout) == _reported_cases(writer.stdout)
-    for before, after in zip(rows, reader_rows):
+    for before, after in zip(rows, reader_rows, strict=False):
         assert after["examples"] <= before["examples"]
 
 

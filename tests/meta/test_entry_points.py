@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tomllib
 import venv
 from importlib.metadata import distribution
 from pathlib import Path
 
 import pytest
+import tomllib
 
-from tests.meta.conftest import ROOT
-from tests.meta.kernels import VARIANT_FILE
+from tests.meta.helpers import ROOT, VARIANT_FILE
 
-DECLARED = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+DECLARED = PROJECT["entry-points"]["pytest11"]
 
 
 def test_installed_metadata_declares_the_plugins():

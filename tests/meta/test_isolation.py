@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.meta.conftest import ROOT, cli_env, run_cli
+from tests.meta.helpers import ROOT, cli_env, run_cli
 from verify import isolation
 
 CRASHING_KERNELS = '''\
@@ -68,7 +68,8 @@ def crash_run(tmp_path_factory):
 def _report(output: str, variant: str, prop: str) -> str:
     """The failure report of one test, from pytest's failure section."""
     marker = f" test_{prop}[{variant}-small] "
-    start = next(i for i, line in enumerate(output.splitlines()) if marker in line and "___" in line)
+    start = next(i for i, line in enumerate(output.splitlines())
+                 if marker in line and "___" in line)
     lines = output.splitlines()[start + 1:]
     end = next((i for i, line in enumerate(lines) if line.startswith(("___", "===", "---"))),
                len(lines))
@@ -103,7 +104,8 @@ def test_the_rest_of_the_run_completes(crash_run):
     assert proc.returncode == 1, proc.stdout
     rows = {(r["variant"], r["property"]): r for r in json.loads((out / "summary.json").read_text())
             if r["tier"] == "small"}
-    assert set(rows) == {(v, p) for v in ("good", "aborts", "segfaults", "hangs") for p in PROPERTIES}
+    variants = ("good", "aborts", "segfaults", "hangs")
+    assert set(rows) == {(v, p) for v in variants for p in PROPERTIES}
     for prop in PROPERTIES:
         assert rows[("good", prop)]["failures"] == 0 and rows[("good", prop)]["examples"] >= 25
         for variant in ("aborts", "segfaults", "hangs"):

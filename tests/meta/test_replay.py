@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.meta.conftest import run_cli
+from tests.meta.helpers import run_cli
 from verify.case import Case
 from verify.replay import main
 
@@ -19,7 +19,8 @@ def _replay(spec, name, prop, case):
 
 
 def test_passing_case_prints_pass(variant_file, capsys):
-    assert _replay(f"{variant_file}:GOOD", "meta_good", "forward", GOOD_CASE.replace(form="standard")) == 0
+    standard = GOOD_CASE.replace(form="standard")
+    assert _replay(f"{variant_file}:GOOD", "meta_good", "forward", standard) == 0
     out = capsys.readouterr().out
     assert out.startswith("PASS") and "meta_good" in out and "forward" in out
     assert GOOD_CASE.replace(form="standard").describe() in out

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.meta.kernels import lower_precision
+from tests.meta.helpers import lower_precision
 from verify import report
 from verify.case import Case
 from verify.properties import forward
@@ -23,16 +23,18 @@ def _case_from_command(command):
     return Case.from_json(argv[argv.index("--case") + 1]), argv
 
 
-def test_replay_command_round_trips_the_case():
-    report.current().variant_specs["meta v"] = "some dir/variants.py:ALL"
-    case, argv = _case_from_command(report.replay_command("meta v", "gradients", CASE))
+def test_replay_command_round_trips_the_case(report_session):
+    report_session.variant_specs["meta v"] = "some dir/variants.py:ALL"
+    case, argv = _case_from_command(report_session.replay_command("meta v", "gradients", CASE))
     assert case == CASE
     assert argv[argv.index("--variant") + 1] == "some dir/variants.py:ALL"
     assert argv[argv.index("--name") + 1] == "meta v"
     assert argv[argv.index("--property") + 1] == "gradients"
 
 
-def test_replay_command_defaults_to_builtin_spec():
+def test_replay_command_defaults_to_builtin_spec(report_session):
+    _, argv = _case_from_command(report_session.replay_command("eager", "forward", CASE))
+    assert argv[argv.index("--variant") + 1] == BUILTIN_SPEC
     _, argv = _case_from_command(report.replay_command("eager", "forward", CASE))
     assert argv[argv.index("--variant") + 1] == BUILTIN_SPEC
 
@@ -57,16 +59,16 @@ def test_failure_message_has_no_side_effect(tmp_path):
     session = report.ReportSession(repro_dir=str(tmp_path / "repro"))
     before = vars(session).copy()
     session.failure_message("v", "forward", CASE, ["detail"])
+    session.complete(report.PropertyFailure("v", "forward", CASE, ["detail"]))
     assert vars(session) == before and session.write_last_repro() is None
     assert not (tmp_path / "repro").exists()
 
 
 def test_failure_message_writes_repro_script(tmp_path):
     session = report.ReportSession(repro_dir=str(tmp_path / "repro"))
-    report.activate(session)   # the autouse fixture restores the previous session
-    message = report.failure_message("meta/v 1", "forward", CASE, ["detail"])
+    message = str(session.complete(report.PropertyFailure("meta/v 1", "forward", CASE, ["detail"])))
     # Written once the test has failed (the last failure is Hypothesis's minimal example).
-    report.record("meta/v 1", "forward", math.inf, CASE, failed=True)
+    session.record("meta/v 1", "forward", math.inf, CASE, failed=True)
     assert not (tmp_path / "repro").exists()
     path = session.write_last_repro()
     assert [path] == list((tmp_path / "repro").iterdir())
@@ -91,13 +93,13 @@ def test_property_failure_reports_worst_element():
     assert f"replay: {shlex.quote(sys.executable)} -m verify.replay" in message
 
 
-def test_tally_and_summary():
-    report.record("v1", "forward", 0.25, CASE)
-    report.record("v1", "forward", 0.5, CASE.replace(seed=3))
-    report.record("v1", "forward", 0.125, CASE)
-    report.record("v1", "forward", 0.75, CASE, tier="large")
-    report.record("v2", "gradients", math.inf, CASE, failed=True)
-    rows = report.current().summary_rows()
+def test_tally_and_summary(report_session):
+    report_session.record("v1", "forward", 0.25, CASE)
+    report_session.record("v1", "forward", 0.5, CASE.replace(seed=3))
+    report_session.record("v1", "forward", 0.125, CASE)
+    report_session.record("v1", "forward", 0.75, CASE, tier="large")
+    report_session.record("v2", "gradients", math.inf, CASE, failed=True)
+    rows = report_session.summary_rows()
     assert rows == [
         dict(variant="v1", property="forward", tier="small", examples=3, failures=0,
              worst_ratio=0.5, worst_case=CASE.replace(seed=3).to_json()),
@@ -106,7 +108,7 @@ def test_tally_and_summary():
         dict(variant="v2", property="gradients", tier="small", examples=1, failures=1,
              worst_ratio=None, worst_case=CASE.to_json()),
     ]
-    lines = report.current().summary_lines()
+    lines = report_session.summary_lines()
     assert lines[0].split() == ["variant", "property", "size", "tier", "examples", "failed",
                                 "worst", "err/bound"]
     assert lines[1].split() == ["v1", "forward", "small", "3", "0", "0.5"]
@@ -114,22 +116,23 @@ def test_tally_and_summary():
     assert lines[3].split() == ["v2", "gradients", "small", "1", "1", "inf"]
 
 
-def test_empty_summary():
-    assert report.current().summary_lines() == [] and report.current().summary_rows() == []
+def test_empty_summary(report_session):
+    assert report_session.summary_lines() == [] and report_session.summary_rows() == []
 
 
-def test_write_summary_json(tmp_path):
-    report.record("v1", "forward", 0.25, CASE)
+def test_write_summary_json(tmp_path, report_session):
+    report_session.record("v1", "forward", 0.25, CASE)
     path = tmp_path / "summary.json"
-    report.current().write_summary_json(path)
-    assert json.loads(path.read_text()) == report.current().summary_rows()
+    report_session.write_summary_json(path)
+    assert json.loads(path.read_text()) == report_session.summary_rows()
 
 
 def test_worker_rows_merge_into_the_same_table():
     """What xdist workers hand over (rows recorded since their last hand-over) adds up on the
     controller to the table one process would have made."""
     one, worker_a, worker_b, controller = (report.ReportSession() for _ in range(4))
-    events = [("v1", "forward", 0.25, CASE, False), ("v1", "forward", 0.5, CASE.replace(seed=3), False),
+    events = [("v1", "forward", 0.25, CASE, False),
+              ("v1", "forward", 0.5, CASE.replace(seed=3), False),
               ("v2", "gradients", math.inf, CASE, True), ("v1", "forward", 0.125, CASE, False)]
     for i, (v, p, ratio, case, failed) in enumerate(events):
         one.record(v, p, ratio, case, failed)
@@ -184,3 +187,19 @@ def test_failure_report_puts_the_report_first(failing_run):
     assert body[1].startswith("  size: ") and body[2].startswith("  case: ")
     assert body[3].startswith("  out: worst element") and body[4].startswith("  replay: ")
     assert "reproduce_failure" not in proc.stdout and "Traceback" not in proc.stdout
+
+
+def test_a_session_completes_a_failure_with_its_spec_and_repro_path(tmp_path):
+    """A property raises without knowing the run; the session that catches the failure puts the
+    variant's SPEC in the replay line and names the repro script, and the result pickles whole."""
+    import pickle
+
+    session = report.ReportSession(repro_dir=str(tmp_path / "repro"))
+    session.variant_specs["v"] = "my dir/kernels.py:V"
+    failure = report.PropertyFailure("v", "forward", CASE, ["detail"], ratio=3.0)
+    assert f"--variant {BUILTIN_SPEC}" in str(failure)
+    message = str(session.complete(failure))
+    assert message == session.failure_message("v", "forward", CASE, ["detail"])
+    assert "--variant 'my dir/kernels.py:V'" in message and "repro script: " in message
+    copy = pickle.loads(pickle.dumps(failure))
+    assert str(copy) == message and copy.ratio == 3.0 and copy.case == CASE

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, find, given, settings
 
 from fused.variant import BN_FEATURES, CONV_FEATURES
 from verify import legality
+from verify.hunt import TIER_SHARE, examples_for
 from verify.properties import PROPERTIES
-from verify.properties._common import TIER_SHARE, examples_for
 from verify.strategies import sizes
 from verify.strategies.configs import cases
 
@@ -88,3 +88,15 @@ def test_tiers_of_every_property_are_known():
     for module in PROPERTIES.values():
         assert set(getattr(module, "SIZE_TIERS", sizes.SIZE_TIERS)) <= set(sizes.SIZE_TIERS)
         assert "small" in getattr(module, "SIZE_TIERS", sizes.SIZE_TIERS)
+
+
+def test_the_hypothesis_test_function_keeps_its_source():
+    """Hypothesis derives the derandomised `ci` draws and the example-database key from the test
+    function's source: an edit of `search` in `hunt` would silently redraw every case (the
+    gallery's calibrated margins) and orphan every saved example."""
+    import inspect
+
+    from verify import hunt
+
+    assert ("    def search(data):\n        run_example(prop_module, variant, data, tier)\n"
+            in inspect.getsource(hunt.hunt))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, find, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
 
 import reference
-from fused.variant import BN_FEATURES, CONV_FEATURES
+from fused.variant import BN_FEATURES, CONV_FEATURES, FORMS
 from verify.case import LAYOUTS
-from verify.strategies.configs import (EPS_VALUES, MAX_INPUT_ELEMENTS, MIN_RELATIVE_SPREAD,
-                                       cases, dtypes_for, has_spread)
-from verify.strategies.values import VALUE_FAMILIES
+from verify.dtypes import HALF_DTYPES
+from verify.properties.checks import MIN_RELATIVE_SPREAD, has_spread
+from verify.strategies.configs import EPS_VALUES, MAX_INPUT_ELEMENTS, cases, dtypes_for
+from verify.values import VALUE_FAMILIES
 
-ALL = frozenset(CONV_FEATURES | BN_FEATURES | {"float16", "bfloat16"})
+ALL = frozenset(CONV_FEATURES | BN_FEATURES | set(HALF_DTYPES))
 SUPPORT_SETS = {
     "none": frozenset(),
     "all": ALL,
@@ -49,7 +51,7 @@ def _check_legal(case, supports, form):
     assert (mean is None) == (not case.running_stats)
 
 
-@pytest.mark.parametrize("form", ["tutorial", "standard"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("support_name", sorted(SUPPORT_SETS))
 def test_drawn_cases_are_legal_and_within_supports(support_name, form):
     supports = SUPPORT_SETS[support_name]
@@ -81,10 +83,10 @@ def test_restrictions_are_honoured(data):
 
 
 REACHABLE = {
-    **{f"feature:{f}": (lambda f: lambda c: f in c.features())(f)
+    **{f"feature:{f}": (lambda feature: lambda c: feature in c.features())(f)
        for f in sorted(ALL - {"cuda"})},
-    **{f"values:{v}": (lambda v: lambda c: c.values == v)(v) for v in VALUE_FAMILIES},
-    **{f"layout:{lay}": (lambda lay: lambda c: c.layout == lay)(lay) for lay in LAYOUTS},
+    **{f"values:{v}": (lambda family: lambda c: c.values == family)(v) for v in VALUE_FAMILIES},
+    **{f"layout:{lay}": (lambda layout: lambda c: c.layout == layout)(lay) for lay in LAYOUTS},
     "eval": lambda c: not c.training,
     "train_with_stats": lambda c: c.training and c.running_stats,
     "momentum_0": lambda c: c.training and c.running_stats and c.momentum == 0.0,
@@ -109,7 +111,8 @@ def test_everything_is_eventually_drawn(name):
 
 
 def test_unsupported_features_never_drawn():
-    # Without "running_stats" a variant never sees eval mode; without half types, never a half dtype.
+    # Without "running_stats" a variant never sees eval mode; without half types, never a half
+    # dtype.
     @FAST
     @given(case=cases(frozenset({"affine"}), "standard"))
     def check(case):

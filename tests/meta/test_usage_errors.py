@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.meta.conftest import run_cli
+from tests.meta.helpers import run_cli
 
 GOOD_HEAD = "import torch.nn.functional as F\nfrom fused import Variant\n"
 FN = ("def fn(x, weight, *args, eps=1e-3, **kwargs):\n"

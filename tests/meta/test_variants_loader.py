@@ -5,9 +5,8 @@ import pytest
 
 from fused.registry import BUILTIN_VARIANTS
 from fused.variant import Variant
-from tests.meta.conftest import run_cli
-from verify import report
-from verify.variants import BUILTIN_SPEC, VariantSpecError, load_variants, select
+from tests.meta.helpers import run_cli
+from verify.variants import BUILTIN_SPEC, VariantSpecError, load_all, load_variants, select
 
 MODULE = '''
 import torch.nn.functional as F
@@ -36,7 +35,8 @@ def module_dir(tmp_path, monkeypatch):
 def test_module_attr_spec(module_dir):
     [one] = load_variants("meta_loader_mod:ONE")
     assert isinstance(one, Variant) and one.name == "meta_one"
-    assert report.current().variant_specs["meta_one"] == "meta_loader_mod:ONE"
+    assert [(spec, v.name) for spec, v in load_all(["meta_loader_mod:ONE"])] == [
+        ("meta_loader_mod:ONE", "meta_one")]
 
 
 def test_file_attr_spec_and_lists(module_dir):
@@ -44,13 +44,14 @@ def test_file_attr_spec_and_lists(module_dir):
     names = [v.name for v in load_variants(f"{path}:MANY")]
     assert names == ["meta_one", "meta_two"]
     assert [v.name for v in load_variants(f"{path}:AS_TUPLE")] == ["meta_two"]
-    assert report.current().variant_specs["meta_one"] == f"{path}:MANY"
+    specs = {v.name: spec for spec, v in load_all([f"{path}:MANY"])}
+    assert specs["meta_one"] == f"{path}:MANY"
 
 
 def test_builtin_spec():
     assert tuple(load_variants(BUILTIN_SPEC)) == tuple(BUILTIN_VARIANTS)
     assert [v.name for v in select(None)] == [v.name for v in BUILTIN_VARIANTS]
-    assert report.current().variant_specs["eager"] == BUILTIN_SPEC
+    assert {v.name: spec for spec, v in load_all(None)}["eager"] == BUILTIN_SPEC
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -91,7 +92,8 @@ def bad_spec_run():
 
 def test_cli_rejects_bad_spec(bad_spec_run):
     out = bad_spec_run.stdout
-    assert bad_spec_run.returncode not in (0, 1, 5), out   # not a pass, a test failure, or "no tests"
+    # not a pass, a test failure, or "no tests"
+    assert bad_spec_run.returncode not in (0, 1, 5), out
     assert "expected 'package.module:attr' or 'path/to/file.py:attr'" in out
     assert " passed" not in out and " failed" not in out
 

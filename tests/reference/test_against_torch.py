@@ -1,14 +1,14 @@
 """The oracle against PyTorch float64 (F.conv2d, F.batch_norm or the tutorial formula written
 out, and autograd) over Hypothesis-drawn configurations covering every feature, both forms,
 train and eval. The bound is norm-relative 1e-9 per tensor; see
-oracle_checks.check_against_torch for why."""
+helpers.check_against_torch for why."""
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import reference
-from oracle_checks import FIXED_CASES, cases, check_against_torch, channels_well_spread
+from tests.reference.helpers import FIXED_CASES, cases, channels_well_spread, check_against_torch
 
 # Only the deadline is relaxed (torch's first calls are slow); the number of examples is the
 # active Hypothesis profile's.

@@ -1,14 +1,19 @@
 """Every gradient of the oracle against central finite differences of the oracle's own forward,
 along random directions, both forms, train and eval. Independent of torch: a backward formula
-that disagrees with its forward fails here (see oracle_checks.check_finite_differences)."""
+that disagrees with its forward fails here (see helpers.check_finite_differences)."""
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import reference
-from oracle_checks import (FIXED_CASES, cases, channels_well_spread, check_finite_differences,
-                           make_case)
+from tests.reference.helpers import (
+    FIXED_CASES,
+    cases,
+    channels_well_spread,
+    check_finite_differences,
+    make_case,
+)
 
 
 def _case_id(case):

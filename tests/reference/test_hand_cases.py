@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import reference
-from oracle_checks import no_warnings
+from tests.reference.helpers import no_warnings
 
 
 def test_known_stride_padding_dilation_output():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import reference
-from oracle_checks import FIXED_CASES, make_case
+from tests.reference.helpers import FIXED_CASES, make_case
 
 TRAIN_CASES = [c for c in FIXED_CASES if c.kwargs["training"] and c.bias is not None]
 

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 import reference
-from oracle_checks import FIXED_CASES, make_case
+from tests.reference.helpers import FIXED_CASES, make_case
 
 BASE = make_case(0, c_out_per_group=4)  # x (2, 2, 5, 5), weight (4, 2, 3, 3) -> 3x3 output
 
 
 def _call(fn="forward", **changes):
     args = dict(zip(("x", "weight", "bias", "bn_weight", "bn_bias", "running_mean",
-                     "running_var"), BASE.args()))
+                     "running_var"), BASE.args(), strict=True))
     kwargs = dict(BASE.kwargs)
     for k, v in changes.items():
         (kwargs if k in kwargs else args)[k] = v
@@ -109,7 +109,7 @@ def test_inputs_are_never_modified(case):
     finally:
         for a in arrays:
             a.setflags(write=True)
-    for a, c in zip(arrays, copies):
+    for a, c in zip(arrays, copies, strict=True):
         np.testing.assert_array_equal(a, c)
 
 

@@ -7,8 +7,8 @@ import time
 
 import torch
 
-from verify.benchmarks.memory import peak_bytes, saved_tensors
 from verify.benchmarks.models import Workload
+from verify.memory import peak_bytes, saved_tensors
 
 __all__ = ["memory_figures", "describe", "run_benchmark", "time_step", "build_or_skip",
            "build_baseline", "BASELINE", "PAIRED_MIN_ROUNDS"]
@@ -27,7 +27,7 @@ def memory_figures(workload: Workload, peak: bool = True) -> dict:
         storage, parameters included; exact and machine independent.
     saved_activation_bytes: the same without the model's parameters.
     peak_bytes: peak memory allocated during one forward+backward step over the level before it
-        (`verify.benchmarks.memory.peak_bytes`); allocator and kernel dependent. Left out
+        (`verify.memory.peak_bytes`); allocator and kernel dependent. Left out
         when `peak` is false.
     """
     workload.zero_grad()

@@ -2,12 +2,14 @@
 bit-for-bit unchanged after the error."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from hypothesis import strategies as st
 
-from fused.variant import CONV_FEATURES, BN_FEATURES, UnsupportedFeatureError
+from fused.variant import BN_FEATURES, CONV_FEATURES, UnsupportedFeatureError
 from verify import runner
-from verify.properties._common import fail
+from verify.properties.checks import fail
 from verify.strategies.configs import cases
 
 NAME = "bad_inputs"
@@ -35,7 +37,7 @@ def _bad_case(draw, variant):
     case = draw(cases(variant.supports, variant.form, training=True))
     if scenario == "single_value_per_channel":
         # One sample whose output is a single pixel: no padding, input as large as the kernel.
-        extent = [d * (k - 1) + 1 for k, d in zip(case.kernel, case.dilation)]
+        extent = [d * (k - 1) + 1 for k, d in zip(case.kernel, case.dilation, strict=True)]
         case = case.replace(batch=1, height=extent[0], width=extent[1], padding=(0, 0))
     if scenario in ("running_stats_length", "eval_without_running_stats"):
         case = case.replace(running_stats=True)
@@ -50,7 +52,7 @@ def strategy(variant, tier: str = "small"):
 
 def _break(scenario: str, case, tensors: dict, supports: frozenset) -> tuple[dict, dict]:
     """Return (tensors, extra kwargs) with the scenario's defect applied."""
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     t = dict(tensors)
     dtype = t["x"].dtype
     if scenario == "channel_mismatch":

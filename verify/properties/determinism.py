@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from verify import oracle, runner, tolerance
-from verify.properties._common import assert_close, fail, training_step_results
+from verify.properties.checks import assert_close, fail, training_step_results
 from verify.strategies.configs import calling_contexts, cases
 
 NAME = "determinism"

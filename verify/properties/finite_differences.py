@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from verify import runner
-from verify.case import unit_roundoff
-from verify.properties._common import fail
+from verify.dtypes import unit_roundoff
+from verify.properties.checks import fail, has_spread
 from verify.properties.gradcheck import SMOOTH_FAMILIES
-from verify.strategies.configs import cases, has_spread
+from verify.strategies.configs import cases
 
 NAME = "finite_differences"
 # Each example evaluates the forward four times more in float64; the maths it checks does not
@@ -43,11 +43,12 @@ def check(variant, case) -> float:
 
     out = fn(*parameters)
     grads = torch.autograd.grad(out, parameters, grad_out, allow_unused=True)
-    analytic = float(sum((g * d).sum() for g, d in zip(grads, directions) if g is not None))
+    analytic = float(sum((g * d).sum() for g, d in zip(grads, directions, strict=True)
+                         if g is not None))
 
     def loss(t: float) -> float:
         with torch.no_grad():
-            moved = [p.detach() + t * d for p, d in zip(parameters, directions)]
+            moved = [p.detach() + t * d for p, d in zip(parameters, directions, strict=True)]
             return float((fn(*moved) * grad_out).sum())
 
     def central(h: float) -> float:
@@ -58,7 +59,10 @@ def check(variant, case) -> float:
     magnitude = float((grad_out * out.detach()).abs().sum())
     allowed = SAFETY * (abs(fine - coarse) + ROUNDING_ULPS * unit_roundoff(case.dtype)
                         * magnitude / STEP)
-    ratio = abs(analytic - numeric) / allowed if allowed > 0 else (0.0 if analytic == numeric else np.inf)
+    if allowed > 0:
+        ratio = abs(analytic - numeric) / allowed
+    else:
+        ratio = 0.0 if analytic == numeric else np.inf
     if not np.isfinite(analytic) or not ratio <= 1.0:
         fail(variant, NAME, case, [
             f"directional derivative: backward gives {analytic!r}, finite differences give "

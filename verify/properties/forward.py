@@ -3,7 +3,7 @@ every size tier. Called without autograd; the output with autograd on is checked
 and `grad_mode`."""
 from __future__ import annotations
 
-from verify.properties._common import check_against_oracle
+from verify.properties.checks import check_against_oracle
 from verify.strategies.configs import cases
 
 NAME = "forward"

@@ -8,7 +8,7 @@ import torch
 from hypothesis import strategies as st
 
 from verify import oracle, runner, tolerance
-from verify.properties._common import assert_close, fail
+from verify.properties.checks import assert_close, fail
 from verify.strategies.configs import cases
 
 NAME = "grad_mode"

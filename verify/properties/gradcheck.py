@@ -8,8 +8,8 @@ import torch
 from torch.autograd.gradcheck import GradcheckError
 
 from verify import runner
-from verify.properties._common import fail
-from verify.strategies.configs import cases, has_spread
+from verify.properties.checks import fail, has_spread
+from verify.strategies.configs import cases
 
 NAME = "gradcheck"
 SIZE_TIERS = ("small",)

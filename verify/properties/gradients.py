@@ -7,7 +7,7 @@ Also the output with autograd on, and the running stats after backward (backward
 them again)."""
 from __future__ import annotations
 
-from verify.properties._common import check_against_oracle, training_step_results
+from verify.properties.checks import check_against_oracle, training_step_results
 from verify.strategies.configs import calling_contexts, cases
 
 NAME = "gradients"

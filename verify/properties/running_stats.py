@@ -7,8 +7,8 @@ import torch
 from hypothesis import strategies as st
 
 from verify import oracle, runner, tolerance
-from verify.case import largest_finite
-from verify.properties._common import assert_close, fail
+from verify.dtypes import largest_finite
+from verify.properties.checks import assert_close, fail
 from verify.strategies.configs import cases, momenta
 
 NAME = "running_stats"

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from fused.baselines import eager_conv_bn
 from verify import runner
-from verify.benchmarks.memory import saved_tensors
-from verify.properties._common import fail
+from verify.memory import saved_tensors
+from verify.properties.checks import fail
 from verify.strategies.configs import cases
 
 NAME = "saved_memory"
@@ -37,7 +37,8 @@ def strategy(variant, tier: str = "small"):
 
 def _activation_bytes(fn, case, arrays):
     tensors = runner.make_inputs(case, arrays, requires_grad=True)
-    parameters = [tensors[n] for n in ("weight", "bias", "bn_weight", "bn_bias") if tensors[n] is not None]
+    parameters = [tensors[n] for n in ("weight", "bias", "bn_weight", "bn_bias")
+                  if tensors[n] is not None]
     saved = saved_tensors(lambda: runner.call_variant(fn, case, tensors), params=parameters)
     return saved.activation_bytes, tensors["x"].untyped_storage().nbytes()
 

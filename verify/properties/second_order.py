@@ -9,7 +9,7 @@ import torch
 from torch.autograd.gradcheck import GradcheckError
 
 from verify import runner
-from verify.properties._common import fail
+from verify.properties.checks import fail
 from verify.properties.gradcheck import smooth_cases
 
 NAME = "second_order"

@@ -6,14 +6,14 @@ the simplest legal value, so a failure is reported on a minimal configuration.
 """
 from __future__ import annotations
 
-from hypothesis import assume, strategies as st
+from hypothesis import assume
+from hypothesis import strategies as st
 
 from verify.case import GRAD_LAYOUTS, LAYOUTS, Case
+from verify.dtypes import BASE_DTYPES, HALF_DTYPES
 from verify.strategies import sizes
-from verify.strategies.values import VALUE_FAMILIES
+from verify.values import VALUE_FAMILIES
 
-BASE_DTYPES = ("float32", "float64")
-HALF_DTYPES = ("float16", "bfloat16")
 EPS_VALUES = (1e-3, 1e-5, 1e-1)
 
 # Bound on N*C_in*H*W so a case stays in the millisecond range even in the oracle's perturbations.
@@ -53,7 +53,7 @@ def geometry(draw, supports: frozenset, *, tier: str = "small", min_values_per_c
     # Dilation does nothing along an axis whose kernel is 1 wide, and there it only reaches a
     # PyTorch 2.13 CPU convolution segfault (width 1, 1-wide kernel, stride 2, padding 1,
     # dilation 2, in float16, and bfloat16/float32 channels_last): keep such axes at 1.
-    dilation = tuple(d if k > 1 else 1 for d, k in zip(dilation, kernel))
+    dilation = tuple(d if k > 1 else 1 for d, k in zip(dilation, kernel, strict=True))
     padding = draw(_pair(st.integers(0, 2), "padding" in supports, 0))
     if tier in sizes.REDUCTION_BOUNDARIES:
         batch, out_hw = draw(sizes.reduction_layout(tier))
@@ -62,7 +62,7 @@ def geometry(draw, supports: frozenset, *, tier: str = "small", min_values_per_c
         out_hw = (draw(st.integers(1, limit)), draw(st.integers(1, limit)))
         batch = draw(st.integers(1, sizes.MAX_BATCH[tier]))
     in_hw, legal_padding = [], []
-    for o, k, s, d, p in zip(out_hw, kernel, stride, dilation, padding):
+    for o, k, s, d, p in zip(out_hw, kernel, stride, dilation, padding, strict=True):
         # The input that gives `o` outputs: (o - 1) s + d (k - 1) + 1 - 2 p, plus up to s - 1
         # columns the last stride leaves unread. Padding is capped so it stays at least 1 wide.
         unpadded = (o - 1) * s + d * (k - 1) + 1 + draw(st.integers(0, s - 1))
@@ -165,24 +165,3 @@ def calling_contexts(draw, case: Case):
     subset = tuple(n for n in draw(st.sampled_from(REQUIRES_GRAD_SUBSETS)) if n in present)
     return case.replace(requires_grad=subset or ("x",),
                         grad_layout=draw(st.sampled_from(GRAD_LAYOUTS)))
-
-
-# Smallest per-channel spread of the conv output, relative to its scale, for which finite
-# differences of step ~1e-4 stay on one side of the tutorial form's sqrt(var) kink at zero.
-MIN_RELATIVE_SPREAD = 1e-2
-
-
-def has_spread(case: Case) -> bool:
-    """True when every channel's conv output varies enough to differentiate numerically."""
-    if not case.training:
-        return True
-    import numpy as np
-
-    import reference
-
-    arrays = case.arrays()
-    y = reference.conv2d(arrays["x"], arrays["weight"], arrays["bias"], stride=case.stride,
-                         padding=case.padding, dilation=case.dilation, groups=case.groups)
-    spread = y.std(axis=(0, 2, 3))
-    scale = np.abs(y).max(axis=(0, 2, 3)) + 1.0
-    return bool(np.all(spread > MIN_RELATIVE_SPREAD * scale))

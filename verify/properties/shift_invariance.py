@@ -13,9 +13,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from verify import oracle, runner, tolerance
-from verify.properties._common import assert_close
+from verify.properties.checks import assert_close
 from verify.strategies.configs import cases
-from verify.strategies.values import round_to_dtype
+from verify.values import round_to_dtype
 
 NAME = "shift_invariance"
 
@@ -53,7 +53,7 @@ def check(variant, case) -> float:
     actual = [runner.run(variant, case, a, gradients=False)[0] for a in (arrays, shifted)]
     exact = [oracle.expected(case, a, gradients=False) for a in (arrays, shifted)]
     allowed = [tolerance.bounds(case, a, e, gradients=False)
-               for a, e in zip((arrays, shifted), exact)]
+               for a, e in zip((arrays, shifted), exact, strict=True)]
 
     def difference(pair):
         return oracle.Results(**{n: None if getattr(pair[0], n) is None
@@ -63,5 +63,6 @@ def check(variant, case) -> float:
                               else getattr(allowed[0], n) + getattr(allowed[1], n) for n in names})
     how = "conv bias" if case.bias else "input (a constant added to x)"
     return assert_close(variant, NAME, case, difference(actual), difference(exact), total, names,
-                        context=f"change between two calls that shift the conv output through the {how}")
+                        context="change between two calls that shift the conv output "
+                                f"through the {how}")
 

@@ -1,4 +1,6 @@
-"""Shared helpers of tests/fused: small models for fuse_conv_bn and a reference comparison."""
+"""The helpers of tests/fused: configs and inputs compared with the NumPy oracle, float64 cases of
+the fused op with the oracle's expected results, saved-tensor counting, and small models for
+fuse_conv_bn."""
 from __future__ import annotations
 
 import numpy as np
@@ -105,23 +107,89 @@ def compare_with_reference(fn, cfg, *, form, dtype=torch.float64, seed=0,
         errors["running_var"] = err(rv_t, ref_rv if cfg["training"] or ref_rv is not None
                                     else np_in[6])
     for name, got, ref in zip(("grad_x", "grad_weight", "grad_bias", "grad_bn_weight",
-                               "grad_bn_bias"), got_grads, ref_grads):
+                               "grad_bn_bias"), got_grads, ref_grads, strict=True):
         errors[name] = err(got, ref)
     return errors
 
 
-def saved_storages(fn, *args, **kwargs):
-    """Storages (id -> bytes) saved for backward while running fn, deduplicated by storage."""
-    saved = {}
+def _saved_for_backward(fn):
+    """(fn's result, storages {(ptr, device): bytes} saved for backward while it ran, deduplicated
+    by untyped storage, and the saved tensors' shapes)."""
+    storages, shapes = {}, []
 
     def pack(t):
         s = t.untyped_storage()
-        saved[(s.data_ptr(), t.device)] = s.nbytes()
+        storages[(s.data_ptr(), t.device)] = s.nbytes()
+        shapes.append(tuple(t.shape))
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn(*args, **kwargs)
-    return out, saved
+        out = fn()
+    return out, storages, shapes
+
+
+def saved_storages(fn, *args, **kwargs):
+    """Storages (id -> bytes) saved for backward while running fn, deduplicated by storage."""
+    out, storages, _ = _saved_for_backward(lambda: fn(*args, **kwargs))
+    return out, storages
+
+
+# --- float64 cases of the fused op and the oracle's results for them (test_functional,
+# test_tutorial_function, test_custom_op) ------------------------------------------------------
+DT = torch.float64
+KW = ("stride", "padding", "dilation", "groups", "training", "momentum", "eps", "form")
+
+
+def make_case(*, N=3, C_in=4, H=7, W=6, C_out=6, k=(3, 2), groups=1, bias=False, affine=False,
+              running=False, seed=0, dtype=DT, **kwargs):
+    """(tensors, kwargs): tensors = [x, weight, bias, bn_weight, bn_bias, running_mean,
+    running_var] with None for absent ones; x/weight/bias/bn params require grad."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0, offset=0.0):
+        return (torch.randn(*shape, generator=g, dtype=DT) * scale + offset).to(dtype)
+
+    x = rnd(N, C_in, H, W).requires_grad_()
+    w = rnd(C_out, C_in // groups, *k, scale=0.5).requires_grad_()
+    b = rnd(C_out).requires_grad_() if bias else None
+    bw = rnd(C_out, scale=0.5, offset=1.0).requires_grad_() if affine else None
+    bb = rnd(C_out).requires_grad_() if affine else None
+    rm = rnd(C_out) if running else None
+    rv = (torch.rand(C_out, generator=g, dtype=DT) + 0.5).to(dtype) if running else None
+    kwargs.setdefault("groups", groups)
+    return [x, w, b, bw, bb, rm, rv], kwargs
+
+
+def clone_tensors(tensors):
+    return [None if t is None else t.detach().clone().requires_grad_(t.requires_grad)
+            for t in tensors]
+
+
+def expected(tensors, grad_out, **kw):
+    """(out, new_running_mean, new_running_var, grads[5]) for float64 tensors."""
+    kw = {k: v for k, v in kw.items() if k in KW}
+    kw.setdefault("form", "standard")
+    args = [_np(t) for t in tensors]
+    out, rm, rv = reference.conv_bn(*args, **kw)
+    grads = reference.conv_bn_backward(_np(grad_out), *args, **kw)
+    as_t = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
+    return as_t(out), as_t(rm), as_t(rv), [as_t(gr) for gr in grads]
+
+
+def assert_close(actual, expected_, *, rtol=1e-10, atol=1e-10, what=""):
+    if expected_ is None:
+        assert actual is None, f"{what}: expected None"
+        return
+    assert actual is not None, f"{what}: got None"
+    torch.testing.assert_close(actual.detach().to(expected_.dtype), expected_, rtol=rtol,
+                               atol=atol, msg=lambda m: f"{what}: {m}")
+
+
+def saved_bytes(fn):
+    """Bytes saved for backward while running fn(), deduplicated by untyped storage, plus the
+    list of saved tensors' shapes."""
+    out, storages, shapes = _saved_for_backward(fn)
+    return sum(storages.values()), shapes, out
 
 
 # --- small models for fuse_conv_bn --------------------------------------------------------------

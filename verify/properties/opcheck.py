@@ -8,7 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
 from verify import runner
-from verify.properties._common import fail
+from verify.properties.checks import fail
 from verify.strategies.configs import cases
 
 NAME = "opcheck"

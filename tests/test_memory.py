@@ -1,10 +1,10 @@
-"""verify.benchmarks.memory: saved-tensor bytes (exact, deduplicated by storage) and peak bytes."""
+"""verify.memory: saved-tensor bytes (exact, deduplicated by storage) and peak bytes."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from verify.benchmarks import memory
-from verify.benchmarks.memory import peak_bytes, peak_cpu_bytes, saved_tensor_bytes, saved_tensors
+from verify import memory
+from verify.memory import peak_bytes, peak_cpu_bytes, saved_tensor_bytes, saved_tensors
 
 F32 = 4
 

@@ -42,7 +42,7 @@ class Case:
         return tuple(getattr(self, name) for name in ARGS)
 
     def forward(self, **overrides):
-        args = dict(zip(ARGS, self.args()), **overrides)
+        args = dict(zip(ARGS, self.args(), strict=True), **overrides)
         return reference.conv_bn(*(args[name] for name in ARGS), **self.kwargs)
 
     def backward(self):
@@ -270,7 +270,7 @@ def check_against_torch(case, rtol=RTOL):
             assert got is None, f"{name}: expected None"
         else:
             errors[name] = norm_rel_error(got, want[name])
-    for name, got, ref in zip(PARAMS, grads, want["grads"]):
+    for name, got, ref in zip(PARAMS, grads, want["grads"], strict=True):
         if ref is None:
             assert got is None, f"grad_{name}: expected None for an absent input"
             continue
@@ -317,7 +317,7 @@ def check_finite_differences(case, rtol=1e-6, seed=0):
         return f
 
     failures = {}
-    for name, g in zip(PARAMS, grads):
+    for name, g in zip(PARAMS, grads, strict=True):
         p = getattr(case, name)
         if p is None:
             assert g is None, f"grad_{name}: expected None for an absent input"

@@ -10,7 +10,7 @@ import contextlib
 import torch
 
 from verify import oracle, runner, tolerance
-from verify.properties._common import assert_close
+from verify.properties.checks import assert_close
 from verify.strategies.configs import cases
 
 NAME = "cuda"

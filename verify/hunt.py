@@ -1,16 +1,18 @@
-"""What every property shares: compare results, record the tally, steer Hypothesis, report."""
+"""Run a property as a Hypothesis test: draw cases of one size tier for one variant, check each,
+record the tally in the run's `ReportSession`, and tell the kernel's failures from the suite's own.
+
+Each `verify/test_<property>.py` is one call of `hunt`; a property itself (`verify.properties`)
+only knows how to draw a case and check it."""
 from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings, strategies as st, target
+from hypothesis import given, settings, target
+from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
-from verify import isolation, legality, oracle, report, runner, tolerance
-from verify.case import largest_finite
-from verify.comparison import compare
-from verify.oracle import Results
-
+from verify import isolation, legality, runner
+from verify.report import PropertyFailure, ReportSession
 
 # Share of the Hypothesis profile's max_examples each size tier gets (at least one example): the
 # small tier keeps the whole count (fast, shrinks well); the larger tiers cost more per example.
@@ -35,11 +37,15 @@ def _example_share(variant) -> float:
     return 1.0
 
 
-def hunt(prop_module, variant, tier: str) -> None:
+def hunt(prop_module, variant, tier: str, session: ReportSession) -> None:
     """Run the property on `variant` as a Hypothesis test over cases of size tier `tier`, with
-    the tier's share of the current profile's examples."""
+    the tier's share of the current profile's examples, recording into `session`."""
     __tracebackhide__ = True
     label = f"{prop_module.NAME}[{variant.name}-{tier}]"
+    # `search`'s source is part of Hypothesis's digest of the test (below): it must stay exactly
+    # as it is, or every derandomised draw and every example database key changes. So the session
+    # is bound here rather than named in it.
+    run_example = _recording_into(session)
 
     def search(data):
         run_example(prop_module, variant, data, tier)
@@ -48,10 +54,20 @@ def hunt(prop_module, variant, tier: str) -> None:
     # Hypothesis keys its example database and derandomised seed by the test function's source;
     # every (property, variant, tier) shares this source, so add the label to the digest, as
     # Hypothesis's own pytest plugin does for parametrised tests.
-    search._hypothesis_internal_add_digest = label.encode()
-    budget = examples_for(tier, round(settings.default.max_examples * _example_share(variant)))
+    search._hypothesis_internal_add_digest = label.encode()  # type: ignore[attr-defined]
+    profile = settings.default
+    assert profile is not None   # Hypothesis always has a current profile
+    budget = examples_for(tier, round(profile.max_examples * _example_share(variant)))
     with runner.uninitialized_memory_filled():
         given(data=st.data())(settings(settings.default, max_examples=budget)(search))()
+
+
+def _recording_into(session: ReportSession):
+    """`run_example` with its session bound."""
+    def run(prop_module, variant, data, tier: str) -> float:
+        __tracebackhide__ = True
+        return run_example(prop_module, variant, data, session, tier)
+    return run
 
 
 class SuiteError(Exception):
@@ -59,7 +75,7 @@ class SuiteError(Exception):
     bounds): never the kernel's fault, and reported as such."""
 
 
-def run_example(prop_module, variant, data, tier: str = "small") -> float:
+def run_example(prop_module, variant, data, session: ReportSession, tier: str = "small") -> float:
     """Draw one case of size tier `tier` for `variant`, check the property on it, and ask
     Hypothesis to search toward the largest error relative to its bound.
 
@@ -70,62 +86,26 @@ def run_example(prop_module, variant, data, tier: str = "small") -> float:
     try:
         legality.check(case)
         ratio = prop_module.check(variant, case)
-    except report.PropertyFailure as failure:
-        report.record(variant.name, prop_module.NAME, failure.ratio, case, failed=True, tier=tier)
+    except PropertyFailure as failure:
+        session.record(variant.name, prop_module.NAME, failure.ratio, case, failed=True, tier=tier)
+        session.complete(failure)
         raise
     except (runner.KernelRaised, runner.ContractViolation) as error:
-        report.record(variant.name, prop_module.NAME, math.inf, case, failed=True, tier=tier)
+        session.record(variant.name, prop_module.NAME, math.inf, case, failed=True, tier=tier)
         cause = error.error if isinstance(error, runner.KernelRaised) else error
         what = (f"raised {type(cause).__name__} in {error.stage} on a legal case: {cause}"
-                if isinstance(error, runner.KernelRaised) else f"broke the calling contract: {error}")
-        raise report.PropertyFailure(report.failure_message(
-            variant.name, prop_module.NAME, case, [what])) from cause
+                if isinstance(error, runner.KernelRaised)
+                else f"broke the calling contract: {error}")
+        raise session.complete(PropertyFailure(variant.name, prop_module.NAME, case, [what])) \
+            from cause
     except Exception as error:  # noqa: BLE001 - anything else is convbn-verify's own bug
         raise SuiteError(
             f"convbn-verify failed on its own (not a finding about variant {variant.name!r}): "
             f"property {prop_module.NAME!r} raised {type(error).__name__}: {error}\n"
             f"  case: {case.describe()}\n"
-            f"  replay: {report.replay_command(variant.name, prop_module.NAME, case)}\n"
+            f"  replay: {session.replay_command(variant.name, prop_module.NAME, case)}\n"
             "  Please report this with the case above.") from error
-    report.record(variant.name, prop_module.NAME, ratio, case, tier=tier)
+    session.record(variant.name, prop_module.NAME, ratio, case, tier=tier)
     if currently_in_test_context():
         target(min(ratio, 1e12) if math.isfinite(ratio) else 1e12, label=prop_module.NAME)
     return ratio
-
-
-def fail(variant, prop: str, case, details: list[str], ratio: float = math.inf) -> None:
-    __tracebackhide__ = True  # the report is the message; these frames are the suite's own
-    raise report.PropertyFailure(report.failure_message(variant.name, prop, case, details), ratio)
-
-
-def assert_close(variant, prop: str, case, actual: Results, exact: Results, allowed: Results,
-                 names, *, context: str = "") -> float:
-    """Every named result of `actual` within `allowed` of `exact`; returns the worst ratio."""
-    __tracebackhide__ = True
-    largest = largest_finite(case.dtype)
-    comparisons = [compare(name, getattr(actual, name), getattr(exact, name),
-                           getattr(allowed, name), largest=largest) for name in names]
-    worst = max((c.ratio for c in comparisons), default=0.0)
-    failed = [c for c in comparisons if not c.ok]
-    if failed:
-        details = ([context] if context else []) + [c.describe() for c in failed]
-        details += [c.describe() for c in comparisons if c.ok and getattr(exact, c.name) is not None]
-        fail(variant, prop, case, details, ratio=worst)
-    return worst
-
-
-def training_step_results(case) -> tuple:
-    """What a call with backward must get right: the output, the gradients of the inputs that
-    require grad, and the running stats after backward."""
-    return (("out",) + tuple("grad_" + n for n in case.requires_grad)
-            + ("running_mean", "running_var"))
-
-
-def check_against_oracle(variant, prop: str, case, names, *, gradients: bool) -> float:
-    """One call of the variant (with backward if `gradients`) against the oracle on `names`."""
-    __tracebackhide__ = True
-    arrays = case.arrays()
-    exact = oracle.expected(case, arrays, gradients=gradients)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=gradients)
-    actual, _ = runner.run(variant, case, arrays, gradients=gradients)
-    return assert_close(variant, prop, case, actual, exact, allowed, names)

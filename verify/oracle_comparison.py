@@ -22,6 +22,7 @@ class Comparison:
             return f"{self.name}: {self.problem}"
         if self.ok:
             return f"{self.name}: ok, worst error {self.ratio:.3g}x the bound at {self.index}"
+        assert self.actual is not None and self.expected is not None and self.allowed is not None
         text = (f"{self.name}: worst element {self.index}: expected {self.expected!r}, "
                 f"actual {self.actual!r}, |diff| {abs(self.actual - self.expected):.3e} "
                 f"> allowed {self.allowed:.3e} ({self.ratio:.3g}x the bound)")
@@ -38,7 +39,8 @@ def compare(name: str, actual, expected, allowed, *, largest: float = np.inf) ->
     infinity of the right sign is then the correctly rounded answer."""
     if expected is None:
         if actual is not None and np.any(np.asarray(actual) != 0):
-            return Comparison(name, False, np.inf, problem="got a non-zero result where none exists")
+            return Comparison(name, False, np.inf,
+                              problem="got a non-zero result where none exists")
         return Comparison(name, True, 0.0)
     if actual is None:
         return Comparison(name, False, np.inf, problem="missing (None) but the oracle has one")
@@ -55,7 +57,8 @@ def compare(name: str, actual, expected, allowed, *, largest: float = np.inf) ->
     finite_expected = np.isfinite(expected)
     overflowed = finite_expected & (np.abs(expected) > largest) & np.isinf(actual) & (
         np.sign(actual) == np.sign(expected))
-    same_nonfinite = ~finite_expected & ((actual == expected) | (np.isnan(actual) & np.isnan(expected)))
+    same_nonfinite = ~finite_expected & ((actual == expected)
+                                         | (np.isnan(actual) & np.isnan(expected)))
     ratio = np.where(overflowed | same_nonfinite, 0.0, ratio)
     flat = int(np.argmax(ratio))
     index = tuple(int(i) for i in np.unravel_index(flat, ratio.shape))

@@ -1,10 +1,10 @@
-"""verify.comparison.compare: pass/fail decisions and the worst element it reports."""
+"""verify.oracle_comparison.compare: pass/fail decisions and the worst element it reports."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from verify.comparison import compare
+from verify.oracle_comparison import compare
 
 EXPECTED = np.array([[1.0, -2.0, 3.0], [0.5, 0.0, -4.0]])
 ALLOWED = np.array([[1e-3, 1e-3, 2e-3], [1e-4, 1e-6, 1e-2]])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from verify import oracle, runner, tolerance
-from verify.properties._common import assert_close, fail
+from verify.properties.checks import assert_close, fail
 from verify.strategies.configs import cases
 
 NAME = "no_mutation"
@@ -24,10 +24,12 @@ def check(variant, case) -> float:
         # Snapshot through the strided view's base too: writing into the NaN gaps is a mutation.
         snapshots = {n: _storage_copy(tensors[n]) for n in UNTOUCHABLE if tensors[n] is not None}
         if not case.training:
-            snapshots.update({n: _storage_copy(tensors[n]) for n in ("running_mean", "running_var")})
+            snapshots.update({n: _storage_copy(tensors[n])
+                              for n in ("running_mean", "running_var")})
         out = runner.call_variant(variant, case, tensors)
         runner.backward(out, tensors["grad_out"])
-        modified = [n for n, snap in snapshots.items() if not _same(snap, _storage_copy(tensors[n]))]
+        modified = [n for n, snap in snapshots.items()
+                    if not _same(snap, _storage_copy(tensors[n]))]
         if modified:
             fail(variant, NAME, case, [f"call {step + 1} modified its input(s) {modified}"])
         exact = oracle.expected(case, arrays, gradients=False)
