@@ -23,12 +23,19 @@ import torch.nn as nn
 from torch.nn.modules.utils import _pair
 
 from fused.functional import FORMS, fused_conv_bn
+from fused.traceable import compile_aware
+
+# Under torch.compile the layer is plain ops the partitioner sees through (fused/traceable.py).
+_conv_bn = compile_aware(fused_conv_bn)
 
 __all__ = ["FusedConvBN2d"]
 
 
 class FusedConvBN2d(nn.Module):
     """Conv2d + BatchNorm2d whose backward recomputes the convolution instead of saving its output.
+
+    Under `torch.compile` it is written in plain differentiable ops instead, and the compiler's
+    partitioner decides what to save (`fused.traceable`): same numbers, the compiler's memory.
 
     Behaves like `nn.Sequential(nn.Conv2d(...), nn.BatchNorm2d(...))` (with `form="standard"`):
     training uses batch statistics and updates the running ones (`momentum=None`: cumulative
@@ -105,7 +112,7 @@ class FusedConvBN2d(nn.Module):
         use_batch_stats = self.training or not self.track_running_stats
         # Running stats are updated only in training; eval without tracking uses batch stats.
         update = self.training and self.track_running_stats
-        return fused_conv_bn(
+        return _conv_bn(
             x, self.weight, self.bias, self.bn_weight, self.bn_bias,
             self.running_mean if (update or not use_batch_stats) else None,
             self.running_var if (update or not use_batch_stats) else None,

@@ -22,6 +22,10 @@ every declared feature, dtype and double backward against the NumPy oracle):
   triton is not installed they are still listed, with `unavailable` saying so, and the suite skips
   them with that reason.
 
+``compile``: fused_tutorial, fused_standard, custom_op_standard (which trace `fused.traceable`'s
+plain ops under torch.compile) and eager; not the tutorial's function, checkpoint or Triton
+(not measured under compile).
+
 ``memory_saving=True`` marks the variants that save fewer bytes for backward than eager.
 """
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 from fused.baselines import checkpoint_conv_bn, eager_conv_bn
 from fused.custom_op import fused_conv_bn_op
 from fused.functional import fused_conv_bn
+from fused.traceable import compile_aware
 from fused.triton_support import triton_missing_reason
 from fused.tutorial import tutorial_variant_fn
 from fused.variant import CONV_FEATURES, BN_FEATURES, FORMS, Variant
@@ -55,8 +60,10 @@ def _with_form(op, form: str):
     return fn
 
 
-fused_tutorial_fn = _with_form(fused_conv_bn, "tutorial")
-fused_standard_fn = _with_form(fused_conv_bn, "standard")
+# Under torch.compile, the plain-op form the compiler's partitioner sees through
+# (fused/traceable.py), as FusedConvBN2d does.
+fused_tutorial_fn = _with_form(compile_aware(fused_conv_bn), "tutorial")
+fused_standard_fn = _with_form(compile_aware(fused_conv_bn), "standard")
 custom_op_standard_fn = _with_form(fused_conv_bn_op, "standard")
 
 _TRITON_MISSING = triton_missing_reason()
@@ -81,13 +88,13 @@ BUILTIN_VARIANTS: tuple[Variant, ...] = (
     Variant("tutorial_function", tutorial_variant_fn, form="tutorial", supports=frozenset(),
             memory_saving=True),
     Variant("fused_tutorial", fused_tutorial_fn, form="tutorial",
-            supports=_ALL_CONV_BN | _LOW_PRECISION, memory_saving=True),
+            supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"}, memory_saving=True),
     Variant("fused_standard", fused_standard_fn, form="standard",
-            supports=_ALL_CONV_BN | _LOW_PRECISION, memory_saving=True),
+            supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"}, memory_saving=True),
     Variant("custom_op_standard", custom_op_standard_fn, form="standard",
-            supports=_ALL_CONV_BN | _LOW_PRECISION, memory_saving=True),
+            supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"}, memory_saving=True),
     Variant("eager", eager_conv_bn, form="standard",
-            supports=_ALL_CONV_BN | {"double_backward", "cuda"}),
+            supports=_ALL_CONV_BN | {"double_backward", "cuda", "compile"}),
     Variant("checkpoint", checkpoint_conv_bn, form="standard",
             supports=_ALL_CONV_BN | {"double_backward", "cuda"},
             memory_saving=True),

@@ -5,12 +5,13 @@ check(variant, case), which returns the worst error as a fraction of its bound o
 `verify.report.PropertyFailure`.
 
 PROPERTIES is in run order: the numeric properties first (what the kernel computes), then the
-calling contexts and invariants, the derivative checks, memory and ops, and the contract rules
+calling contexts and invariants, the derivative checks, memory, ops and compile, and the contract rules
 last, so that under `-x` the first failure a user reads is the most important one."""
-from verify.properties import (bad_inputs, custom_ops, determinism, devices, finite_differences,
-                               forward, grad_mode, gradcheck, gradients, invariants, mutation,
-                               running_stats, saved_memory, second_order)
+from verify.properties import (bad_inputs, compile, custom_ops, determinism, devices,
+                               finite_differences, forward, grad_mode, gradcheck, gradients,
+                               invariants, mutation, running_stats, saved_memory, second_order)
 
 PROPERTIES = {module.NAME: module for module in (
     forward, gradients, running_stats, grad_mode, determinism, invariants, mutation,
-    finite_differences, gradcheck, second_order, saved_memory, custom_ops, devices, bad_inputs)}
+    finite_differences, gradcheck, second_order, saved_memory, custom_ops, compile, devices,
+    bad_inputs)}

@@ -49,7 +49,8 @@ def hunt(prop_module, variant, tier: str) -> None:
     # every (property, variant, tier) shares this source, so add the label to the digest, as
     # Hypothesis's own pytest plugin does for parametrised tests.
     search._hypothesis_internal_add_digest = label.encode()
-    budget = examples_for(tier, round(settings.default.max_examples * _example_share(variant)))
+    share = _example_share(variant) * getattr(prop_module, "EXAMPLE_SHARE", 1.0)
+    budget = examples_for(tier, round(settings.default.max_examples * share))
     with runner.uninitialized_memory_filled():
         given(data=st.data())(settings(settings.default, max_examples=budget)(search))()
 
