@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 import time
 
 import torch
@@ -10,7 +9,7 @@ import torch
 from verify.benchmarks.memory import peak_bytes, saved_tensors
 from verify.benchmarks.models import Workload
 
-__all__ = ["memory_figures", "describe", "run_benchmark", "time_step", "build_or_skip",
+__all__ = ["memory_figures", "describe", "run_benchmark", "build_or_skip",
            "build_baseline", "BASELINE", "PAIRED_MIN_ROUNDS"]
 
 # The variant every other one is timed against, round by round (see `run_benchmark`).
@@ -123,20 +122,6 @@ def build_baseline(make, variant, device, **kwargs) -> Workload | None:
         return None
     base = get_variant(BASELINE)
     return make(base, device=torch.device(device), **kwargs) if base is not None else None
-
-
-def time_step(workload: Workload, repeats: int = 15, warmup: int = 2) -> dict:
-    """Median and quartiles (seconds) of `repeats` timed steps, after `warmup` untimed ones."""
-    for _ in range(warmup):
-        workload.step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        workload.step()
-        times.append(time.perf_counter() - start)
-    workload.zero_grad()
-    q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive")
-    return {"median": median, "q1": q1, "q3": q3, "min": min(times), "times": times}
 
 
 def build_or_skip(make, variant, device, **kwargs) -> Workload:
