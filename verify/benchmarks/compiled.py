@@ -24,7 +24,8 @@ import torch
 
 from verify.benchmarks.models import Workload
 
-__all__ = ["BUDGETS", "budget_label", "compile_backend", "compiled_workload"]
+__all__ = ["BUDGETS", "budget_label", "compile_backend", "compiled_workload",
+           "per_channel_allowance"]
 
 # The budgets the compile peers run at: None is the partitioner's default (1.0); 0.5 is the knob
 # a user turns for memory.
@@ -32,6 +33,20 @@ BUDGETS = (None, 0.5)
 # Every compiled network is a new entry in dynamo's cache for its class's forward; the headline
 # compiles more of them than dynamo's default limit (8) allows before falling back.
 RECOMPILE_LIMIT = 64
+
+
+# "No hungrier than compiled eager" is about activations: the partitioner may keep a few C-sized
+# vectors more or less per conv-BN pair (a mask, a reciprocal) depending on how the batch norm is
+# written; as many as the saved_memory property allows a fused kernel beside its input.
+PER_CHANNEL_VECTORS = 8
+
+
+def per_channel_allowance(workload: Workload) -> int:
+    """Bytes of PER_CHANNEL_VECTORS C_out-sized vectors per conv-BN pair of the network."""
+    from verify.benchmarks.models import ConvBN
+
+    return sum(PER_CHANNEL_VECTORS * m.weight.shape[0] * m.weight.element_size()
+               for m in workload.model.modules() if isinstance(m, ConvBN))
 
 
 def budget_label(budget: Optional[float]) -> str:

@@ -147,3 +147,23 @@ def build_or_skip(make, variant, device, **kwargs) -> Workload:
         return make(variant, device=device, **kwargs)
     except MissingFeatures as exc:
         pytest.skip(str(exc))
+
+
+def compiled_or_skip(benchmark, workload: Workload, budget) -> Workload:
+    """`workload` under torch.compile at `budget` (`verify.benchmarks.compiled`), its first call's
+    seconds in ``extra_info["compile_seconds"]`` (never in the step time); `pytest.skip` when
+    benchmarks are disabled (the default `pytest verify` run: compiling costs seconds to a minute
+    per network on CPU, and tests/test_benchmark_memory.py runs this path on a tiny network) or
+    when the variant does not declare the "compile" feature."""
+    import pytest
+
+    from verify.benchmarks.compiled import budget_label, compiled_workload
+
+    if getattr(benchmark, "disabled", False):
+        pytest.skip("compile peers run only when benchmarks measure (--benchmark-only): "
+                    "compiling costs seconds to a minute per network on CPU")
+    if "compile" not in workload.variant.supports:
+        pytest.skip(f"variant {workload.variant.name!r} does not declare the 'compile' feature")
+    compiled, seconds = compiled_workload(workload, budget)
+    benchmark.extra_info.update(compiled=budget_label(budget), compile_seconds=round(seconds, 3))
+    return compiled
