@@ -78,7 +78,10 @@ def conv_bn_traceable(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
             with torch.no_grad():
                 if num_batches_tracked is not None:
                     num_batches_tracked.add_(1)
-                factor = momentum if momentum is not None else 1.0 / num_batches_tracked
+                # momentum=None: 1 / count, as a tensor in the statistics dtype (exact enough
+                # for float64 statistics, and no read back to Python).
+                factor = (momentum if momentum is not None
+                          else 1.0 / num_batches_tracked.to(mean.dtype))
                 bnm.update_running_stats(running_mean, running_var, mean.detach(), var.detach(),
                                          n, factor)
     else:
@@ -101,5 +104,4 @@ def compile_aware(op):
 
     dispatch.__name__ = dispatch.__qualname__ = op.__name__
     dispatch.__doc__ = op.__doc__
-    dispatch.eager_op = op  # the undispatched op, to measure tracing through it
     return dispatch

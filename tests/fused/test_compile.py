@@ -30,17 +30,18 @@ def _grads(module, x):
 
 
 @pytest.mark.parametrize("form", ["standard", "tutorial"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_layer_compiled_matches_eager(form, momentum):
+def test_layer_compiled_matches_eager(form, momentum, dtype):
     torch.manual_seed(0)
     eager = FusedConvBN2d(3, 4, 3, stride=(1, 2), padding=1, bias=True, form=form,
-                          momentum=momentum)
+                          momentum=momentum, dtype=dtype)
     twin = copy.deepcopy(eager)
     compiled = torch.compile(twin, fullgraph=True, backend=BACKEND)
     for step in range(3):  # running stats and the cumulative average carry over steps
-        x = torch.randn(2, 3, 6, 5)
+        x = torch.randn(2, 3, 6, 5, dtype=dtype)
         xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-        g = torch.randn(2, 4, 6, 3)
+        g = torch.randn(2, 4, 6, 3, dtype=dtype)
         eager.zero_grad()
         twin.zero_grad()
         out_a, out_b = eager(xa), compiled(xb)
@@ -53,7 +54,7 @@ def test_layer_compiled_matches_eager(form, momentum):
             torch.testing.assert_close(getattr(twin, name), getattr(eager, name), msg=name)
     eager.eval()
     twin.eval()
-    x = torch.randn(2, 3, 6, 5)
+    x = torch.randn(2, 3, 6, 5, dtype=dtype)
     before = twin.running_var.clone()
     torch.testing.assert_close(compiled(x), eager(x))
     assert torch.equal(twin.running_var, before), "eval mode changed the running stats"
