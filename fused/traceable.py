@@ -11,9 +11,11 @@ So under compile the layer states the same numbers in ops the partitioner sees t
 measurements behind this choice are in the README ("Under torch.compile").
 
 `conv_bn_traceable` takes `fused.functional.fused_conv_bn`'s arguments, validates them the same
-way, and computes the same function: batch statistics in the statistics dtype (float32 for half
-inputs), both forms, running statistics and `num_batches_tracked` updated in place (momentum=None:
-cumulative average, without reading the counter back to Python, which would break the graph).
+way, and computes the same function: the standard form through `F.batch_norm` (what
+nn.BatchNorm2d compiles to), the tutorial form (and the standard one with momentum=None) in
+elementwise ops and `var_mean`, statistics in the statistics dtype (float32 for half inputs),
+running statistics and `num_batches_tracked` updated in place (momentum=None: cumulative average,
+without reading the counter back to Python, which would break the graph).
 """
 from __future__ import annotations
 
@@ -68,6 +70,18 @@ def conv_bn_traceable(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
                           training=training, momentum=momentum, eps=eps, form=form,
                           num_batches_tracked=num_batches_tracked)
     y = _conv(x, weight, bias, cfg)
+    if form == "standard" and (momentum is not None or running_mean is None):
+        # nn.BatchNorm2d's own op: inductor decomposes it with a dedicated backward (two
+        # per-channel reductions and one elementwise pass), which autograd through var_mean does
+        # not match (the compiled MNIST network ran 5-7% slower that way).
+        if training and num_batches_tracked is not None:
+            with torch.no_grad():
+                num_batches_tracked.add_(1)
+        # In the input dtype, as the eager kernel rounds its conv output (F.batch_norm takes
+        # half activations with half or float32 parameters and keeps its statistics in float32).
+        out = F.batch_norm(y.to(x.dtype), running_mean, running_var, bn_weight, bn_bias, training,
+                           0.0 if momentum is None else momentum, eps)
+        return out.to(x.dtype)
     sd = bnm.stat_dtype(x.dtype)
     if training:
         n = y.numel() // y.shape[1]

@@ -75,6 +75,8 @@ TIME_TARGET = 1.05         # fwd+bwd median time, fused / eager
 NOISE_K = 3.0              # standard errors of the same-configuration ratio in the allowance
 # Relative standard error of a median vs a mean of normal samples: sqrt(pi / 2).
 MEDIAN_SE = math.sqrt(math.pi / 2)
+# Median absolute deviation -> standard deviation, for normal samples.
+MAD_TO_SIGMA = 1.4826
 
 RECOMPUTE = "recompute (conv forwards only)"
 TWIN = "compiled eager, again"
@@ -120,8 +122,10 @@ def build_peers(model: str, names, compiled_names, batch: int, device="cpu") -> 
     fused = next((w for w in map(workload, TIME_TARGETED) if w is not None), None)
     if fused is not None:
         peers.append(Peer(RECOMPUTE, conv_recompute(fused)))
-    for name in compiled_names:
-        for budget in BUDGETS:
+    # Per budget, the compiled networks side by side (a peer and the compiled eager network it
+    # is judged against run a step or two apart), the twin right after compiled eager.
+    for budget in BUDGETS:
+        for name in compiled_names:
             w = workload(name)
             if w is None:
                 continue
@@ -129,9 +133,9 @@ def build_peers(model: str, names, compiled_names, batch: int, device="cpu") -> 
             w, seconds = compiled_workload(w, budget)
             peers.append(Peer(compiled_label(name, budget), w.step,
                               dict(memory_figures(w), per_channel_allowance=allowance), seconds))
-    if "eager" in compiled_names:
-        w, seconds = compiled_workload(workload("eager"), None)
-        peers.append(Peer(TWIN, w.step, memory_figures(w), seconds))
+            if name == "eager" and budget is None:
+                w, seconds = compiled_workload(workload("eager"), None)
+                peers.append(Peer(TWIN, w.step, memory_figures(w), seconds))
     return peers, sorted(set(skipped))
 
 
@@ -163,13 +167,17 @@ def ratio_median(a: Peer, b: Peer) -> float:
 
 def noise_allowance(results) -> Optional[float]:
     """From the same-configuration pair: NOISE_K x the standard error of the median of the
-    per-round log ratio, plus that median's own distance from 0 (in relative terms)."""
+    per-round log ratio, plus that median's own distance from 0 (in relative terms). The spread
+    is the median absolute deviation scaled to a standard deviation, so that a round stalled by
+    another job's burst widens it no more than any other round."""
     twin, base = results.get(TWIN), results.get(compiled_label("eager", None))
     if twin is None or base is None:
         return None
     logs = [math.log(x / y) for x, y in zip(twin.times, base.times)]
-    spread = MEDIAN_SE * statistics.stdev(logs) / math.sqrt(len(logs))
-    return math.expm1(abs(statistics.median(logs)) + NOISE_K * spread)
+    centre = statistics.median(logs)
+    sigma = MAD_TO_SIGMA * statistics.median(abs(v - centre) for v in logs)
+    spread = MEDIAN_SE * sigma / math.sqrt(len(logs))
+    return math.expm1(abs(centre) + NOISE_K * spread)
 
 
 def _mb(n):
