@@ -10,7 +10,7 @@ input, the conv weight/bias, bn_weight and C-sized statistics. Its backward is t
 Under `torch.compile` the Python entry `fused_conv_bn_op` does not call the op: it traces the same
 function in plain ops (`fused.traceable`), which the compiler's partitioner sees through. Compiled
 as an opaque op inside the tutorial's MNIST network the op saved 0.34x eager's bytes at 1.50x
-eager's step time, against 0.66x at 0.66-0.77x for the compiled plain ops, 0.28x with an activation
+eager's step time, against 0.66x at 0.67-0.81x for the compiled plain ops, 0.28x with an activation
 memory budget of 0.5 (README, "Under torch.compile"). `torch.ops.convbn.fused_conv_bn` itself stays
 opaque for whoever calls it directly.
 
