@@ -11,6 +11,7 @@ import torch
 from fused import FusedConvBN2d
 from fused.custom_op import fused_conv_bn_op
 from fused.functional import fused_conv_bn
+from fused.registry import BUILTIN_VARIANTS
 from fused.traceable import conv_bn_traceable
 
 # aot_eager: dynamo capture, functionalization and AOTAutograd's partition, without inductor's
@@ -122,3 +123,18 @@ def test_traceable_validates_like_the_fused_op():
         conv_bn_traceable(x, w, stride=0)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         conv_bn_traceable(x[:1, :, :3, :3], w)
+
+
+@pytest.mark.parametrize("variant", [v for v in BUILTIN_VARIANTS if "compile" in v.supports],
+                         ids=lambda v: v.name)
+def test_builtins_declaring_compile_match_their_eager_mode(variant):
+    a, b = _call_args(), _call_args()
+    kw = dict(padding=1, stride=2, momentum=0.3)
+    out_a = variant(*a, **kw)
+    out_b = torch.compile(variant.fn, fullgraph=True, backend=BACKEND)(*b, **kw)
+    torch.testing.assert_close(out_b, out_a)
+    g = torch.randn_like(out_a)
+    for ga, gb in zip(torch.autograd.grad(out_a, a[:2], g), torch.autograd.grad(out_b, b[:2], g)):
+        torch.testing.assert_close(gb, ga)
+    torch.testing.assert_close(b[5], a[5])
+    torch.testing.assert_close(b[6], a[6])
