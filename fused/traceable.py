@@ -79,7 +79,11 @@ def conv_bn_traceable(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
                 num_batches_tracked.add_(1)
         # In the input dtype, as the eager kernel rounds its conv output (F.batch_norm takes
         # half activations with half or float32 parameters and keeps its statistics in float32).
-        out = F.batch_norm(y.to(x.dtype), running_mean, running_var, bn_weight, bn_bias, training,
+        # Dense bn_weight/bn_bias: PyTorch 2.13's CPU batch-norm backward misreads strided ones
+        # (README, "Known upstream issues"; the eager baseline does the same).
+        out = F.batch_norm(y.to(x.dtype), running_mean, running_var,
+                           None if bn_weight is None else bn_weight.contiguous(),
+                           None if bn_bias is None else bn_bias.contiguous(), training,
                            0.0 if momentum is None else momentum, eps)
         return out.to(x.dtype)
     sd = bnm.stat_dtype(x.dtype)
