@@ -23,6 +23,7 @@ from torch.autograd.function import once_differentiable
 from fused import batch_norm_math as bnm
 from fused import native_conv
 from fused.arguments import ConvConfig, check_conv_bn_arguments
+from fused.traceable import compile_aware
 
 __all__ = ["memory_saving_conv_bn", "MemorySavingConvBNFunction", "forward_math", "backward_math"]
 
@@ -125,6 +126,7 @@ class MemorySavingConvBNFunction(torch.autograd.Function):
         return grads + (None,) * 8
 
 
+@compile_aware
 def memory_saving_conv_bn(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
                   bn_weight: Optional[Tensor] = None, bn_bias: Optional[Tensor] = None,
                   running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None, *,
@@ -139,7 +141,9 @@ def memory_saving_conv_bn(x: Tensor, weight: Tensor, bias: Optional[Tensor] = No
     is incremented in place and, with `momentum=None`, drives a cumulative average. Eval mode
     (training=False) normalises with the running stats and changes nothing. Every argument is
     validated (ValueError) before anything is modified. Saves only x, weight and C-sized tensors
-    for backward; the backward recomputes the convolution and is once-differentiable.
+    for backward; the backward recomputes the convolution and is once-differentiable. Under
+    `torch.compile` the same function in plain ops (`fused.traceable`), which the compiler's
+    partitioner sees through.
     """
     cfg = check_conv_bn_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
                           stride=stride, padding=padding, dilation=dilation, groups=groups,

@@ -31,6 +31,9 @@ __all__ = ["FusedConvBN2d"]
 class FusedConvBN2d(nn.Module):
     """Conv2d + BatchNorm2d whose backward recomputes the convolution instead of saving its output.
 
+    Under `torch.compile` it is written in plain differentiable ops instead, and the compiler's
+    partitioner decides what to save (`fused.traceable`): same numbers, the compiler's memory.
+
     Behaves like `nn.Sequential(nn.Conv2d(...), nn.BatchNorm2d(...))` (with `form="standard"`):
     training uses batch statistics and updates the running ones (`momentum=None`: cumulative
     average); eval uses the running statistics when `track_running_stats`, else batch statistics.

@@ -22,6 +22,10 @@ every declared feature, dtype and double backward against the NumPy oracle):
   triton is not installed they are still listed, with `unavailable` saying so, and the suite skips
   them with that reason.
 
+``compile``: fused_tutorial, fused_standard, custom_op_standard (which trace `fused.traceable`'s
+plain ops under torch.compile) and eager; not the tutorial's function, checkpoint or Triton
+(not measured under compile).
+
 ``memory_saving=True`` marks the variants that save fewer bytes for backward than eager.
 """
 from __future__ import annotations
@@ -55,6 +59,7 @@ def _with_form(op, form: str):
     return fn
 
 
+# The fused variants trace `fused.traceable`'s plain ops under torch.compile (`compile_aware`).
 fused_tutorial_fn = _with_form(memory_saving_conv_bn, "tutorial")
 fused_standard_fn = _with_form(memory_saving_conv_bn, "standard")
 custom_op_standard_fn = _with_form(memory_saving_conv_bn_op, "standard")
@@ -81,13 +86,13 @@ BUILTIN_VARIANTS: tuple[Variant, ...] = (
     Variant("tutorial_function", tutorial_variant_fn, form="tutorial", supports=frozenset(),
             memory_saving=True),
     Variant("fused_tutorial", fused_tutorial_fn, form="tutorial",
-            supports=_ALL_CONV_BN | _LOW_PRECISION, memory_saving=True),
+            supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"}, memory_saving=True),
     Variant("fused_standard", fused_standard_fn, form="standard",
-            supports=_ALL_CONV_BN | _LOW_PRECISION, memory_saving=True),
+            supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"}, memory_saving=True),
     Variant("custom_op_standard", custom_op_standard_fn, form="standard",
-            supports=_ALL_CONV_BN | _LOW_PRECISION, memory_saving=True),
+            supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"}, memory_saving=True),
     Variant("eager", eager_conv_bn, form="standard",
-            supports=_ALL_CONV_BN | {"double_backward", "cuda"}),
+            supports=_ALL_CONV_BN | {"double_backward", "cuda", "compile"}),
     Variant("checkpoint", checkpoint_conv_bn, form="standard",
             supports=_ALL_CONV_BN | {"double_backward", "cuda"},
             memory_saving=True),

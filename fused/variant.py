@@ -19,8 +19,10 @@ BN_FEATURES = frozenset({"affine", "running_stats"})
 # Extensions: dtypes beyond float32/float64, devices, and double backward; "autocast": half
 # activations with float32 bn_weight/bn_bias/running stats, as nn.BatchNorm2d has them under
 # torch.autocast; "nondeterministic": two identical calls may differ in rounding (atomics).
+# "compile": the function works under torch.compile(fullgraph=True) with the same numbers as in
+# eager mode (forward, gradients, running statistics); verify/properties/compile.py checks it.
 EXTRA_FEATURES = frozenset({"float16", "bfloat16", "cuda", "double_backward", "autocast",
-                            "nondeterministic"})
+                            "nondeterministic", "compile"})
 FEATURES = CONV_FEATURES | BN_FEATURES | EXTRA_FEATURES
 
 

@@ -1,13 +1,18 @@
-"""The seed tutorial's MNIST network, fwd+bwd, at batch 32..256 (256 is the tutorial comparison).
+"""The seed tutorial's MNIST network, fwd+bwd, at batch 32..256 (256 is the tutorial comparison),
+and at batch 256 its compile peers: the network under torch.compile at the partitioner's default
+and at an activation memory budget of 0.5 (only when benchmarks measure; see
+`harness.compiled_or_skip`).
 
-Grouped per batch size, so every variant (fused, eager, checkpoint) sits side by side; across
-groups the saved_bytes figure shows how saved memory grows with the batch. Each variant's rounds
-are paired with eager steps (`run_benchmark`), which the regression gate compares on.
+Grouped per batch size, so every variant (fused, eager, checkpoint, compiled) sits side by side;
+across groups the saved_bytes figure shows how saved memory grows with the batch. Each variant's
+rounds are paired with eager steps (`run_benchmark`), which the regression gate compares on.
 """
 import pytest
 
-from verify.benchmarks.harness import build_baseline, build_or_skip, run_benchmark
-from verify.benchmarks.models import SWEEP_BATCHES, mnist_workload
+from verify.benchmarks.compiled import BUDGETS, budget_label
+from verify.benchmarks.harness import (build_baseline, build_or_skip, compiled_or_skip,
+                                       run_benchmark)
+from verify.benchmarks.models import MNIST_BATCH, SWEEP_BATCHES, mnist_workload
 
 
 @pytest.mark.parametrize("batch", SWEEP_BATCHES, ids=lambda b: f"b{b}")
@@ -16,3 +21,12 @@ def test_mnist_net(benchmark, bench_device, bench_variant, batch):
     run_benchmark(benchmark, workload, group=f"mnist_net batch={batch}",
                   baseline=lambda: build_baseline(mnist_workload, bench_variant, bench_device,
                                                   batch=batch))
+
+
+@pytest.mark.parametrize("budget", BUDGETS, ids=lambda b: budget_label(b).replace(" ", "_"))
+def test_mnist_net_compiled(benchmark, bench_device, bench_variant, budget):
+    workload = build_or_skip(mnist_workload, bench_variant, bench_device, batch=MNIST_BATCH)
+    workload = compiled_or_skip(benchmark, workload, budget)
+    run_benchmark(benchmark, workload, group=f"mnist_net batch={MNIST_BATCH}",
+                  baseline=lambda: build_baseline(mnist_workload, bench_variant, bench_device,
+                                                  batch=MNIST_BATCH))

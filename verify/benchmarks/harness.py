@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 import time
 
 import torch
@@ -10,7 +9,7 @@ import torch
 from verify.benchmarks.models import Workload
 from verify.memory import peak_bytes, saved_tensors
 
-__all__ = ["memory_figures", "describe", "run_benchmark", "time_step", "build_or_skip",
+__all__ = ["memory_figures", "describe", "run_benchmark", "build_or_skip",
            "build_baseline", "BASELINE", "PAIRED_MIN_ROUNDS"]
 
 # The variant every other one is timed against, round by round (see `run_benchmark`).
@@ -125,20 +124,6 @@ def build_baseline(make, variant, device, **kwargs) -> Workload | None:
     return make(base, device=torch.device(device), **kwargs) if base is not None else None
 
 
-def time_step(workload: Workload, repeats: int = 15, warmup: int = 2) -> dict:
-    """Median and quartiles (seconds) of `repeats` timed steps, after `warmup` untimed ones."""
-    for _ in range(warmup):
-        workload.step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        workload.step()
-        times.append(time.perf_counter() - start)
-    workload.zero_grad()
-    q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive")
-    return {"median": median, "q1": q1, "q3": q3, "min": min(times), "times": times}
-
-
 def build_or_skip(make, variant, device, **kwargs) -> Workload:
     """`make(variant, device=device, **kwargs)`, or `pytest.skip` (with the reason) when the
     variant lacks a feature the network or the device needs, is unavailable, or is a Triton
@@ -162,3 +147,23 @@ def build_or_skip(make, variant, device, **kwargs) -> Workload:
         return make(variant, device=device, **kwargs)
     except MissingFeatures as exc:
         pytest.skip(str(exc))
+
+
+def compiled_or_skip(benchmark, workload: Workload, budget) -> Workload:
+    """`workload` under torch.compile at `budget` (`verify.benchmarks.compiled`), its first call's
+    seconds in ``extra_info["compile_seconds"]`` (never in the step time); `pytest.skip` when
+    benchmarks are disabled (the default `pytest verify` run: compiling costs seconds to a minute
+    per network on CPU, and tests/test_benchmark_memory.py runs this path on a tiny network) or
+    when the variant does not declare the "compile" feature."""
+    import pytest
+
+    from verify.benchmarks.compiled import budget_label, compiled_workload
+
+    if getattr(benchmark, "disabled", False):
+        pytest.skip("compile peers run only when benchmarks measure (--benchmark-only): "
+                    "compiling costs seconds to a minute per network on CPU")
+    if "compile" not in workload.variant.supports:
+        pytest.skip(f"variant {workload.variant.name!r} does not declare the 'compile' feature")
+    compiled, seconds = compiled_workload(workload, budget)
+    benchmark.extra_info.update(compiled=budget_label(budget), compile_seconds=round(seconds, 3))
+    return compiled

@@ -246,44 +246,23 @@ def resnet_workload(variant: Variant, batch: int = RESNET_BATCH, device="cpu", s
 # Variants to benchmark
 
 
-def _fallback_variants() -> tuple:
-    """Eager and checkpoint baselines, for when `fused.registry` is not there yet."""
-    from fused.baselines import checkpoint_conv_bn, eager_conv_bn
-
-    supports = {"stride", "padding", "dilation", "groups", "bias", "affine", "running_stats"}
-    return (Variant("eager", eager_conv_bn, form="standard", supports=supports),
-            Variant("checkpoint", checkpoint_conv_bn, form="standard", supports=supports,
-                    memory_saving=True))
+BASELINE_NAMES = ("eager", "checkpoint")
 
 
 def benchmark_variants(specs=None) -> tuple:
     """The variants the benchmarks run: the built-in ones (`fused.registry.BUILTIN_VARIANTS`), or
     with `specs` (the ``--variant`` SPECs of `pytest verify`) the variants they name, plus the
     eager and checkpoint baselines when not already there; each name once."""
+    from fused.registry import BUILTIN_VARIANTS, builtin_variant
+
     if specs:
         from verify.variants import select
 
         variants = list(select(list(specs)))
     else:
-        try:
-            from fused.registry import BUILTIN_VARIANTS
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("fused.registry",):
-                raise
-            BUILTIN_VARIANTS = ()
         variants = list(BUILTIN_VARIANTS)
     names = {v.name for v in variants}
-    baselines = _fallback_variants()
-    try:
-        from fused.registry import builtin_variant
-
-        baselines = tuple(builtin_variant(b.name) for b in baselines)
-    except (ImportError, KeyError, LookupError):
-        pass
-    for baseline in baselines:
-        if baseline.name not in names:
-            variants.append(baseline)
-            names.add(baseline.name)
+    variants += [builtin_variant(name) for name in BASELINE_NAMES if name not in names]
     return tuple(variants)
 
 

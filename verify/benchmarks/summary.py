@@ -29,7 +29,9 @@ def _baseline_of(benches):
     """The row of the group's baseline variant (the one the others were paired with), if any."""
     names = {(b.get("extra_info") or {}).get("baseline") for b in benches} - {None}
     for b in benches:
-        if (b.get("extra_info") or {}).get("variant") in names:
+        info = b.get("extra_info") or {}
+        # The eager-mode row: a compile peer of the baseline variant shares its variant name.
+        if info.get("variant") in names and "compiled" not in info:
             return b
     return None
 

@@ -1,0 +1,126 @@
+"""The fused Conv2d + BatchNorm2d in plain differentiable torch ops, for `torch.compile`.
+
+In eager mode the memory saving comes from `fused.functional`'s autograd.Function, which decides
+by hand what backward keeps (the conv input) and recomputes (the conv). Under `torch.compile` that
+decision belongs to AOTAutograd's partitioner, which sees the whole network's forward and
+backward: it recomputes cheap elementwise work instead of saving it, fuses what is left, and with
+`torch._functorch.config.activation_memory_budget` trades recompute for memory on request. An
+autograd.Function is a fixed block in that graph: its forward and backward are traced as they are
+written (with their in-place writes turned into copies), and the budget cannot touch what it saves.
+So under compile the layer states the same numbers in ops the partitioner sees through; the
+measurements behind this choice are in the README ("Under torch.compile").
+
+`conv_bn_traceable` takes `fused.functional.memory_saving_conv_bn`'s arguments, validates them the same
+way, and computes the same function: the standard form through `F.batch_norm` (what
+nn.BatchNorm2d compiles to), the tutorial form (and the standard one with momentum=None) in
+elementwise ops and `var_mean`, statistics in the statistics dtype (float32 for half inputs),
+running statistics and `num_batches_tracked` updated in place (momentum=None: cumulative average,
+without reading the counter back to Python, which would break the graph).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fused import batch_norm_math as bnm
+from fused.arguments import check_conv_bn_arguments
+from fused.dtypes import HALF_DTYPES, stat_dtype
+
+__all__ = ["conv_bn_traceable", "compiling", "compile_aware"]
+
+_REDUCE = (0, 2, 3)
+
+
+def compiling() -> bool:
+    """True while torch.compile (dynamo) traces the caller."""
+    return torch.compiler.is_compiling()
+
+
+def _conv(x, weight, bias, cfg):
+    if x.dtype in HALF_DTYPES and x.device.type == "cpu":
+        # Same route as the eager kernel (see fused.native_conv): CPU half convs in float32;
+        # the result stays float32 until the normalised output is rounded once.
+        x, weight = x.float(), weight.float()
+        bias = None if bias is None else bias.float()
+    return F.conv2d(x, weight, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
+
+
+def _tutorial_train_invstd(var_biased: Tensor, n: int, eps: float) -> Tensor:
+    # 1 / (sqrt(unbiased var) + eps), differentiable at a zero-variance channel: autograd's sqrt
+    # has an infinite slope at 0 (times a zero upstream gradient: NaN); the contract's finite limit
+    # is the gradient with the variance term dropped, which the double `where` gives.
+    unbiased = var_biased * (n / (n - 1))
+    positive = unbiased > 0
+    std = torch.where(positive, torch.sqrt(torch.where(positive, unbiased, 1.0)), 0.0)
+    return torch.reciprocal(std + eps)
+
+
+def conv_bn_traceable(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
+                      bn_weight: Optional[Tensor] = None, bn_bias: Optional[Tensor] = None,
+                      running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None,
+                      *, stride=1, padding=0, dilation=1, groups: int = 1, training: bool = True,
+                      momentum: Optional[float] = 0.1, eps: float = 1e-3, form: str = "standard",
+                      num_batches_tracked: Optional[Tensor] = None) -> Tensor:
+    """`fused.functional.memory_saving_conv_bn`'s function, autograd through plain ops (saves what
+    autograd or the compiler's partitioner chooses, not only the conv input)."""
+    cfg = check_conv_bn_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
+                                  stride=stride, padding=padding, dilation=dilation, groups=groups,
+                          training=training, momentum=momentum, eps=eps, form=form,
+                          num_batches_tracked=num_batches_tracked)
+    y = _conv(x, weight, bias, cfg)
+    if form == "standard" and (momentum is not None or running_mean is None):
+        # nn.BatchNorm2d's own op: inductor decomposes it with a dedicated backward (two
+        # per-channel reductions and one elementwise pass), which autograd through var_mean does
+        # not match (the compiled MNIST network ran 5-7% slower that way).
+        if training and num_batches_tracked is not None:
+            with torch.no_grad():
+                num_batches_tracked.add_(1)
+        # In the input dtype, as the eager kernel rounds its conv output (F.batch_norm takes
+        # half activations with half or float32 parameters and keeps its statistics in float32).
+        # Dense bn_weight/bn_bias: PyTorch 2.13's CPU batch-norm backward misreads strided ones
+        # (README, "Known upstream issues"; the eager baseline does the same).
+        out = F.batch_norm(y.to(x.dtype), running_mean, running_var,
+                           None if bn_weight is None else bn_weight.contiguous(),
+                           None if bn_bias is None else bn_bias.contiguous(), training,
+                           0.0 if momentum is None else momentum, eps)
+        return out.to(x.dtype)
+    sd = stat_dtype(x.dtype)
+    if training:
+        n = y.numel() // y.shape[1]
+        var, mean = torch.var_mean(y.to(sd), dim=_REDUCE, correction=0)
+        invstd = (bnm.train_invstd(var, n, form, eps) if form == "standard"
+                  else _tutorial_train_invstd(var, n, eps))
+        if running_mean is not None or num_batches_tracked is not None:
+            with torch.no_grad():
+                if num_batches_tracked is not None:
+                    num_batches_tracked.add_(1)
+                # momentum=None: 1 / count, as a tensor in the statistics dtype (exact enough
+                # for float64 statistics, and no read back to Python).
+                factor = (momentum if momentum is not None
+                          else 1.0 / num_batches_tracked.to(mean.dtype))
+                bnm.update_running_stats(running_mean, running_var, mean.detach(), var.detach(),
+                                         n, factor)
+    else:
+        mean = running_mean.to(sd)
+        invstd = bnm.eval_invstd(running_var.to(sd), form, eps)
+    scale = invstd if bn_weight is None else invstd * bn_weight.to(sd)
+    out = (y.to(sd) - bnm.per_channel(mean)) * bnm.per_channel(scale)
+    if bn_bias is not None:
+        out = out + bnm.per_channel(bn_bias.to(sd))
+    return out.to(x.dtype)
+
+
+def compile_aware(op):
+    """`op` (a `memory_saving_conv_bn`-like function) in eager mode, `conv_bn_traceable` while
+    torch.compile traces the call: one entry point whose numbers do not depend on the mode."""
+    @functools.wraps(op)
+    def dispatch(*args, **kwargs):
+        if compiling():
+            return conv_bn_traceable(*args, **kwargs)
+        return op(*args, **kwargs)
+
+    return dispatch
