@@ -4,19 +4,35 @@ dtype-derived bounds catch it.
 
     pytest verify --variant examples/half_stats_kernel.py:VARIANT -x
 """
+
 import torch
 import torch.nn.functional as F
 
 from fused import Variant
 
 
-def conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-            running_var=None, *, stride=1, padding=0, dilation=1, groups=1, training=True,
-            momentum=0.1, eps=1e-3):
+def conv_bn(
+    x,
+    weight,
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+):
     y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     if y.numel() // y.shape[1] < 2:
-        raise ValueError("batch norm needs 2 values per channel, got output shape "
-                         f"{tuple(y.shape)}")
+        raise ValueError(
+            f"batch norm needs 2 values per channel, got output shape {tuple(y.shape)}"
+        )
     low = y.to(torch.bfloat16)  # the bug: statistics from a bfloat16 copy
     mean = low.mean(dim=(0, 2, 3)).to(y.dtype)
     var = low.var(dim=(0, 2, 3), unbiased=False).to(y.dtype)

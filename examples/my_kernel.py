@@ -4,18 +4,36 @@
 
 It is plain autograd over torch ops in the standard (nn.BatchNorm2d) form and declares the optional
 features it handles; the suite draws only those (plus float32/float64 and every memory layout)."""
+
 import torch.nn.functional as F
 
 from fused import Variant
 
 
-def conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-            running_var=None, *, stride=1, padding=0, dilation=1, groups=1, training=True,
-            momentum=0.1, eps=1e-3):
+def conv_bn(
+    x,
+    weight,
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+):
     y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     return F.batch_norm(y, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps)
 
 
-VARIANT = Variant("my_conv_bn", conv_bn, form="standard",
-                  supports={"stride", "padding", "dilation", "groups", "bias", "affine",
-                            "running_stats"})
+VARIANT = Variant(
+    "my_conv_bn",
+    conv_bn,
+    form="standard",
+    supports={"stride", "padding", "dilation", "groups", "bias", "affine", "running_stats"},
+)

@@ -12,6 +12,7 @@ normalised, affine output. Backward: the standard batch-norm gradient in torch o
 recomputed conv output (only x is saved, as in the tutorial). Standard form, every conv option,
 affine; no running statistics (so eval mode is not declared either).
 """
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -23,8 +24,9 @@ BLOCK = 256
 
 
 @triton.jit
-def _bn_forward_kernel(y_ptr, out_ptr, gamma_ptr, beta_ptr, eps_ptr, mean_ptr, rstd_ptr, N, C, HW,
-                       BLOCK: tl.constexpr):
+def _bn_forward_kernel(
+    y_ptr, out_ptr, gamma_ptr, beta_ptr, eps_ptr, mean_ptr, rstd_ptr, N, C, HW, BLOCK: tl.constexpr
+):
     c = tl.program_id(0)
     R = N * HW
     lanes = tl.arange(0, BLOCK)
@@ -51,8 +53,11 @@ def _bn_forward_kernel(y_ptr, out_ptr, gamma_ptr, beta_ptr, eps_ptr, mean_ptr, r
         n = i // HW
         offset = (n * C + c) * HW + i - n * HW
         v = tl.load(y_ptr + offset, mask=i < R, other=0.0)
-        tl.store(out_ptr + offset, (v.to(tl.float64) * scale + shift).to(out_ptr.dtype.element_ty),
-                 mask=i < R)
+        tl.store(
+            out_ptr + offset,
+            (v.to(tl.float64) * scale + shift).to(out_ptr.dtype.element_ty),
+            mask=i < R,
+        )
     tl.store(mean_ptr + c, mean)
     tl.store(rstd_ptr + c, rstd)
 
@@ -64,8 +69,19 @@ def _batch_norm_forward(y, gamma, beta, eps):
     mean = torch.empty(channels, dtype=torch.float64, device=y.device)
     rstd = torch.empty_like(mean)
     eps = torch.tensor([eps], dtype=torch.float64, device=y.device)
-    _bn_forward_kernel[(channels,)](y, out, gamma.contiguous(), beta.contiguous(), eps, mean, rstd,
-                                    batch, channels, height * width, BLOCK=BLOCK)
+    _bn_forward_kernel[(channels,)](
+        y,
+        out,
+        gamma.contiguous(),
+        beta.contiguous(),
+        eps,
+        mean,
+        rstd,
+        batch,
+        channels,
+        height * width,
+        BLOCK=BLOCK,
+    )
     return out, mean, rstd
 
 
@@ -93,22 +109,44 @@ class _ConvBN(torch.autograd.Function):
         sum_gx = (g * xhat).sum(dim=(0, 2, 3))
         n = g.numel() // g.shape[1]
         grad_y = (gamma.to(torch.float64) * rstd).view(-1, 1, 1) * (
-            g - (sum_g / n).view(-1, 1, 1) - xhat * (sum_gx / n).view(-1, 1, 1))
+            g - (sum_g / n).view(-1, 1, 1) - xhat * (sum_gx / n).view(-1, 1, 1)
+        )
         inputs = leaves + ([conv_bias] if conv_bias is not None else [])
         grads = torch.autograd.grad(y, inputs, grad_y.to(y.dtype))
         grad_bias = grads[2] if bias is not None else None
-        return grads[0], grads[1], grad_bias, sum_gx.to(gamma.dtype), sum_g.to(gamma.dtype), \
-            None, None
+        return (
+            grads[0],
+            grads[1],
+            grad_bias,
+            sum_gx.to(gamma.dtype),
+            sum_g.to(gamma.dtype),
+            None,
+            None,
+        )
 
 
-def conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-            running_var=None, *, stride=1, padding=0, dilation=1, groups=1, training=True,
-            momentum=0.1, eps=1e-3):
+def conv_bn(
+    x,
+    weight,
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+):
     channels = weight.shape[0]
-    gamma = bn_weight if bn_weight is not None else torch.ones(channels, dtype=x.dtype,
-                                                               device=x.device)
-    beta = bn_bias if bn_bias is not None else torch.zeros(channels, dtype=x.dtype,
-                                                           device=x.device)
+    gamma = (
+        bn_weight if bn_weight is not None else torch.ones(channels, dtype=x.dtype, device=x.device)
+    )
+    beta = bn_bias if bn_bias is not None else torch.zeros(channels, dtype=x.dtype, device=x.device)
     for name, t in (("bn_weight", gamma), ("bn_bias", beta)):
         if t.shape != (channels,):
             raise ValueError(f"{name} must have shape ({channels},), got {tuple(t.shape)}")
@@ -116,6 +154,11 @@ def conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=Non
     return _ConvBN.apply(x, weight, bias, gamma, beta, conv, float(eps))
 
 
-VARIANT = Variant("my_triton_conv_bn", conv_bn, form="standard",
-                  supports={"stride", "padding", "dilation", "groups", "bias", "affine"},
-                  memory_saving=True, triton=True)
+VARIANT = Variant(
+    "my_triton_conv_bn",
+    conv_bn,
+    form="standard",
+    supports={"stride", "padding", "dilation", "groups", "bias", "affine"},
+    memory_saving=True,
+    triton=True,
+)

@@ -2,6 +2,7 @@
 before it computes or modifies anything, so all of them reject the same bad calls with the same
 `ValueError` messages. (The NumPy oracle in `reference/` keeps a validator of its own on purpose:
 the suite checks the kernels against it, so it must not share their code.)"""
+
 from __future__ import annotations
 
 import numbers
@@ -49,13 +50,31 @@ def _check_channel_vector(t: Optional[Tensor], name: str, channels: int) -> None
     if not isinstance(t, Tensor):
         raise ValueError(f"{name} must be a tensor or None, got {type(t).__name__}")
     if tuple(t.shape) != (channels,):
-        raise ValueError(f"{name} must have shape ({channels},) (one value per output channel), "
-                         f"got {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must have shape ({channels},) (one value per output channel), "
+            f"got {tuple(t.shape)}"
+        )
 
 
-def check_conv_bn_arguments(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                    running_var=None, *, stride=1, padding=0, dilation=1, groups=1, training=True,
-                    momentum=0.1, eps=1e-3, form="standard", num_batches_tracked=None) -> ConvConfig:
+def check_conv_bn_arguments(
+    x,
+    weight,
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+    form="standard",
+    num_batches_tracked=None,
+) -> ConvConfig:
     """Validate a fused Conv2d+BatchNorm call without touching anything; raise ValueError with a
     clear message on any problem. Returns the normalised convolution configuration."""
     if form not in FORMS:
@@ -65,11 +84,13 @@ def check_conv_bn_arguments(x, weight, bias=None, bn_weight=None, bn_bias=None, 
     if x.dim() != 4:
         raise ValueError(f"x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
     if weight.dim() != 4:
-        raise ValueError(f"weight must be 4-D (C_out, C_in/groups, kH, kW), got shape "
-                         f"{tuple(weight.shape)}")
+        raise ValueError(
+            f"weight must be 4-D (C_out, C_in/groups, kH, kW), got shape {tuple(weight.shape)}"
+        )
     if not x.is_floating_point() or x.dtype != weight.dtype:
-        raise ValueError(f"x and weight must share one floating dtype, got {x.dtype} and "
-                         f"{weight.dtype}")
+        raise ValueError(
+            f"x and weight must share one floating dtype, got {x.dtype} and {weight.dtype}"
+        )
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
     groups = int(groups)
@@ -87,17 +108,21 @@ def check_conv_bn_arguments(x, weight, bias=None, bn_weight=None, bn_bias=None, 
     if c_out % groups != 0:
         raise ValueError(f"out channels ({c_out}) must be divisible by groups ({groups})")
     if c_in != c_in_per_group * groups:
-        raise ValueError(f"x has {c_in} channels but weight of shape {tuple(weight.shape)} with "
-                         f"groups={groups} expects {c_in_per_group * groups}")
+        raise ValueError(
+            f"x has {c_in} channels but weight of shape {tuple(weight.shape)} with "
+            f"groups={groups} expects {c_in_per_group * groups}"
+        )
     if c_out == 0 or c_in_per_group == 0 or k_h == 0 or k_w == 0:
         raise ValueError(f"weight of shape {tuple(weight.shape)} has an empty dimension")
     extent_h = dilation[0] * (k_h - 1) + 1
     extent_w = dilation[1] * (k_w - 1) + 1
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     if padded_h < extent_h or padded_w < extent_w:
-        raise ValueError(f"kernel of extent ({extent_h}, {extent_w}) (dilation {dilation}) is "
-                         f"larger than the padded input ({padded_h}, {padded_w}) for x of shape "
-                         f"{tuple(x.shape)}")
+        raise ValueError(
+            f"kernel of extent ({extent_h}, {extent_w}) (dilation {dilation}) is "
+            f"larger than the padded input ({padded_h}, {padded_w}) for x of shape "
+            f"{tuple(x.shape)}"
+        )
     out_h = (padded_h - extent_h) // stride[0] + 1
     out_w = (padded_w - extent_w) // stride[1] + 1
     if bias is not None:
@@ -110,11 +135,13 @@ def check_conv_bn_arguments(x, weight, bias=None, bn_weight=None, bn_bias=None, 
         raise ValueError("running_mean and running_var must be given together (or both None)")
     if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps >= 0:
         raise ValueError(f"eps must be a non-negative number, got {eps!r}")
-    if momentum is not None and (isinstance(momentum, bool)
-                                 or not isinstance(momentum, numbers.Real)):
+    if momentum is not None and (
+        isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
+    ):
         raise ValueError(f"momentum must be a number or None, got {momentum!r}")
-    if num_batches_tracked is not None and (not isinstance(num_batches_tracked, Tensor)
-                                            or num_batches_tracked.numel() != 1):
+    if num_batches_tracked is not None and (
+        not isinstance(num_batches_tracked, Tensor) or num_batches_tracked.numel() != 1
+    ):
         raise ValueError("num_batches_tracked must be a one-element tensor or None")
     if training:
         values = n_batch * out_h * out_w
@@ -122,10 +149,10 @@ def check_conv_bn_arguments(x, weight, bias=None, bn_weight=None, bn_bias=None, 
             raise ValueError(
                 f"expected more than 1 value per channel when training, got {values} "
                 f"(conv output shape {(n_batch, c_out, out_h, out_w)} from x of shape "
-                f"{tuple(x.shape)})")
+                f"{tuple(x.shape)})"
+            )
         if running_mean is not None and momentum is None and num_batches_tracked is None:
-            raise ValueError("momentum=None (cumulative moving average) needs "
-                             "num_batches_tracked")
+            raise ValueError("momentum=None (cumulative moving average) needs num_batches_tracked")
     elif running_mean is None:
         raise ValueError("eval mode (training=False) needs running_mean and running_var")
     return ConvConfig(stride, padding, dilation, groups)

@@ -15,6 +15,7 @@ Both validate their arguments with the kernels' shared validator (`fused.argumen
 anything runs, so they reject the same calls as every built-in kernel and a call that raises
 leaves the running statistics untouched.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,29 +36,67 @@ def _dense(t):
     return None if t is None else t.contiguous()
 
 
-def eager_conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                  running_var=None, *, stride=1, padding=0, dilation=1, groups=1, training=True,
-                  momentum=0.1, eps=1e-3):
+def eager_conv_bn(
+    x,
+    weight,
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+):
     """`F.conv2d` then `F.batch_norm` (standard form); running stats updated in place."""
-    check_conv_bn_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                            stride=stride, padding=padding, dilation=dilation, groups=groups,
-                            training=training, momentum=momentum, eps=eps, form="standard")
+    check_conv_bn_arguments(
+        x,
+        weight,
+        bias,
+        bn_weight,
+        bn_bias,
+        running_mean,
+        running_var,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        training=training,
+        momentum=momentum,
+        eps=eps,
+        form="standard",
+    )
     y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     bn_weight, bn_bias = _dense(bn_weight), _dense(bn_bias)
-    return F.batch_norm(y, running_mean, running_var, bn_weight, bn_bias, training=training,
-                        momentum=momentum, eps=eps)
+    return F.batch_norm(
+        y,
+        running_mean,
+        running_var,
+        bn_weight,
+        bn_bias,
+        training=training,
+        momentum=momentum,
+        eps=eps,
+    )
 
 
-def _conv_bn_train(x, weight, bias, bn_weight, bn_bias, stride, padding, dilation, groups, eps,
-                   want_stats):
+def _conv_bn_train(
+    x, weight, bias, bn_weight, bn_bias, stride, padding, dilation, groups, eps, want_stats
+):
     """Conv + training-mode BN from batch statistics only: safe to run twice (no side effects).
 
     With `want_stats`, also returns the detached batch mean and unbiased variance of the conv
     output, for the caller to update the running statistics once.
     """
     y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    out = F.batch_norm(y, None, None, _dense(bn_weight), _dense(bn_bias), training=True,
-                       momentum=0.0, eps=eps)
+    out = F.batch_norm(
+        y, None, None, _dense(bn_weight), _dense(bn_bias), training=True, momentum=0.0, eps=eps
+    )
     if not want_stats:
         return out
     with torch.no_grad():
@@ -67,34 +106,102 @@ def _conv_bn_train(x, weight, bias, bn_weight, bn_bias, stride, padding, dilatio
     return out, mean, var
 
 
-def _conv_bn_eval(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, stride, padding,
-                  dilation, groups, eps):
+def _conv_bn_eval(
+    x,
+    weight,
+    bias,
+    bn_weight,
+    bn_bias,
+    running_mean,
+    running_var,
+    stride,
+    padding,
+    dilation,
+    groups,
+    eps,
+):
     y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    return F.batch_norm(y, running_mean, running_var, _dense(bn_weight), _dense(bn_bias),
-                        training=False, eps=eps)
+    return F.batch_norm(
+        y, running_mean, running_var, _dense(bn_weight), _dense(bn_bias), training=False, eps=eps
+    )
 
 
-def checkpoint_conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                       running_var=None, *, stride=1, padding=0, dilation=1, groups=1,
-                       training=True, momentum=0.1, eps=1e-3):
+def checkpoint_conv_bn(
+    x,
+    weight,
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+):
     """Conv2d + BatchNorm2d (standard form) under non-reentrant activation checkpointing.
 
     Saves only the inputs for backward; recomputes conv and batch norm there. Running stats are
     updated once per call (never again during recomputation), with the unbiased batch variance.
     """
-    check_conv_bn_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                            stride=stride, padding=padding, dilation=dilation, groups=groups,
-                            training=training, momentum=momentum, eps=eps, form="standard")
+    check_conv_bn_arguments(
+        x,
+        weight,
+        bias,
+        bn_weight,
+        bn_bias,
+        running_mean,
+        running_var,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        training=training,
+        momentum=momentum,
+        eps=eps,
+        form="standard",
+    )
     if not training:
         # Snapshots (C-sized): recomputation in backward must see the statistics of the forward,
         # even if the caller updates its buffers in place in between.
         rm, rv = running_mean.detach().clone(), running_var.detach().clone()
-        return checkpoint(_conv_bn_eval, x, weight, bias, bn_weight, bn_bias, rm, rv, stride,
-                          padding, dilation, groups, eps, use_reentrant=False)
+        return checkpoint(
+            _conv_bn_eval,
+            x,
+            weight,
+            bias,
+            bn_weight,
+            bn_bias,
+            rm,
+            rv,
+            stride,
+            padding,
+            dilation,
+            groups,
+            eps,
+            use_reentrant=False,
+        )
 
     want_stats = running_mean is not None
-    result = checkpoint(_conv_bn_train, x, weight, bias, bn_weight, bn_bias, stride, padding,
-                        dilation, groups, eps, want_stats, use_reentrant=False)
+    result = checkpoint(
+        _conv_bn_train,
+        x,
+        weight,
+        bias,
+        bn_weight,
+        bn_bias,
+        stride,
+        padding,
+        dilation,
+        groups,
+        eps,
+        want_stats,
+        use_reentrant=False,
+    )
     if not want_stats:
         return result
     out, mean, var = result
@@ -102,4 +209,3 @@ def checkpoint_conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None, runni
         running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
         running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
     return out
-

@@ -18,6 +18,7 @@ Everything here is a plain function of tensors; none of it touches autograd. The
   for the "tutorial" form (invstd = 1 / (s + eps), s = sqrt(unbiased var)). Eval mode has k = 0
   and no mean(g) term.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -36,6 +37,7 @@ def per_channel(t: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 # Batch-norm forward
 # ----------------------------------------------------------------------------------------------
+
 
 def values_per_channel(y: Tensor) -> int:
     return y.shape[0] * y.shape[2] * y.shape[3]
@@ -64,20 +66,29 @@ def eval_invstd(running_var: Tensor, form: str, eps: float) -> Tensor:
     return torch.reciprocal(torch.sqrt(running_var) + eps)
 
 
-def update_running_stats(running_mean: Optional[Tensor], running_var: Optional[Tensor],
-                         mean: Tensor, var_biased: Tensor, n: int, factor: float) -> None:
+def update_running_stats(
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    mean: Tensor,
+    var_biased: Tensor,
+    n: int,
+    factor: float,
+) -> None:
     """new = (1 - factor) * old + factor * batch_stat, in place, unbiased variance; the blend is
     done in the statistics dtype and written back in the buffer's dtype."""
     if running_mean is not None:
         new = running_mean.to(mean.dtype) * (1.0 - factor) + mean * factor
         running_mean.copy_(new)
     if running_var is not None:
-        new = running_var.to(var_biased.dtype) * (1.0 - factor) + var_biased * (factor * n / (n - 1))
+        new = running_var.to(var_biased.dtype) * (1.0 - factor) + var_biased * (
+            factor * n / (n - 1)
+        )
         running_var.copy_(new)
 
 
-def scale_shift(mean: Tensor, invstd: Tensor, bn_weight: Optional[Tensor],
-                bn_bias: Optional[Tensor]):
+def scale_shift(
+    mean: Tensor, invstd: Tensor, bn_weight: Optional[Tensor], bn_bias: Optional[Tensor]
+):
     """Per-channel (scale, shift) with out = y * scale + shift."""
     scale = invstd if bn_weight is None else invstd * bn_weight.to(invstd.dtype)
     shift = -mean * scale
@@ -107,12 +118,14 @@ def normalize_(y: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
 # Batch-norm backward
 # ----------------------------------------------------------------------------------------------
 
+
 def grad_reductions(grad_out: Tensor, y: Tensor, mean: Tensor):
     """Per-channel (sum(g), sum(g * (y - mean))) in the statistics dtype, one native pass that
     allocates nothing NCHW-sized."""
     ones = torch.ones_like(mean)
     _, sum_gd, sum_g = torch.ops.aten.native_batch_norm_backward(
-        grad_out, y, None, None, None, mean, ones, True, 0.0, [False, True, True])
+        grad_out, y, None, None, None, mean, ones, True, 0.0, [False, True, True]
+    )
     return sum_g, sum_gd
 
 
@@ -124,10 +137,18 @@ def tutorial_variance_factor(var_biased: Tensor, n: int, eps: float) -> Tensor:
     return torch.where(s > 0, factor, torch.zeros_like(factor))
 
 
-def bn_input_grad_coefficients(sum_g: Optional[Tensor], sum_gd: Optional[Tensor], mean: Tensor,
-                               invstd: Tensor, bn_weight: Optional[Tensor], n: int,
-                               training: bool, form: str, var_biased: Optional[Tensor],
-                               eps: float):
+def bn_input_grad_coefficients(
+    sum_g: Optional[Tensor],
+    sum_gd: Optional[Tensor],
+    mean: Tensor,
+    invstd: Tensor,
+    bn_weight: Optional[Tensor],
+    n: int,
+    training: bool,
+    form: str,
+    var_biased: Optional[Tensor],
+    eps: float,
+):
     """(a, b, c) with grad_y = a * g + b * y + c, all per channel."""
     a = invstd if bn_weight is None else invstd * bn_weight.to(invstd.dtype)
     if not training:
@@ -141,8 +162,9 @@ def bn_input_grad_coefficients(sum_g: Optional[Tensor], sum_gd: Optional[Tensor]
     return a, b, c
 
 
-def bn_input_grad_(y: Tensor, grad_out: Tensor, a: Tensor, b: Optional[Tensor],
-                   c: Optional[Tensor]) -> Tensor:
+def bn_input_grad_(
+    y: Tensor, grad_out: Tensor, a: Tensor, b: Optional[Tensor], c: Optional[Tensor]
+) -> Tensor:
     """grad_y = a * g + b * y + c written into the recomputed conv output `y` (in-place passes,
     no NCHW allocation). Returns y."""
     if b is None:

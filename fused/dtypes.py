@@ -1,6 +1,7 @@
 """The dtype facts every kernel in `fused/` shares: which dtypes are half precision, and the dtype
 batch-norm statistics are kept in for each (float32 for half inputs, as PyTorch's own batch norm
 does, else the input's)."""
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ Every Conv2d/BatchNorm2d option is supported: stride, padding, dilation, groups,
 both batch-norm forms ("standard" = nn.BatchNorm2d, "tutorial" = unbiased variance with eps outside
 the square root), any memory layout, float32/float64 and float16/bfloat16 (statistics in float32).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -38,8 +39,9 @@ def running_update_factor(momentum: Optional[float], num_batches_tracked: Option
     return float(momentum)
 
 
-def track_batch(running_mean, running_var, num_batches_tracked, mean, var_biased, n: int,
-                momentum) -> None:
+def track_batch(
+    running_mean, running_var, num_batches_tracked, mean, var_biased, n: int, momentum
+) -> None:
     """Training-mode bookkeeping: increment num_batches_tracked and blend the batch statistics
     into the running ones (in place), like nn.BatchNorm2d. No-op when nothing is tracked."""
     if running_mean is None and num_batches_tracked is None:
@@ -48,9 +50,21 @@ def track_batch(running_mean, running_var, num_batches_tracked, mean, var_biased
     bnm.update_running_stats(running_mean, running_var, mean, var_biased, n, factor)
 
 
-def forward_math(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                 num_batches_tracked, cfg: ConvConfig, training: bool, momentum, eps: float,
-                 form: str):
+def forward_math(
+    x,
+    weight,
+    bias,
+    bn_weight,
+    bn_bias,
+    running_mean,
+    running_var,
+    num_batches_tracked,
+    cfg: ConvConfig,
+    training: bool,
+    momentum,
+    eps: float,
+    form: str,
+):
     """Fused forward, no autograd: returns (out, mean, invstd, var_biased). `var_biased` is the
     batch variance (training) or None (eval). Updates running stats/num_batches_tracked in place."""
     y = native_conv.conv_forward(x, weight, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
@@ -69,8 +83,21 @@ def forward_math(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
     return out, mean, invstd, var
 
 
-def backward_math(grad_out, x, weight, bias, bn_weight, mean, invstd, var, cfg: ConvConfig,
-                  training: bool, eps: float, form: str, needs_grad):
+def backward_math(
+    grad_out,
+    x,
+    weight,
+    bias,
+    bn_weight,
+    mean,
+    invstd,
+    var,
+    cfg: ConvConfig,
+    training: bool,
+    eps: float,
+    form: str,
+    needs_grad,
+):
     """Fused backward, no autograd: recomputes the conv (only when the maths needs it) and returns
     (grad_x, grad_weight, grad_bias, grad_bn_weight, grad_bn_bias), None where not needed."""
     need_x, need_w, need_b, need_bnw, need_bnb = needs_grad
@@ -80,25 +107,37 @@ def backward_math(grad_out, x, weight, bias, bn_weight, mean, invstd, var, cfg: 
     y = None
     sum_g = sum_gd = None
     if training or need_bnw:
-        y = native_conv.conv_forward(x, weight, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
+        y = native_conv.conv_forward(
+            x, weight, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups
+        )
         sum_g, sum_gd = bnm.grad_reductions(grad_out, y, mean)
     elif need_bnb:
         sum_g = grad_out.sum(dim=(0, 2, 3), dtype=mean.dtype)
     n = grad_out.shape[0] * grad_out.shape[2] * grad_out.shape[3]
     grad_bnw = (sum_gd * invstd).to(bn_weight.dtype) if need_bnw else None
-    grad_bnb = sum_g.to(bn_weight.dtype if bn_weight is not None else grad_out.dtype) \
-        if need_bnb else None
+    grad_bnb = (
+        sum_g.to(bn_weight.dtype if bn_weight is not None else grad_out.dtype) if need_bnb else None
+    )
     grad_x = grad_w = grad_b = None
     if need_conv:
-        a, b, c = bnm.bn_input_grad_coefficients(sum_g, sum_gd, mean, invstd, bn_weight, n,
-                                                 training, form, var, eps)
+        a, b, c = bnm.bn_input_grad_coefficients(
+            sum_g, sum_gd, mean, invstd, bn_weight, n, training, form, var, eps
+        )
         if y is not None:
             grad_y = bnm.bn_input_grad_(y, grad_out, a, b, c)
         else:
             grad_y = bnm.bn_input_grad_eval(grad_out, a)
         grad_x, grad_w, grad_b = native_conv.conv_backward(
-            grad_y, x, weight, bias is not None, cfg.stride, cfg.padding, cfg.dilation,
-            cfg.groups, (need_x, need_w, need_b))
+            grad_y,
+            x,
+            weight,
+            bias is not None,
+            cfg.stride,
+            cfg.padding,
+            cfg.dilation,
+            cfg.groups,
+            (need_x, need_w, need_b),
+        )
     return grad_x, grad_w, grad_b, grad_bnw, grad_bnb
 
 
@@ -106,11 +145,37 @@ class MemorySavingConvBNFunction(torch.autograd.Function):
     """autograd.Function behind `memory_saving_conv_bn` (arguments already validated)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                num_batches_tracked, cfg, training, momentum, eps, form):
-        out, mean, invstd, var = forward_math(x, weight, bias, bn_weight, bn_bias, running_mean,
-                                              running_var, num_batches_tracked, cfg, training,
-                                              momentum, eps, form)
+    def forward(
+        ctx,
+        x,
+        weight,
+        bias,
+        bn_weight,
+        bn_bias,
+        running_mean,
+        running_var,
+        num_batches_tracked,
+        cfg,
+        training,
+        momentum,
+        eps,
+        form,
+    ):
+        out, mean, invstd, var = forward_math(
+            x,
+            weight,
+            bias,
+            bn_weight,
+            bn_bias,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+            cfg,
+            training,
+            momentum,
+            eps,
+            form,
+        )
         # The variance is only needed by the tutorial form's training backward.
         keep_var = var if (training and form == "tutorial") else None
         ctx.save_for_backward(x, weight, bias, bn_weight, mean, invstd, keep_var)
@@ -121,18 +186,44 @@ class MemorySavingConvBNFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         x, weight, bias, bn_weight, mean, invstd, var = ctx.saved_tensors
-        grads = backward_math(grad_out, x, weight, bias, bn_weight, mean, invstd, var, ctx.cfg,
-                              ctx.training, ctx.eps, ctx.form, ctx.needs_input_grad[:5])
+        grads = backward_math(
+            grad_out,
+            x,
+            weight,
+            bias,
+            bn_weight,
+            mean,
+            invstd,
+            var,
+            ctx.cfg,
+            ctx.training,
+            ctx.eps,
+            ctx.form,
+            ctx.needs_input_grad[:5],
+        )
         return grads + (None,) * 8
 
 
 @compile_aware
-def memory_saving_conv_bn(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
-                  bn_weight: Optional[Tensor] = None, bn_bias: Optional[Tensor] = None,
-                  running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None, *,
-                  stride=1, padding=0, dilation=1, groups: int = 1, training: bool = True,
-                  momentum: Optional[float] = 0.1, eps: float = 1e-3, form: str = "standard",
-                  num_batches_tracked: Optional[Tensor] = None) -> Tensor:
+def memory_saving_conv_bn(
+    x: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    bn_weight: Optional[Tensor] = None,
+    bn_bias: Optional[Tensor] = None,
+    running_mean: Optional[Tensor] = None,
+    running_var: Optional[Tensor] = None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    training: bool = True,
+    momentum: Optional[float] = 0.1,
+    eps: float = 1e-3,
+    form: str = "standard",
+    num_batches_tracked: Optional[Tensor] = None,
+) -> Tensor:
     """Memory-saving `batch_norm(conv2d(x, weight, bias, ...), ...)`.
 
     Arguments mirror `F.conv2d` + `F.batch_norm`. `form` is "standard" (nn.BatchNorm2d) or
@@ -145,10 +236,36 @@ def memory_saving_conv_bn(x: Tensor, weight: Tensor, bias: Optional[Tensor] = No
     `torch.compile` the same function in plain ops (`fused.traceable`), which the compiler's
     partitioner sees through.
     """
-    cfg = check_conv_bn_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                          stride=stride, padding=padding, dilation=dilation, groups=groups,
-                          training=training, momentum=momentum, eps=eps, form=form,
-                          num_batches_tracked=num_batches_tracked)
-    return MemorySavingConvBNFunction.apply(x, weight, bias, bn_weight, bn_bias, running_mean,
-                                     running_var, num_batches_tracked, cfg, bool(training),
-                                     momentum, float(eps), form)
+    cfg = check_conv_bn_arguments(
+        x,
+        weight,
+        bias,
+        bn_weight,
+        bn_bias,
+        running_mean,
+        running_var,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        training=training,
+        momentum=momentum,
+        eps=eps,
+        form=form,
+        num_batches_tracked=num_batches_tracked,
+    )
+    return MemorySavingConvBNFunction.apply(
+        x,
+        weight,
+        bias,
+        bn_weight,
+        bn_bias,
+        running_mean,
+        running_var,
+        num_batches_tracked,
+        cfg,
+        bool(training),
+        momentum,
+        float(eps),
+        form,
+    )

@@ -26,6 +26,7 @@ State dicts: the fused model records `_convbn_key_map` (unfused key -> fused key
 `"layer1.bn1.running_mean" -> "layer1.conv1.running_mean"`); `load_unfused_state_dict(model, sd)`
 loads a state dict saved from the unfused model, and `unfused_state_dict(model)` goes the other way.
 """
+
 from __future__ import annotations
 
 import copy
@@ -100,6 +101,7 @@ def unfused_state_dict(model: nn.Module):
 
 # --- finding pairs --------------------------------------------------------------------------
 
+
 def _keys_by_tensor(model):
     keys = {}
     for key, tensor in model.state_dict(keep_vars=True).items():
@@ -162,7 +164,7 @@ def _conv_padding(conv):
     if isinstance(conv.padding, str):
         if conv.padding == "valid":
             return (0, 0)
-        total = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
+        total = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size, strict=True)]
         if any(t % 2 for t in total):
             return None  # "same" with an even dilated kernel pads asymmetrically
         return tuple(t // 2 for t in total)
@@ -192,11 +194,22 @@ def _replace_pair(root, conv_name, bn_name):
     bn = root.get_submodule(bn_name)
     w = conv.weight
     fused = FusedConvBN2d(
-        conv.in_channels, conv.out_channels, tuple(conv.kernel_size), stride=tuple(conv.stride),
-        padding=_conv_padding(conv), dilation=tuple(conv.dilation), groups=conv.groups,
-        bias=conv.bias is not None, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
-        track_running_stats=bn.track_running_stats, form="standard", device=w.device,
-        dtype=w.dtype)
+        conv.in_channels,
+        conv.out_channels,
+        tuple(conv.kernel_size),
+        stride=tuple(conv.stride),
+        padding=_conv_padding(conv),
+        dilation=tuple(conv.dilation),
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        eps=bn.eps,
+        momentum=bn.momentum,
+        affine=bn.affine,
+        track_running_stats=bn.track_running_stats,
+        form="standard",
+        device=w.device,
+        dtype=w.dtype,
+    )
     with torch.no_grad():
         # Take over the very objects (identity, requires_grad, sharing with other modules).
         fused.weight = conv.weight

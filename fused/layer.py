@@ -14,6 +14,7 @@ running_var         buffer (C_out,) or None (no tracking)          BatchNorm2d.r
 num_batches_tracked long 0-dim buffer or None (no tracking)        BatchNorm2d.num_batches_tracked
 ==================  =============================================  ======================
 """
+
 from __future__ import annotations
 
 import math
@@ -41,16 +42,33 @@ class FusedConvBN2d(nn.Module):
     and eps outside the square root.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=False, eps=1e-3, momentum=0.1, affine=True,
-                 track_running_stats=True, form="tutorial", device=None, dtype=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=False,
+        eps=1e-3,
+        momentum=0.1,
+        affine=True,
+        track_running_stats=True,
+        form="tutorial",
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}, got {form!r}")
         if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must "
-                             f"be divisible by groups ({groups})")
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must "
+                f"be divisible by groups ({groups})"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size)
@@ -63,8 +81,9 @@ class FusedConvBN2d(nn.Module):
         self.affine = affine
         self.track_running_stats = track_running_stats
         self.form = form
-        self.weight = nn.Parameter(torch.empty(
-            (out_channels, in_channels // groups, *self.kernel_size), **factory))
+        self.weight = nn.Parameter(
+            torch.empty((out_channels, in_channels // groups, *self.kernel_size), **factory)
+        )
         if bias:
             self.bias = nn.Parameter(torch.empty(out_channels, **factory))
         else:
@@ -78,8 +97,9 @@ class FusedConvBN2d(nn.Module):
         if track_running_stats:
             self.register_buffer("running_mean", torch.zeros(out_channels, **factory))
             self.register_buffer("running_var", torch.ones(out_channels, **factory))
-            self.register_buffer("num_batches_tracked",
-                                 torch.tensor(0, dtype=torch.long, device=device))
+            self.register_buffer(
+                "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
+            )
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -110,23 +130,38 @@ class FusedConvBN2d(nn.Module):
         # Running stats are updated only in training; eval without tracking uses batch stats.
         update = self.training and self.track_running_stats
         return memory_saving_conv_bn(
-            x, self.weight, self.bias, self.bn_weight, self.bn_bias,
+            x,
+            self.weight,
+            self.bias,
+            self.bn_weight,
+            self.bn_bias,
             self.running_mean if (update or not use_batch_stats) else None,
             self.running_var if (update or not use_batch_stats) else None,
-            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
-            training=use_batch_stats, momentum=self.momentum, eps=self.eps, form=self.form,
-            num_batches_tracked=self.num_batches_tracked if update else None)
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            training=use_batch_stats,
+            momentum=self.momentum,
+            eps=self.eps,
+            form=self.form,
+            num_batches_tracked=self.num_batches_tracked if update else None,
+        )
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
         if self.padding != (0, 0):
             s += f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
-        s += (f", bias={self.bias is not None}, eps={self.eps}, momentum={self.momentum}, "
-              f"affine={self.affine}, track_running_stats={self.track_running_stats}, "
-              f"form={self.form!r}")
+        s += (
+            f", bias={self.bias is not None}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}, "
+            f"form={self.form!r}"
+        )
         return s

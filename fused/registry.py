@@ -5,9 +5,11 @@ every declared feature, dtype and double backward against the NumPy oracle):
 
 * ``tutorial_function``: the tutorial's `FusedConvBN2DFunction` (tutorial form); it handles no
   optional feature (no bias, stride, ..., no affine, no running stats) and stays fp32/fp64.
-* ``fused_tutorial`` / ``fused_standard``: `fused.functional.memory_saving_conv_bn` with its form fixed;
-  every conv and BN feature, float16 and bfloat16 on CPU; once-differentiable (no double backward).
-* ``custom_op_standard``: the same kernel as a `torch.library` custom op, `memory_saving_conv_bn_op`.
+* ``fused_tutorial`` / ``fused_standard``: `fused.functional.memory_saving_conv_bn` with its form
+  fixed; every conv and BN feature, float16 and bfloat16 on CPU; once-differentiable (no double
+  backward).
+* ``custom_op_standard``: the same kernel as a `torch.library` custom op,
+  `memory_saving_conv_bn_op`.
 * ``eager``: `F.conv2d` + `F.batch_norm` (standard), the unfused baseline; every feature,
   double backward, CUDA. No half types: `pytest verify` found PyTorch 2.13's CPU half-precision
   convolutions wrong on legal geometries (float16 forward segfaults; bfloat16 channels_last
@@ -28,6 +30,7 @@ plain ops under torch.compile) and eager; not the tutorial's function, checkpoin
 
 ``memory_saving=True`` marks the variants that save fewer bytes for backward than eager.
 """
+
 from __future__ import annotations
 
 from fused.baselines import checkpoint_conv_bn, eager_conv_bn
@@ -35,10 +38,16 @@ from fused.custom_op import memory_saving_conv_bn_op
 from fused.functional import memory_saving_conv_bn
 from fused.triton_support import triton_missing_reason
 from fused.tutorial import tutorial_variant_fn
-from fused.variant import CONV_FEATURES, BN_FEATURES, FORMS, Variant
+from fused.variant import BN_FEATURES, CONV_FEATURES, FORMS, Variant
 
-__all__ = ["BUILTIN_VARIANTS", "TRITON_VARIANTS", "builtin_variant", "fused_tutorial_fn", "fused_standard_fn",
-           "custom_op_standard_fn"]
+__all__ = [
+    "BUILTIN_VARIANTS",
+    "TRITON_VARIANTS",
+    "builtin_variant",
+    "fused_tutorial_fn",
+    "fused_standard_fn",
+    "custom_op_standard_fn",
+]
 
 _ALL_CONV_BN = CONV_FEATURES | BN_FEATURES
 # Half activations; "autocast": with float32 bn_weight/bn_bias/running stats beside them.
@@ -47,12 +56,41 @@ _LOW_PRECISION = frozenset({"float16", "bfloat16", "autocast"})
 
 def _with_form(op, form: str):
     """`op(..., form=form)` in the Variant fn signature."""
-    def fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-           running_var=None, *, stride=1, padding=0, dilation=1, groups=1, training=True,
-           momentum=0.1, eps=1e-3):
-        return op(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, stride=stride,
-                  padding=padding, dilation=dilation, groups=groups, training=training,
-                  momentum=momentum, eps=eps, form=form)
+
+    def fn(
+        x,
+        weight,
+        bias=None,
+        bn_weight=None,
+        bn_bias=None,
+        running_mean=None,
+        running_var=None,
+        *,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        training=True,
+        momentum=0.1,
+        eps=1e-3,
+    ):
+        return op(
+            x,
+            weight,
+            bias,
+            bn_weight,
+            bn_bias,
+            running_mean,
+            running_var,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            training=training,
+            momentum=momentum,
+            eps=eps,
+            form=form,
+        )
 
     fn.__name__ = fn.__qualname__ = f"{op.__name__}_{form}"
     fn.__doc__ = f"`{op.__name__}(..., form={form!r})` in the Variant fn signature."
@@ -72,30 +110,68 @@ def _triton_variants() -> tuple:
         # Listed anyway, so `pytest verify` shows them skipped with the reason, not just absent.
         def fn(*args, **kwargs):
             raise AssertionError("unreachable: Variant.__call__ refuses unavailable variants")
+
         fns = {form: fn for form in FORMS}
     else:
         from fused.triton_conv_bn import triton_conv_bn
+
         fns = {form: _with_form(triton_conv_bn, form) for form in FORMS}
-    return tuple(Variant(f"triton_{form}", fns[form], form=form,
-                         supports=_ALL_CONV_BN | _LOW_PRECISION | {"cuda"}, memory_saving=True,
-                         triton=True, unavailable=_TRITON_MISSING)
-                 for form in ("standard", "tutorial"))
+    return tuple(
+        Variant(
+            f"triton_{form}",
+            fns[form],
+            form=form,
+            supports=_ALL_CONV_BN | _LOW_PRECISION | {"cuda"},
+            memory_saving=True,
+            triton=True,
+            unavailable=_TRITON_MISSING,
+        )
+        for form in ("standard", "tutorial")
+    )
 
 
 BUILTIN_VARIANTS: tuple[Variant, ...] = (
-    Variant("tutorial_function", tutorial_variant_fn, form="tutorial", supports=frozenset(),
-            memory_saving=True),
-    Variant("fused_tutorial", fused_tutorial_fn, form="tutorial",
-            supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"}, memory_saving=True),
-    Variant("fused_standard", fused_standard_fn, form="standard",
-            supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"}, memory_saving=True),
-    Variant("custom_op_standard", custom_op_standard_fn, form="standard",
-            supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"}, memory_saving=True),
-    Variant("eager", eager_conv_bn, form="standard",
-            supports=_ALL_CONV_BN | {"double_backward", "cuda", "compile"}),
-    Variant("checkpoint", checkpoint_conv_bn, form="standard",
-            supports=_ALL_CONV_BN | {"double_backward", "cuda"},
-            memory_saving=True),
+    Variant(
+        "tutorial_function",
+        tutorial_variant_fn,
+        form="tutorial",
+        supports=frozenset(),
+        memory_saving=True,
+    ),
+    Variant(
+        "fused_tutorial",
+        fused_tutorial_fn,
+        form="tutorial",
+        supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"},
+        memory_saving=True,
+    ),
+    Variant(
+        "fused_standard",
+        fused_standard_fn,
+        form="standard",
+        supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"},
+        memory_saving=True,
+    ),
+    Variant(
+        "custom_op_standard",
+        custom_op_standard_fn,
+        form="standard",
+        supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"},
+        memory_saving=True,
+    ),
+    Variant(
+        "eager",
+        eager_conv_bn,
+        form="standard",
+        supports=_ALL_CONV_BN | {"double_backward", "cuda", "compile"},
+    ),
+    Variant(
+        "checkpoint",
+        checkpoint_conv_bn,
+        form="standard",
+        supports=_ALL_CONV_BN | {"double_backward", "cuda"},
+        memory_saving=True,
+    ),
 ) + _triton_variants()
 
 # The Triton kernels alone: `pytest verify --variant fused.registry:TRITON_VARIANTS`.
@@ -110,5 +186,6 @@ def builtin_variant(name: str) -> Variant:
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise KeyError(f"no built-in variant {name!r}; built-in variants: "
-                       f"{', '.join(_BY_NAME)}") from None
+        raise KeyError(
+            f"no built-in variant {name!r}; built-in variants: {', '.join(_BY_NAME)}"
+        ) from None

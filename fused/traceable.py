@@ -10,13 +10,14 @@ written (with their in-place writes turned into copies), and the budget cannot t
 So under compile the layer states the same numbers in ops the partitioner sees through; the
 measurements behind this choice are in the README ("Under torch.compile").
 
-`conv_bn_traceable` takes `fused.functional.memory_saving_conv_bn`'s arguments, validates them the same
-way, and computes the same function: the standard form through `F.batch_norm` (what
+`conv_bn_traceable` takes `fused.functional.memory_saving_conv_bn`'s arguments, validates them the
+same way, and computes the same function: the standard form through `F.batch_norm` (what
 nn.BatchNorm2d compiles to), the tutorial form (and the standard one with momentum=None) in
 elementwise ops and `var_mean`, statistics in the statistics dtype (float32 for half inputs),
 running statistics and `num_batches_tracked` updated in place (momentum=None: cumulative average,
 without reading the counter back to Python, which would break the graph).
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,18 +60,45 @@ def _tutorial_train_invstd(var_biased: Tensor, n: int, eps: float) -> Tensor:
     return torch.reciprocal(std + eps)
 
 
-def conv_bn_traceable(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
-                      bn_weight: Optional[Tensor] = None, bn_bias: Optional[Tensor] = None,
-                      running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None,
-                      *, stride=1, padding=0, dilation=1, groups: int = 1, training: bool = True,
-                      momentum: Optional[float] = 0.1, eps: float = 1e-3, form: str = "standard",
-                      num_batches_tracked: Optional[Tensor] = None) -> Tensor:
+def conv_bn_traceable(
+    x: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    bn_weight: Optional[Tensor] = None,
+    bn_bias: Optional[Tensor] = None,
+    running_mean: Optional[Tensor] = None,
+    running_var: Optional[Tensor] = None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    training: bool = True,
+    momentum: Optional[float] = 0.1,
+    eps: float = 1e-3,
+    form: str = "standard",
+    num_batches_tracked: Optional[Tensor] = None,
+) -> Tensor:
     """`fused.functional.memory_saving_conv_bn`'s function, autograd through plain ops (saves what
     autograd or the compiler's partitioner chooses, not only the conv input)."""
-    cfg = check_conv_bn_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                                  stride=stride, padding=padding, dilation=dilation, groups=groups,
-                          training=training, momentum=momentum, eps=eps, form=form,
-                          num_batches_tracked=num_batches_tracked)
+    cfg = check_conv_bn_arguments(
+        x,
+        weight,
+        bias,
+        bn_weight,
+        bn_bias,
+        running_mean,
+        running_var,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        training=training,
+        momentum=momentum,
+        eps=eps,
+        form=form,
+        num_batches_tracked=num_batches_tracked,
+    )
     y = _conv(x, weight, bias, cfg)
     if form == "standard" and (momentum is not None or running_mean is None):
         # nn.BatchNorm2d's own op: inductor decomposes it with a dedicated backward (two
@@ -83,27 +111,38 @@ def conv_bn_traceable(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
         # half activations with half or float32 parameters and keeps its statistics in float32).
         # Dense bn_weight/bn_bias: PyTorch 2.13's CPU batch-norm backward misreads strided ones
         # (README, "Known upstream issues"; the eager baseline does the same).
-        out = F.batch_norm(y.to(x.dtype), running_mean, running_var,
-                           None if bn_weight is None else bn_weight.contiguous(),
-                           None if bn_bias is None else bn_bias.contiguous(), training,
-                           0.0 if momentum is None else momentum, eps)
+        out = F.batch_norm(
+            y.to(x.dtype),
+            running_mean,
+            running_var,
+            None if bn_weight is None else bn_weight.contiguous(),
+            None if bn_bias is None else bn_bias.contiguous(),
+            training,
+            0.0 if momentum is None else momentum,
+            eps,
+        )
         return out.to(x.dtype)
     sd = stat_dtype(x.dtype)
     if training:
         n = y.numel() // y.shape[1]
         var, mean = torch.var_mean(y.to(sd), dim=_REDUCE, correction=0)
-        invstd = (bnm.train_invstd(var, n, form, eps) if form == "standard"
-                  else _tutorial_train_invstd(var, n, eps))
+        invstd = (
+            bnm.train_invstd(var, n, form, eps)
+            if form == "standard"
+            else _tutorial_train_invstd(var, n, eps)
+        )
         if running_mean is not None or num_batches_tracked is not None:
             with torch.no_grad():
                 if num_batches_tracked is not None:
                     num_batches_tracked.add_(1)
                 # momentum=None: 1 / count, as a tensor in the statistics dtype (exact enough
                 # for float64 statistics, and no read back to Python).
-                factor = (momentum if momentum is not None
-                          else 1.0 / num_batches_tracked.to(mean.dtype))
-                bnm.update_running_stats(running_mean, running_var, mean.detach(), var.detach(),
-                                         n, factor)
+                factor = (
+                    momentum if momentum is not None else 1.0 / num_batches_tracked.to(mean.dtype)
+                )
+                bnm.update_running_stats(
+                    running_mean, running_var, mean.detach(), var.detach(), n, factor
+                )
     else:
         mean = running_mean.to(sd)
         invstd = bnm.eval_invstd(running_var.to(sd), form, eps)
@@ -117,6 +156,7 @@ def conv_bn_traceable(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
 def compile_aware(op):
     """`op` (a `memory_saving_conv_bn`-like function) in eager mode, `conv_bn_traceable` while
     torch.compile traces the call: one entry point whose numbers do not depend on the mode."""
+
     @functools.wraps(op)
     def dispatch(*args, **kwargs):
         if compiling():

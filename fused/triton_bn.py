@@ -10,14 +10,19 @@ channel of more than 1,024 values is split across programs and merged, and the m
 the split and the merge are all exercised at sizes the suite draws (up to 16,385 values per
 channel), not only on ImageNet-sized tensors.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
 from fused.dtypes import stat_dtype
-from fused.triton_support import (check_language_mode, configure_interpreter, interpreting,
-                                  is_interpreted)
+from fused.triton_support import (
+    check_language_mode,
+    configure_interpreter,
+    interpreting,
+    is_interpreted,
+)
 
 # The interpreter is chosen when triton and the kernels are imported: decide before both.
 configure_interpreter()
@@ -30,8 +35,12 @@ from fused import triton_bn_kernels  # noqa: E402
 
 __all__ = ["TritonBatchNorm"]
 
-_TL_DTYPES = {torch.float64: tl.float64, torch.float32: tl.float32, torch.float16: tl.float16,
-              torch.bfloat16: tl.bfloat16}
+_TL_DTYPES = {
+    torch.float64: tl.float64,
+    torch.float32: tl.float32,
+    torch.float16: tl.float16,
+    torch.bfloat16: tl.bfloat16,
+}
 
 
 def _channel_strides(t: Tensor):
@@ -53,9 +62,9 @@ class TritonBatchNorm:
     """Launches the Triton batch-norm kernels on (N, C, H, W) tensors with C-sized statistics."""
 
     kernels = triton_bn_kernels
-    block = 256                 # values per tile (a power of two)
-    tiles_per_program = 4       # tiles each program reduces before the cross-program merge
-    max_programs = 64           # cap on programs per channel; beyond it programs get longer
+    block = 256  # values per tile (a power of two)
+    tiles_per_program = 4  # tiles each program reduces before the cross-program merge
+    max_programs = 64  # cap on programs per channel; beyond it programs get longer
 
     # -- tiling ------------------------------------------------------------------------------
     def accumulator(self, dtype: torch.dtype) -> torch.dtype:
@@ -78,7 +87,8 @@ class TritonBatchNorm:
             raise RuntimeError(
                 "the Triton kernels were compiled for a GPU but the tensors are on the CPU: set "
                 "TRITON_INTERPRET=1 before fused.triton_bn is imported to run them on Triton's "
-                f"CPU interpreter (TRITON_INTERPRET is {'on' if interpreting() else 'off'} now)")
+                f"CPU interpreter (TRITON_INTERPRET is {'on' if interpreting() else 'off'} now)"
+            )
 
     # -- forward -----------------------------------------------------------------------------
     def moments(self, y: Tensor, stat_dtype: torch.dtype):
@@ -89,16 +99,34 @@ class TritonBatchNorm:
         values = batch * height * width
         programs, chunk = self.split(values)
         acc = self.accumulator(y.dtype)
-        count, mean, m2 = (torch.empty(channels, programs, dtype=acc, device=y.device)
-                           for _ in range(3))
+        count, mean, m2 = (
+            torch.empty(channels, programs, dtype=acc, device=y.device) for _ in range(3)
+        )
         self.kernels.welford_partials_kernel[(channels, programs)](
-            y, count, mean, m2, values, height * width, s_n, s_c, s_hw, chunk,
-            BLOCK=self.block, ACC=_TL_DTYPES[acc])
+            y,
+            count,
+            mean,
+            m2,
+            values,
+            height * width,
+            s_n,
+            s_c,
+            s_hw,
+            chunk,
+            BLOCK=self.block,
+            ACC=_TL_DTYPES[acc],
+        )
         channel_mean = torch.empty(channels, dtype=stat_dtype, device=y.device)
         channel_var = torch.empty_like(channel_mean)
         self.kernels.welford_merge_kernel[(channels,)](
-            count, mean, m2, channel_mean, channel_var, programs,
-            BLOCK_P=max(2, triton.next_power_of_2(programs)))
+            count,
+            mean,
+            m2,
+            channel_mean,
+            channel_var,
+            programs,
+            BLOCK_P=max(2, triton.next_power_of_2(programs)),
+        )
         return channel_mean, channel_var
 
     def normalize_(self, y: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
@@ -118,16 +146,38 @@ class TritonBatchNorm:
         values = batch * height * width
         programs, chunk = self.split(values)
         acc = self.accumulator(g.dtype)
-        part_g, part_gd = (torch.empty(channels, programs, dtype=acc, device=g.device)
-                           for _ in range(2))
+        part_g, part_gd = (
+            torch.empty(channels, programs, dtype=acc, device=g.device) for _ in range(2)
+        )
         self.kernels.grad_partials_kernel[(channels, programs)](
-            g, y, mean.contiguous(), part_g, part_gd, values, height * width, g_n, g_c, g_hw,
-            y_n, y_c, y_hw, chunk, BLOCK=self.block, ACC=_TL_DTYPES[acc], CENTRED=centred)
+            g,
+            y,
+            mean.contiguous(),
+            part_g,
+            part_gd,
+            values,
+            height * width,
+            g_n,
+            g_c,
+            g_hw,
+            y_n,
+            y_c,
+            y_hw,
+            chunk,
+            BLOCK=self.block,
+            ACC=_TL_DTYPES[acc],
+            CENTRED=centred,
+        )
         sum_g = torch.empty(channels, dtype=mean.dtype, device=g.device)
         sum_gd = torch.empty_like(sum_g)
         self.kernels.sum_partials_kernel[(channels,)](
-            part_g, part_gd, sum_g, sum_gd, programs,
-            BLOCK_P=max(2, triton.next_power_of_2(programs)))
+            part_g,
+            part_gd,
+            sum_g,
+            sum_gd,
+            programs,
+            BLOCK_P=max(2, triton.next_power_of_2(programs)),
+        )
         return sum_g, (sum_gd if centred else None)
 
     def input_grad(self, grad_out: Tensor, y, a: Tensor, b, k) -> Tensor:
@@ -154,8 +204,27 @@ class TritonBatchNorm:
         values = batch * height * width
         programs, chunk = self.split(values)
         self.kernels.channel_affine_kernel[(channels, programs)](
-            u, v, o, a.contiguous(), (b if with_v else a).contiguous(),
-            (k if with_k else a).contiguous(), values, height * width, u_n, u_c, u_hw,
-            v_n, v_c, v_hw, o_n, o_c, o_hw, chunk, BLOCK=self.block,
-            ACC=_TL_DTYPES[self.accumulator(u.dtype)], WITH_V=with_v, WITH_K=with_k)
+            u,
+            v,
+            o,
+            a.contiguous(),
+            (b if with_v else a).contiguous(),
+            (k if with_k else a).contiguous(),
+            values,
+            height * width,
+            u_n,
+            u_c,
+            u_hw,
+            v_n,
+            v_c,
+            v_hw,
+            o_n,
+            o_c,
+            o_hw,
+            chunk,
+            BLOCK=self.block,
+            ACC=_TL_DTYPES[self.accumulator(u.dtype)],
+            WITH_V=with_v,
+            WITH_K=with_k,
+        )
         return o

@@ -15,6 +15,7 @@ dtype) and everything is accumulated in ACC; stores round once to the destinatio
 Helpers. `program_span` and `tile_index` are the Grid and Layout rules above, written once
 and called by every tiled kernel.
 """
+
 import triton
 import triton.language as tl
 
@@ -36,8 +37,20 @@ def tile_index(first, lanes, end, HW):
 
 
 @triton.jit
-def welford_partials_kernel(y_ptr, count_ptr, mean_ptr, m2_ptr, R, HW, stride_n, stride_c,
-                            stride_hw, chunk, BLOCK: tl.constexpr, ACC: tl.constexpr):
+def welford_partials_kernel(
+    y_ptr,
+    count_ptr,
+    mean_ptr,
+    m2_ptr,
+    R,
+    HW,
+    stride_n,
+    stride_c,
+    stride_hw,
+    chunk,
+    BLOCK: tl.constexpr,
+    ACC: tl.constexpr,
+):
     """Per (channel, program): count, mean and M2 (sum of squared deviations) of its values."""
     c = tl.program_id(0)
     p = tl.program_id(1)
@@ -68,8 +81,9 @@ def welford_partials_kernel(y_ptr, count_ptr, mean_ptr, m2_ptr, R, HW, stride_n,
 
 
 @triton.jit
-def welford_merge_kernel(count_ptr, mean_ptr, m2_ptr, mean_out_ptr, var_out_ptr, P,
-                         BLOCK_P: tl.constexpr):
+def welford_merge_kernel(
+    count_ptr, mean_ptr, m2_ptr, mean_out_ptr, var_out_ptr, P, BLOCK_P: tl.constexpr
+):
     """Per channel: merge the P partials into the mean and the biased variance."""
     c = tl.program_id(0)
     j = tl.arange(0, BLOCK_P)
@@ -89,9 +103,25 @@ def welford_merge_kernel(count_ptr, mean_ptr, m2_ptr, mean_out_ptr, var_out_ptr,
 
 
 @triton.jit
-def grad_partials_kernel(g_ptr, y_ptr, mean_ptr, sum_g_ptr, sum_gd_ptr, R, HW, g_stride_n,
-                         g_stride_c, g_stride_hw, y_stride_n, y_stride_c, y_stride_hw, chunk,
-                         BLOCK: tl.constexpr, ACC: tl.constexpr, CENTRED: tl.constexpr):
+def grad_partials_kernel(
+    g_ptr,
+    y_ptr,
+    mean_ptr,
+    sum_g_ptr,
+    sum_gd_ptr,
+    R,
+    HW,
+    g_stride_n,
+    g_stride_c,
+    g_stride_hw,
+    y_stride_n,
+    y_stride_c,
+    y_stride_hw,
+    chunk,
+    BLOCK: tl.constexpr,
+    ACC: tl.constexpr,
+    CENTRED: tl.constexpr,
+):
     """Per (channel, program): sum(g) and, when CENTRED, sum(g * (y - mean[c]))."""
     c = tl.program_id(0)
     p = tl.program_id(1)
@@ -107,8 +137,9 @@ def grad_partials_kernel(g_ptr, y_ptr, mean_ptr, sum_g_ptr, sum_gd_ptr, R, HW, g
         g = tl.load(g_channel + n * g_stride_n + hw * g_stride_hw, mask=inside, other=0.0).to(ACC)
         sum_g += g
         if CENTRED:
-            y = tl.load(y_channel + n * y_stride_n + hw * y_stride_hw, mask=inside,
-                        other=0.0).to(ACC)
+            y = tl.load(y_channel + n * y_stride_n + hw * y_stride_hw, mask=inside, other=0.0).to(
+                ACC
+            )
             # g is 0 outside, so the padded lanes add nothing whatever y - mean is there.
             sum_gd += g * (y - mean)
     slot = c * tl.num_programs(1) + p
@@ -129,10 +160,30 @@ def sum_partials_kernel(a_ptr, b_ptr, a_out_ptr, b_out_ptr, P, BLOCK_P: tl.const
 
 
 @triton.jit
-def channel_affine_kernel(u_ptr, v_ptr, out_ptr, a_ptr, b_ptr, k_ptr, R, HW, u_stride_n,
-                          u_stride_c, u_stride_hw, v_stride_n, v_stride_c, v_stride_hw,
-                          out_stride_n, out_stride_c, out_stride_hw, chunk, BLOCK: tl.constexpr,
-                          ACC: tl.constexpr, WITH_V: tl.constexpr, WITH_K: tl.constexpr):
+def channel_affine_kernel(
+    u_ptr,
+    v_ptr,
+    out_ptr,
+    a_ptr,
+    b_ptr,
+    k_ptr,
+    R,
+    HW,
+    u_stride_n,
+    u_stride_c,
+    u_stride_hw,
+    v_stride_n,
+    v_stride_c,
+    v_stride_hw,
+    out_stride_n,
+    out_stride_c,
+    out_stride_hw,
+    chunk,
+    BLOCK: tl.constexpr,
+    ACC: tl.constexpr,
+    WITH_V: tl.constexpr,
+    WITH_K: tl.constexpr,
+):
     """out = a[c] * u (+ b[c] * v when WITH_V) (+ k[c] when WITH_K), one pass; out may be u or v.
 
     The normalisation is `a * y + k` (scale, shift); the batch-norm input gradient is
@@ -154,5 +205,8 @@ def channel_affine_kernel(u_ptr, v_ptr, out_ptr, a_ptr, b_ptr, k_ptr, R, HW, u_s
             result += tl.load(b_ptr + c).to(ACC) * v.to(ACC)
         if WITH_K:
             result += tl.load(k_ptr + c).to(ACC)
-        tl.store(out_channel + n * out_stride_n + hw * out_stride_hw,
-                 result.to(out_ptr.dtype.element_ty), mask=inside)
+        tl.store(
+            out_channel + n * out_stride_n + hw * out_stride_hw,
+            result.to(out_ptr.dtype.element_ty),
+            mask=inside,
+        )

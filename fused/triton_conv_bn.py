@@ -11,6 +11,7 @@ As in the tutorial, only the conv input is saved for backward; the backward reco
 convolution. Works on the CPU through Triton's interpreter (TRITON_INTERPRET=1, set up by
 `fused.triton_support`) and natively on a CUDA device.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -30,15 +31,31 @@ DEFAULT_BATCH_NORM = TritonBatchNorm()
 
 
 def _conv(x, weight, bias, cfg: ConvConfig):
-    return native_conv.conv_forward(x, weight, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
+    return native_conv.conv_forward(
+        x, weight, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups
+    )
 
 
 class TritonConvBNFunction(torch.autograd.Function):
     """autograd.Function behind `triton_conv_bn` (arguments already validated)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, bn_weight, bn_bias, running_mean, running_var, cfg,
-                training, momentum, eps, form, bn: TritonBatchNorm):
+    def forward(
+        ctx,
+        x,
+        weight,
+        bias,
+        bn_weight,
+        bn_bias,
+        running_mean,
+        running_var,
+        cfg,
+        training,
+        momentum,
+        eps,
+        form,
+        bn: TritonBatchNorm,
+    ):
         y = _conv(x, weight, bias, cfg)
         n = bnm.values_per_channel(y)
         stat_dtype = bnm.stat_dtype(y.dtype)
@@ -54,8 +71,15 @@ class TritonConvBNFunction(torch.autograd.Function):
         scale, shift = bnm.scale_shift(mean, invstd, bn_weight, bn_bias)
         out = bn.normalize_(y, scale, shift)
         # Only the tutorial form's training backward needs the variance itself.
-        ctx.save_for_backward(x, weight, bias, bn_weight, mean, invstd,
-                              var if training and form == "tutorial" else None)
+        ctx.save_for_backward(
+            x,
+            weight,
+            bias,
+            bn_weight,
+            mean,
+            invstd,
+            var if training and form == "tutorial" else None,
+        )
         ctx.cfg, ctx.training, ctx.eps, ctx.form, ctx.bn = cfg, training, eps, form, bn
         return out
 
@@ -76,34 +100,84 @@ class TritonConvBNFunction(torch.autograd.Function):
         grad_bnb = sum_g.to(grad_out.dtype) if need_bnb else None
         grad_x = grad_w = grad_b = None
         if need_conv:
-            a, b, k = bnm.bn_input_grad_coefficients(sum_g, sum_gd, mean, invstd, bn_weight, n,
-                                                     training, ctx.form, var, ctx.eps)
+            a, b, k = bnm.bn_input_grad_coefficients(
+                sum_g, sum_gd, mean, invstd, bn_weight, n, training, ctx.form, var, ctx.eps
+            )
             grad_y = bn.input_grad(grad_out, y if training else None, a, b, k)
             grad_x, grad_w, grad_b = native_conv.conv_backward(
-                grad_y, x, weight, bias is not None, ctx.cfg.stride, ctx.cfg.padding,
-                ctx.cfg.dilation, ctx.cfg.groups, (need_x, need_w, need_b))
+                grad_y,
+                x,
+                weight,
+                bias is not None,
+                ctx.cfg.stride,
+                ctx.cfg.padding,
+                ctx.cfg.dilation,
+                ctx.cfg.groups,
+                (need_x, need_w, need_b),
+            )
         return (grad_x, grad_w, grad_b, grad_bnw, grad_bnb) + (None,) * 8
 
 
-def triton_conv_bn(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
-                   bn_weight: Optional[Tensor] = None, bn_bias: Optional[Tensor] = None,
-                   running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None,
-                   *, stride=1, padding=0, dilation=1, groups: int = 1, training: bool = True,
-                   momentum: float = 0.1, eps: float = 1e-3, form: str = "standard",
-                   bn: TritonBatchNorm = DEFAULT_BATCH_NORM) -> Tensor:
+def triton_conv_bn(
+    x: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    bn_weight: Optional[Tensor] = None,
+    bn_bias: Optional[Tensor] = None,
+    running_mean: Optional[Tensor] = None,
+    running_var: Optional[Tensor] = None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-3,
+    form: str = "standard",
+    bn: TritonBatchNorm = DEFAULT_BATCH_NORM,
+) -> Tensor:
     """Memory-saving `batch_norm(conv2d(x, weight, bias, ...), ...)` with a Triton batch norm.
 
-    Arguments mirror `fused.memory_saving_conv_bn` (`form` "standard" or "tutorial"); running stats are
-    updated in place in training and only read in eval. Every argument is validated (ValueError)
+    Arguments mirror `fused.memory_saving_conv_bn` (`form` "standard" or "tutorial"); running stats
+    are updated in place in training and only read in eval. Every argument is validated (ValueError)
     before anything runs or is modified. `bn` is the launcher of the Triton kernels (block sizes,
     accumulation dtype). Once-differentiable.
     """
     if momentum is None:
-        raise ValueError("momentum must be a number (the cumulative average of momentum=None "
-                         "is not supported by triton_conv_bn)")
-    cfg = check_conv_bn_arguments(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                          stride=stride, padding=padding, dilation=dilation, groups=groups,
-                          training=training, momentum=momentum, eps=eps, form=form)
-    return TritonConvBNFunction.apply(x, weight, bias, bn_weight, bn_bias, running_mean,
-                                      running_var, cfg, bool(training), float(momentum),
-                                      float(eps), form, bn)
+        raise ValueError(
+            "momentum must be a number (the cumulative average of momentum=None "
+            "is not supported by triton_conv_bn)"
+        )
+    cfg = check_conv_bn_arguments(
+        x,
+        weight,
+        bias,
+        bn_weight,
+        bn_bias,
+        running_mean,
+        running_var,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        training=training,
+        momentum=momentum,
+        eps=eps,
+        form=form,
+    )
+    return TritonConvBNFunction.apply(
+        x,
+        weight,
+        bias,
+        bn_weight,
+        bn_bias,
+        running_mean,
+        running_var,
+        cfg,
+        bool(training),
+        float(momentum),
+        float(eps),
+        form,
+        bn,
+    )

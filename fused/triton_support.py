@@ -9,6 +9,7 @@ and everything that imports Triton on behalf of a user (the pytest plugin, `veri
 registry, the built-in Triton kernel module itself) calls it first. This module imports triton
 only in `triton_missing_reason` and `check_language_mode`.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,7 +61,8 @@ def check_language_mode() -> None:
         raise RuntimeError(
             f"triton was imported with TRITON_INTERPRET {'off' if interpreting() else 'on'} and it "
             f"is {'on' if interpreting() else 'off'} now: set it before anything imports triton "
-            "(fused.triton_support.configure_interpreter() does, and pytest verify calls it)")
+            "(fused.triton_support.configure_interpreter() does, and pytest verify calls it)"
+        )
 
 
 def is_interpreted(kernel) -> bool:

@@ -13,6 +13,7 @@ Fixed relative to the published version:
 * wrong-rank or mismatched inputs raise ValueError instead of failing inside the conv;
 * the backward is explicitly once-differentiable and honours `needs_input_grad`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,12 @@ from torch.autograd.function import once_differentiable
 from fused.arguments import check_conv_bn_arguments
 from fused.variant import UnsupportedFeatureError, requested_features
 
-__all__ = ["FusedConvBN2DFunction", "tutorial_variant_fn", "batch_norm_backward",
-           "convolution_backward"]
+__all__ = [
+    "FusedConvBN2DFunction",
+    "tutorial_variant_fn",
+    "batch_norm_backward",
+    "convolution_backward",
+]
 
 _REDUCE_DIMS = (0, 2, 3)
 
@@ -43,8 +48,18 @@ def convolution_backward(grad_out, X, conv_weight, needs_grad=(True, True)):
     if not any(needs_grad):
         return None, None
     grad_X, grad_weight, _ = torch.ops.aten.convolution_backward(
-        grad_out, X, conv_weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
-        [bool(needs_grad[0]), bool(needs_grad[1]), False])
+        grad_out,
+        X,
+        conv_weight,
+        None,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        False,
+        [0, 0],
+        1,
+        [bool(needs_grad[0]), bool(needs_grad[1]), False],
+    )
     return grad_X, grad_weight
 
 
@@ -63,8 +78,9 @@ def batch_norm_backward(grad_out, Y, mean, sqrt_var, N, eps):
     sum_gd = (grad_out * d).sum(dim=_REDUCE_DIMS)
     has_var = sqrt_var > 0
     safe_sqrt_var = torch.where(has_var, sqrt_var, torch.ones_like(sqrt_var))
-    var_coef = torch.where(has_var, sum_gd / ((N - 1) * safe_sqrt_var * denom),
-                           torch.zeros_like(sum_gd))
+    var_coef = torch.where(
+        has_var, sum_gd / ((N - 1) * safe_sqrt_var * denom), torch.zeros_like(sum_gd)
+    )
     # grad = (g - sum_g / N - d * var_coef) / denom, built in the buffer of d.
     grad = d.mul_(_per_channel(-var_coef))
     grad.add_(grad_out).sub_(_per_channel(sum_g / N))
@@ -112,17 +128,41 @@ class FusedConvBN2DFunction(torch.autograd.Function):
         return grad_X, grad_weight, None
 
 
-def tutorial_variant_fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                        running_var=None, *, stride=1, padding=0, dilation=1, groups=1,
-                        training=True, momentum=0.1, eps=1e-3):
+def tutorial_variant_fn(
+    x,
+    weight,
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+):
     """`FusedConvBN2DFunction` with the `Variant` fn signature (form "tutorial", no optional
     features). Any non-default feature raises `UnsupportedFeatureError`."""
-    used = requested_features(bias=bias, bn_weight=bn_weight, bn_bias=bn_bias,
-                              running_mean=running_mean, running_var=running_var, stride=stride,
-                              padding=padding, dilation=dilation, groups=groups,
-                              training=training, momentum=momentum)
+    used = requested_features(
+        bias=bias,
+        bn_weight=bn_weight,
+        bn_bias=bn_bias,
+        running_mean=running_mean,
+        running_var=running_var,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        training=training,
+        momentum=momentum,
+    )
     if used:
         raise UnsupportedFeatureError(
             f"FusedConvBN2DFunction (the tutorial kernel) handles none of the optional features; "
-            f"called with {sorted(used)}")
+            f"called with {sorted(used)}"
+        )
     return FusedConvBN2DFunction.apply(x, weight, eps)

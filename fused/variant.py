@@ -3,13 +3,14 @@
 A variant is a function with the signature of `reference.conv_bn` (torch tensors in, the BN output
 out, running stats updated in place) plus the batch-norm form it implements and the optional
 features it handles. The suite draws only the features a variant declares, so a kernel that handles
-a subset is still fuzzed on everything it claims; calling a variant with an undeclared feature raises
-`UnsupportedFeatureError` instead of silently computing something else.
+a subset is still fuzzed on everything it claims; calling a variant with an undeclared feature
+raises `UnsupportedFeatureError` instead of silently computing something else.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 FORMS = ("tutorial", "standard")
 
@@ -21,8 +22,9 @@ BN_FEATURES = frozenset({"affine", "running_stats"})
 # torch.autocast; "nondeterministic": two identical calls may differ in rounding (atomics).
 # "compile": the function works under torch.compile(fullgraph=True) with the same numbers as in
 # eager mode (forward, gradients, running statistics); verify/properties/compile.py checks it.
-EXTRA_FEATURES = frozenset({"float16", "bfloat16", "cuda", "double_backward", "autocast",
-                            "nondeterministic", "compile"})
+EXTRA_FEATURES = frozenset(
+    {"float16", "bfloat16", "cuda", "double_backward", "autocast", "nondeterministic", "compile"}
+)
 FEATURES = CONV_FEATURES | BN_FEATURES | EXTRA_FEATURES
 
 
@@ -40,9 +42,21 @@ def _is_default_pair(value, default: int) -> bool:
     return int(value) == default
 
 
-def requested_features(*, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                       running_var=None, stride=1, padding=0, dilation=1, groups=1,
-                       training=True, momentum=0.1, **_ignored) -> frozenset:
+def requested_features(
+    *,
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    training=True,
+    momentum=0.1,
+    **_ignored,
+) -> frozenset:
     """The optional features a call uses, judged from its arguments against their defaults."""
     used = set()
     if not _is_default_pair(stride, 1):
@@ -91,21 +105,31 @@ class Variant:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Variant name must be a non-empty string, got {self.name!r}")
         if not callable(self.fn):
-            raise TypeError(f"Variant {self.name!r}: fn must be callable, got {type(self.fn).__name__}")
+            raise TypeError(
+                f"Variant {self.name!r}: fn must be callable, got {type(self.fn).__name__}"
+            )
         if self.form not in FORMS:
-            raise ValueError(f"Variant {self.name!r}: form must be one of {FORMS}, got {self.form!r}")
+            raise ValueError(
+                f"Variant {self.name!r}: form must be one of {FORMS}, got {self.form!r}"
+            )
         if isinstance(self.supports, str):
-            raise TypeError(f"Variant {self.name!r}: supports must be an iterable of feature names, "
-                            f"not the string {self.supports!r} (did you mean {{{self.supports!r}}}?)")
+            raise TypeError(
+                f"Variant {self.name!r}: supports must be an iterable of feature names, "
+                f"not the string {self.supports!r} (did you mean {{{self.supports!r}}}?)"
+            )
         supports = frozenset(self.supports)
         unknown = sorted(supports - FEATURES)
         if unknown:
-            raise ValueError(f"Variant {self.name!r}: unknown feature(s) {unknown} in supports; "
-                             f"known features are {sorted(FEATURES)}")
+            raise ValueError(
+                f"Variant {self.name!r}: unknown feature(s) {unknown} in supports; "
+                f"known features are {sorted(FEATURES)}"
+            )
         object.__setattr__(self, "supports", supports)
         if not isinstance(self.unavailable, str):
-            raise TypeError(f"Variant {self.name!r}: unavailable must be a string (the reason), "
-                            f"got {type(self.unavailable).__name__}")
+            raise TypeError(
+                f"Variant {self.name!r}: unavailable must be a string (the reason), "
+                f"got {type(self.unavailable).__name__}"
+            )
 
     def check_features(self, **kwargs) -> None:
         """Raise UnsupportedFeatureError if the call's arguments use an undeclared feature."""
@@ -113,17 +137,39 @@ class Variant:
         if missing:
             raise UnsupportedFeatureError(
                 f"variant {self.name!r} does not declare feature(s) {missing} "
-                f"(supports={sorted(self.supports)}); add them to `supports` if the kernel handles them")
+                f"(supports={sorted(self.supports)}); add them to `supports` if the kernel "
+                "handles them"
+            )
 
-    def __call__(self, x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                 running_var=None, **kwargs):
+    def __call__(
+        self,
+        x,
+        weight,
+        bias=None,
+        bn_weight=None,
+        bn_bias=None,
+        running_mean=None,
+        running_var=None,
+        **kwargs,
+    ):
         if self.unavailable:
-            raise VariantUnavailableError(f"variant {self.name!r} is unavailable: {self.unavailable}")
-        self.check_features(bias=bias, bn_weight=bn_weight, bn_bias=bn_bias,
-                            running_mean=running_mean, running_var=running_var, **kwargs)
+            raise VariantUnavailableError(
+                f"variant {self.name!r} is unavailable: {self.unavailable}"
+            )
+        self.check_features(
+            bias=bias,
+            bn_weight=bn_weight,
+            bn_bias=bn_bias,
+            running_mean=running_mean,
+            running_var=running_var,
+            **kwargs,
+        )
         return self.fn(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, **kwargs)
 
     def __repr__(self):
         extras = (", triton=True" if self.triton else "") + (
-            f", unavailable={self.unavailable!r}" if self.unavailable else "")
-        return f"Variant({self.name!r}, form={self.form!r}, supports={sorted(self.supports)}{extras})"
+            f", unavailable={self.unavailable!r}" if self.unavailable else ""
+        )
+        return (
+            f"Variant({self.name!r}, form={self.form!r}, supports={sorted(self.supports)}{extras})"
+        )

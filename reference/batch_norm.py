@@ -64,19 +64,40 @@ def batch_norm_statistics(y, running_mean, running_var, *, training, eps, form):
 
 
 @quiet_on_nonfinite
-def batch_norm(y, bn_weight=None, bn_bias=None, running_mean=None, running_var=None, *,
-               training=True, momentum=0.1, eps=1e-3, form="tutorial"):
+def batch_norm(
+    y,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+    form="tutorial",
+):
     """Returns ``(out, new_running_mean, new_running_var)``; the stats are None when not given.
 
     Inputs are never modified: the running stats come back as new arrays (copies in eval mode).
     """
     y = np.asarray(y, dtype=np.float64)
     bn_weight, bn_bias, running_mean, running_var = map(
-        _f64, (bn_weight, bn_bias, running_mean, running_var))
-    check_batch_norm_args(y.shape, bn_weight, bn_bias, running_mean, running_var,
-                          training=training, momentum=momentum, eps=eps, form=form)
-    norm = batch_norm_statistics(y, running_mean, running_var, training=training, eps=eps,
-                                 form=form)
+        _f64, (bn_weight, bn_bias, running_mean, running_var)
+    )
+    check_batch_norm_args(
+        y.shape,
+        bn_weight,
+        bn_bias,
+        running_mean,
+        running_var,
+        training=training,
+        momentum=momentum,
+        eps=eps,
+        form=form,
+    )
+    norm = batch_norm_statistics(
+        y, running_mean, running_var, training=training, eps=eps, form=form
+    )
     out = norm.centred / _c(norm.denom)
     if bn_weight is not None:
         out *= _c(bn_weight)
@@ -92,8 +113,18 @@ def batch_norm(y, bn_weight=None, bn_bias=None, running_mean=None, running_var=N
 
 
 @quiet_on_nonfinite
-def batch_norm_backward(grad_out, y, bn_weight=None, bn_bias=None, running_mean=None,
-                        running_var=None, *, training=True, eps=1e-3, form="tutorial"):
+def batch_norm_backward(
+    grad_out,
+    y,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    training=True,
+    eps=1e-3,
+    form="tutorial",
+):
     """Gradients of ``sum(grad_out * batch_norm(y, ...)[0])``.
 
     Returns ``(grad_y, grad_bn_weight, grad_bn_bias)``; None for an absent bn_weight/bn_bias.
@@ -114,14 +145,26 @@ def batch_norm_backward(grad_out, y, bn_weight=None, bn_bias=None, running_mean=
     y = np.asarray(y, dtype=np.float64)
     grad_out = np.asarray(grad_out, dtype=np.float64)
     bn_weight, bn_bias, running_mean, running_var = map(
-        _f64, (bn_weight, bn_bias, running_mean, running_var))
-    check_batch_norm_args(y.shape, bn_weight, bn_bias, running_mean, running_var,
-                          training=training, momentum=0.0, eps=eps, form=form)
+        _f64, (bn_weight, bn_bias, running_mean, running_var)
+    )
+    check_batch_norm_args(
+        y.shape,
+        bn_weight,
+        bn_bias,
+        running_mean,
+        running_var,
+        training=training,
+        momentum=0.0,
+        eps=eps,
+        form=form,
+    )
     if grad_out.shape != y.shape:
         raise ValueError(
-            f"grad_out must have the batch norm input's shape {y.shape}, got {grad_out.shape}")
-    norm = batch_norm_statistics(y, running_mean, running_var, training=training, eps=eps,
-                                 form=form)
+            f"grad_out must have the batch norm input's shape {y.shape}, got {grad_out.shape}"
+        )
+    norm = batch_norm_statistics(
+        y, running_mean, running_var, training=training, eps=eps, form=form
+    )
     axes = (0, 2, 3)
     grad_bn_bias = grad_out.sum(axis=axes) if bn_bias is not None else None
     grad_bn_weight = None

@@ -44,9 +44,15 @@ def _windows(a, groups, kernel, stride, dilation, out_hw):
     return as_strided(
         a,
         shape=(n, groups, cg, *out_hw, *kernel),
-        strides=(s_n, cg * s_c, s_c,
-                 s_h * stride[0], s_w * stride[1],
-                 s_h * dilation[0], s_w * dilation[1]),
+        strides=(
+            s_n,
+            cg * s_c,
+            s_c,
+            s_h * stride[0],
+            s_w * stride[1],
+            s_h * dilation[0],
+            s_w * dilation[1],
+        ),
         writeable=False,
     )
 
@@ -62,8 +68,10 @@ def _group_einsum(spec, *operands):
     subscripts = inputs.split(",")
     if any(op.shape[sub.index("g")] != 1 for sub, op in zip(subscripts, operands, strict=True)):
         return np.einsum(spec, *operands, optimize=True)
-    squeezed = [op[(slice(None),) * sub.index("g") + (0,)]
-                for sub, op in zip(subscripts, operands, strict=True)]
+    squeezed = [
+        op[(slice(None),) * sub.index("g") + (0,)]
+        for sub, op in zip(subscripts, operands, strict=True)
+    ]
     result = np.einsum(spec.replace("g", ""), *squeezed, optimize=True)
     return np.expand_dims(result, output.index("g"))
 
@@ -73,7 +81,7 @@ def _pad(x, padding):
     ph, pw = padding
     n, c, h, w = x.shape
     out = np.zeros((n, c, h + 2 * ph, w + 2 * pw))
-    out[:, :, ph:ph + h, pw:pw + w] = x
+    out[:, :, ph : ph + h, pw : pw + w] = x
     return out
 
 
@@ -103,8 +111,9 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
 
 
 @quiet_on_nonfinite
-def conv2d_backward(grad_y, x, weight, *, has_bias=False, stride=1, padding=0, dilation=1,
-                    groups=1):
+def conv2d_backward(
+    grad_y, x, weight, *, has_bias=False, stride=1, padding=0, dilation=1, groups=1
+):
     """Gradients of ``sum(grad_y * conv2d(x, weight, bias))``.
 
     Returns ``(grad_x, grad_weight, grad_bias)``; grad_bias is None unless ``has_bias``.
@@ -150,12 +159,16 @@ def conv2d_backward(grad_y, x, weight, *, has_bias=False, stride=1, padding=0, d
     # Zero grid big enough for a full correlation over the padded input: lead zeros, grad_y at
     # stride s, and trailing zeros up to the rows/columns the forward never reached.
     spread = np.zeros((n, c_out, hp + lead_h, wp + lead_w))
-    spread[:, :, lead_h:lead_h + (h_out - 1) * sh + 1:sh,
-           lead_w:lead_w + (w_out - 1) * sw + 1:sw] = grad_y
+    spread[
+        :,
+        :,
+        lead_h : lead_h + (h_out - 1) * sh + 1 : sh,
+        lead_w : lead_w + (w_out - 1) * sw + 1 : sw,
+    ] = grad_y
     spread_win = _windows(spread, groups, (kh, kw), (1, 1), dilation, (hp, wp))
     w_flip = w_g[..., ::-1, ::-1]
     grad_xp = _group_einsum("ngohwij,gocij->ngchw", spread_win, w_flip)
-    grad_x = grad_xp.reshape(n, c_in, hp, wp)[:, :, ph:ph + h, pw:pw + w].copy()
+    grad_x = grad_xp.reshape(n, c_in, hp, wp)[:, :, ph : ph + h, pw : pw + w].copy()
 
     grad_b = grad_y.sum(axis=(0, 2, 3)) if has_bias else None
     return grad_x, grad_w, grad_b

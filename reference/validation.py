@@ -113,16 +113,21 @@ def check_channel_vector(vector, channels, name="bias"):
         raise ValueError(f"{name} must have shape ({channels},), got {np.shape(vector)}")
 
 
-def check_batch_norm_args(y_shape, bn_weight, bn_bias, running_mean, running_var, *, training,
-                          momentum, eps, form):
+def check_batch_norm_args(
+    y_shape, bn_weight, bn_bias, running_mean, running_var, *, training, momentum, eps, form
+):
     """Check a batch norm's inputs against the shape of its input ``y`` (N, C, H, W)."""
     if len(y_shape) != 4:
         raise ValueError(f"batch norm input must be 4-D (N, C, H, W), got shape {tuple(y_shape)}")
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     channels = y_shape[1]
-    for name, v in (("bn_weight", bn_weight), ("bn_bias", bn_bias),
-                    ("running_mean", running_mean), ("running_var", running_var)):
+    for name, v in (
+        ("bn_weight", bn_weight),
+        ("bn_bias", bn_bias),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ):
         check_channel_vector(v, channels, name)
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must be given together (or neither)")
@@ -150,6 +155,7 @@ def quiet_on_nonfinite(fn):
     floating-point warnings; with finite inputs a warning would mean a bug in the oracle, so
     there it stays audible (the test configuration turns it into an error).
     """
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         arrays = [a for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray)]
@@ -157,4 +163,5 @@ def quiet_on_nonfinite(fn):
             return fn(*args, **kwargs)
         with np.errstate(all="ignore"):
             return fn(*args, **kwargs)
+
     return wrapper

@@ -1,6 +1,7 @@
 """The compile peers of the benchmarks and the headline's checks: saved bytes are really measured
 under torch.compile, each budget gets its own graph, the pytest-benchmark path skips cleanly, and
 the headline's targets and noise allowance judge what they say."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,9 +11,9 @@ from fused.registry import builtin_variant
 from verify.benchmarks import headline
 from verify.benchmarks.compiled import compiled_workload, per_channel_allowance
 from verify.benchmarks.harness import compiled_or_skip
-from verify.memory import saved_tensors
 from verify.benchmarks.models import resnet_workload
 from verify.benchmarks.recompute import conv_recompute
+from verify.memory import saved_tensors
 
 F32 = 4
 
@@ -38,7 +39,7 @@ def test_saved_tensors_hooks_see_what_a_compiled_graph_saves():
     compiled_fn = torch.compile(body, fullgraph=True, backend="aot_eager")
     compiled_fn()  # compile outside the measurement
     compiled = saved_tensors(compiled_fn).total_bytes
-    assert eager == 2 * 1000 * F32   # sin and cos each save their input
+    assert eager == 2 * 1000 * F32  # sin and cos each save their input
     # The partitioner keeps one 1000-float tensor and recomputes the rest; a hook that did not
     # see the compiled graph's saves would report 0.
     assert compiled == 1000 * F32
@@ -96,16 +97,21 @@ def test_recompute_runs_one_conv_per_pair(monkeypatch):
 
 
 def _peer(label, times, saved=100):
-    return headline.Peer(label, lambda: None, {"saved_bytes": saved, "peak_bytes": saved},
-                         times=list(times))
+    return headline.Peer(
+        label, lambda: None, {"saved_bytes": saved, "peak_bytes": saved}, times=list(times)
+    )
 
 
 def test_noise_allowance_grows_with_the_same_configuration_spread():
     base = [1.0] * 9
-    calm = {headline.compiled_label("eager", None): _peer("a", base),
-            headline.TWIN: _peer("b", [1.0, 1.01, 0.99] * 3)}
-    rough = {headline.compiled_label("eager", None): _peer("a", base),
-             headline.TWIN: _peer("b", [1.0, 1.3, 0.8] * 3)}
+    calm = {
+        headline.compiled_label("eager", None): _peer("a", base),
+        headline.TWIN: _peer("b", [1.0, 1.01, 0.99] * 3),
+    }
+    rough = {
+        headline.compiled_label("eager", None): _peer("a", base),
+        headline.TWIN: _peer("b", [1.0, 1.3, 0.8] * 3),
+    }
     assert 0 < headline.noise_allowance(calm) < headline.noise_allowance(rough)
 
 
@@ -113,8 +119,12 @@ def test_compiled_fused_targets_catch_a_hungrier_or_slower_peer():
     eager_c = headline.compiled_label("eager", None)
     fused_c = headline.compiled_label("fused_standard", None)
     steady = [1.0, 1.01, 0.99, 1.0, 1.0]
-    results = {eager_c: _peer(eager_c, steady), headline.TWIN: _peer("t", steady),
-               fused_c: _peer(fused_c, [1.5] * 5, saved=101), None: []}
+    results = {
+        eager_c: _peer(eager_c, steady),
+        headline.TWIN: _peer("t", steady),
+        fused_c: _peer(fused_c, [1.5] * 5, saved=101),
+        None: [],
+    }
     results[fused_c].figures["per_channel_allowance"] = 0
     verdicts = dict((msg, ok) for ok, msg in headline.check_targets("tiny", results))
     failed = [msg for msg, ok in verdicts.items() if not ok]

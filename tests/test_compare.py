@@ -1,4 +1,5 @@
 """`python -m verify.compare`: exit status rules, error handling, and the history plot."""
+
 import copy
 import json
 import os
@@ -25,35 +26,80 @@ def bench(name, median, spread=0.02, group="mnist_net batch=256", variant=None, 
         "params": {"variant": name},
         "param": name,
         "extra_info": extra,
-        "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5,
-                    "max_time": 1.0, "min_time": 5e-06, "warmup": False},
-        "stats": {"min": q1 * 0.99, "max": q3 * 1.01, "mean": median, "stddev": median * spread,
-                  "rounds": 9, "median": median, "iqr": q3 - q1, "q1": q1, "q3": q3,
-                  "iqr_outliers": 0, "stddev_outliers": 1, "outliers": "1;0",
-                  "ld15iqr": q1, "hd15iqr": q3, "ops": 1 / median, "total": 9 * median,
-                  "iterations": 1},
+        "options": {
+            "disable_gc": False,
+            "timer": "perf_counter",
+            "min_rounds": 5,
+            "max_time": 1.0,
+            "min_time": 5e-06,
+            "warmup": False,
+        },
+        "stats": {
+            "min": q1 * 0.99,
+            "max": q3 * 1.01,
+            "mean": median,
+            "stddev": median * spread,
+            "rounds": 9,
+            "median": median,
+            "iqr": q3 - q1,
+            "q1": q1,
+            "q3": q3,
+            "iqr_outliers": 0,
+            "stddev_outliers": 1,
+            "outliers": "1;0",
+            "ld15iqr": q1,
+            "hd15iqr": q3,
+            "ops": 1 / median,
+            "total": 9 * median,
+            "iterations": 1,
+        },
     }
 
 
-def run_json(benchmarks, commit="0123456789abcdef0123456789abcdef01234567",
-             when="2026-01-01T00:00:00.000000+00:00"):
+def run_json(
+    benchmarks,
+    commit="0123456789abcdef0123456789abcdef01234567",
+    when="2026-01-01T00:00:00.000000+00:00",
+):
     return {
-        "machine_info": {"node": "box", "machine": "x86_64", "python_implementation": "CPython",
-                         "torch": {"version": "2.13.0", "threads": 2, "device": "cpu"}},
-        "commit_info": {"id": commit, "time": when, "author_time": when, "dirty": False,
-                        "project": "convbn-verify", "branch": "main"},
+        "machine_info": {
+            "node": "box",
+            "machine": "x86_64",
+            "python_implementation": "CPython",
+            "torch": {"version": "2.13.0", "threads": 2, "device": "cpu"},
+        },
+        "commit_info": {
+            "id": commit,
+            "time": when,
+            "author_time": when,
+            "dirty": False,
+            "project": "convbn-verify",
+            "branch": "main",
+        },
         "benchmarks": benchmarks,
         "datetime": when,
         "version": "5.2.0",
     }
 
 
-BASE = run_json([
-    bench("eager", 0.300, saved_bytes=153_987_972, saved_activation_bytes=149_189_380,
-          peak_bytes=200_022_320),
-    bench("fused_standard", 0.320, saved_bytes=94_087_300, saved_activation_bytes=89_288_708,
-          peak_bytes=177_881_008),
-])
+BASE = run_json(
+    [
+        bench(
+            "eager",
+            0.300,
+            saved_bytes=153_987_972,
+            saved_activation_bytes=149_189_380,
+            peak_bytes=200_022_320,
+        ),
+        bench(
+            "fused_standard",
+            0.320,
+            saved_bytes=94_087_300,
+            saved_activation_bytes=89_288_708,
+            peak_bytes=177_881_008,
+        ),
+    ]
+)
 
 
 def write(tmp_path, name, data):
@@ -115,12 +161,26 @@ def test_less_memory_passes(tmp_path):
 def test_peak_tolerance_applies_to_peak_figures_only(tmp_path):
     peak = BASE["benchmarks"][0]["extra_info"]["peak_bytes"]
     saved = BASE["benchmarks"][0]["extra_info"]["saved_bytes"]
-    assert compare(tmp_path, BASE, modified(BASE, 0, peak_bytes=peak + 1000),
-                   "--peak-tolerance", "0.01") == 0
-    assert compare(tmp_path, BASE, modified(BASE, 0, peak_bytes=int(peak * 1.02)),
-                   "--peak-tolerance", "0.01") == 1
-    assert compare(tmp_path, BASE, modified(BASE, 0, saved_bytes=saved + 1),
-                   "--peak-tolerance", "0.5") == 1
+    assert (
+        compare(
+            tmp_path, BASE, modified(BASE, 0, peak_bytes=peak + 1000), "--peak-tolerance", "0.01"
+        )
+        == 0
+    )
+    assert (
+        compare(
+            tmp_path,
+            BASE,
+            modified(BASE, 0, peak_bytes=int(peak * 1.02)),
+            "--peak-tolerance",
+            "0.01",
+        )
+        == 1
+    )
+    assert (
+        compare(tmp_path, BASE, modified(BASE, 0, saved_bytes=saved + 1), "--peak-tolerance", "0.5")
+        == 1
+    )
 
 
 # Time from quartiles only (files without per-round data or paired ratios): judged only with
@@ -128,14 +188,14 @@ def test_peak_tolerance_applies_to_peak_figures_only(tmp_path):
 
 
 def test_unpaired_time_is_shown_but_not_judged_by_default(tmp_path, capsys):
-    head = modified(BASE, 0, median=0.900, q1=0.890, q3=0.910)   # 3x, IQRs far apart
+    head = modified(BASE, 0, median=0.900, q1=0.890, q3=0.910)  # 3x, IQRs far apart
     assert compare(tmp_path, BASE, head) == 0
     out = capsys.readouterr().out
     assert "not judged" in out and "3.000x" in out
 
 
 def test_large_time_regression_with_separate_spreads_fails(tmp_path, capsys):
-    head = modified(BASE, 0, median=0.450, q1=0.440, q3=0.460)   # 1.5x, IQRs far apart
+    head = modified(BASE, 0, median=0.450, q1=0.440, q3=0.460)  # 1.5x, IQRs far apart
     assert compare(tmp_path, BASE, head, "--absolute-time") == 1
     out = capsys.readouterr().out
     assert "SLOWER" in out and "eager: time absolute (quartiles) 1.500x" in out
@@ -149,7 +209,7 @@ def test_time_change_inside_the_noise_is_inconclusive(tmp_path, capsys):
 
 
 def test_small_time_change_below_threshold_passes_unless_threshold_lowered(tmp_path):
-    head = modified(BASE, 0, median=0.327, q1=0.325, q3=0.329)    # +9%, IQRs apart
+    head = modified(BASE, 0, median=0.327, q1=0.325, q3=0.329)  # +9%, IQRs apart
     assert compare(tmp_path, BASE, head, "--absolute-time") == 0
     assert compare(tmp_path, BASE, head, "--absolute-time", "--time-threshold", "0.10") == 0
     assert compare(tmp_path, BASE, head, "--absolute-time", "--time-threshold", "0.05") == 1
@@ -189,8 +249,10 @@ def test_paired_ratio_slowdown_fails(tmp_path, capsys):
     assert compare(tmp_path, PAIRED, with_rounds(PAIRED, 1, ratios=spread(1.10 * 1.25))) == 1
     out = capsys.readouterr().out
     assert "FAIL: 1 regression(s)" in out
-    assert ("fused_standard: time vs eager 1.250x, SLOWER on 1/1 benchmark(s): "
-            "test_mnist_net[fused_standard]") in out
+    assert (
+        "fused_standard: time vs eager 1.250x, SLOWER on 1/1 benchmark(s): "
+        "test_mnist_net[fused_standard]"
+    ) in out
     assert "SLOWER (p=" in out
 
 
@@ -243,8 +305,9 @@ def five_batches(levels, width=0.03):
             entry["name"] = f"test_mnist_net[{variant}-b{32 << i}]"
             entry["fullname"] = "verify/benchmarks/bench_mnist.py::" + entry["name"]
             if variant != "eager":
-                entry["extra_info"].update(baseline="eager",
-                                           time_vs_baseline=spread(level, width=width))
+                entry["extra_info"].update(
+                    baseline="eager", time_vs_baseline=spread(level, width=width)
+                )
             benches.append(entry)
     return run_json(benches)
 
@@ -310,16 +373,21 @@ def test_missing_file(tmp_path, capsys):
     assert missing in err and "no such file" in err
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("{not json", "is not valid JSON"),
-    ("", "is not valid JSON"),
-    (json.dumps({"results": []}), "not a pytest-benchmark JSON file"),
-    (json.dumps([1, 2]), "not a pytest-benchmark JSON file"),
-    (json.dumps({"benchmarks": [{"fullname": "x"}]}), "has no 'stats' object"),
-    (json.dumps({"benchmarks": [{"fullname": "x", "stats": {"median": 1}}]}),
-     "has no numeric stats ['q1', 'q3']"),
-    (json.dumps({"benchmarks": ["x"]}), "benchmarks[0] is not an object"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{not json", "is not valid JSON"),
+        ("", "is not valid JSON"),
+        (json.dumps({"results": []}), "not a pytest-benchmark JSON file"),
+        (json.dumps([1, 2]), "not a pytest-benchmark JSON file"),
+        (json.dumps({"benchmarks": [{"fullname": "x"}]}), "has no 'stats' object"),
+        (
+            json.dumps({"benchmarks": [{"fullname": "x", "stats": {"median": 1}}]}),
+            "has no numeric stats ['q1', 'q3']",
+        ),
+        (json.dumps({"benchmarks": ["x"]}), "benchmarks[0] is not an object"),
+    ],
+)
 def test_malformed_head(tmp_path, capsys, content, problem):
     path = write(tmp_path, "head.json", content)
     assert main([write(tmp_path, "base.json", BASE), path]) == 2
@@ -353,10 +421,20 @@ def test_command_line_entry_point(tmp_path):
     base = write(tmp_path, "base.json", BASE)
     head = write(tmp_path, "head.json", modified(BASE, 0, saved_bytes=10**9))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    same = subprocess.run([sys.executable, "-m", "verify.compare", base, base], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
-    grew = subprocess.run([sys.executable, "-m", "verify.compare", base, head], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    same = subprocess.run(
+        [sys.executable, "-m", "verify.compare", base, base],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    grew = subprocess.run(
+        [sys.executable, "-m", "verify.compare", base, head],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert (same.returncode, grew.returncode) == (0, 1), same.stderr + grew.stderr
 
 
@@ -374,8 +452,15 @@ def storage(tmp_path, runs=4):
         for entry in data["benchmarks"]:
             entry["stats"]["median"] *= 1 + 0.05 * i
             entry["extra_info"]["saved_bytes"] += 1000 * i
-        data["benchmarks"].append(bench("checkpoint", 0.5, group="resnet_stage batch=32",
-                                        saved_bytes=26_906_624, peak_bytes=45_598_528))
+        data["benchmarks"].append(
+            bench(
+                "checkpoint",
+                0.5,
+                group="resnet_stage batch=32",
+                saved_bytes=26_906_624,
+                peak_bytes=45_598_528,
+            )
+        )
         # written out of order: the history is ordered by datetime, not by file listing
         (machine / f"{4 - i:04d}_run{i}.json").write_text(json.dumps(data))
     return tmp_path / "storage"

@@ -16,6 +16,7 @@ for shrunk and unshrunk reports.
 variants and the built-in ones under the `fuzz` profile and requires zero failures;
 CONVBN_FUZZ_EXAMPLES=N shortens it to N examples per property.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,32 +41,67 @@ CORRECT_SPEC = "tests.gallery._correct:CORRECT"
 TIMEOUT_S = 1800
 
 # Properties the gallery's variants can be checked for on a CPU-only machine.
-CPU_PROPERTIES = ("forward", "gradients", "running_stats", "grad_mode", "determinism",
-                  "shift_invariance", "no_mutation", "finite_differences", "gradcheck",
-                  "second_order", "saved_memory", "bad_inputs")
+CPU_PROPERTIES = (
+    "forward",
+    "gradients",
+    "running_stats",
+    "grad_mode",
+    "determinism",
+    "shift_invariance",
+    "no_mutation",
+    "finite_differences",
+    "gradcheck",
+    "second_order",
+    "saved_memory",
+    "bad_inputs",
+)
+
 
 def _run_suite(tmp: Path, specs: list[str], profile: str, extra: list[str] = (), env_extra=None):
     summary, junit = tmp / "summary.json", tmp / "junit.xml"
-    command = [sys.executable, "-m", "pytest", "verify", "-p", "no:cacheprovider",
-               "-p", "tests.gallery.profiles", "--hypothesis-profile", profile,
-               "--benchmark-skip", "-q", "--no-header", "-rN",
-               # Two isolated workers (the suite's crash isolation): both cores of a CI machine.
-               "-n", os.environ.get("CONVBN_GALLERY_WORKERS", "2"),
-               f"--verify-summary-json={summary}", f"--junitxml={junit}", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "verify",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "tests.gallery.profiles",
+        "--hypothesis-profile",
+        profile,
+        "--benchmark-skip",
+        "-q",
+        "--no-header",
+        "-rN",
+        # Two isolated workers (the suite's crash isolation): both cores of a CI machine.
+        "-n",
+        os.environ.get("CONVBN_GALLERY_WORKERS", "2"),
+        f"--verify-summary-json={summary}",
+        f"--junitxml={junit}",
+        *extra,
+    ]
     for spec in specs:
         command += ["--variant", spec]
     # One intra-op thread: the tensors are tiny, and on a busy 2-core machine two OpenMP threads
     # make every conv ~100x slower (spinning), which turns minutes into tens of minutes.
-    env = dict(os.environ, CI="1",
-               OMP_NUM_THREADS=os.environ.get("CONVBN_GALLERY_THREADS", "1"), **(env_extra or {}))
+    env = dict(
+        os.environ,
+        CI="1",
+        OMP_NUM_THREADS=os.environ.get("CONVBN_GALLERY_THREADS", "1"),
+        **(env_extra or {}),
+    )
     env.pop("CONVBN_FUZZ", None)
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT_S)
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
     output = done.stdout + done.stderr
     (tmp / "output.txt").write_text(output)
     if done.returncode not in (0, 1) or not summary.exists():
-        pytest.fail(f"`pytest verify` exited {done.returncode} (a crash, not a verdict):\n"
-                    f"{output[-6000:]}", pytrace=False)
+        pytest.fail(
+            f"`pytest verify` exited {done.returncode} (a crash, not a verdict):\n{output[-6000:]}",
+            pytrace=False,
+        )
     return done.returncode, output, _summary(summary), _junit(junit)
 
 
@@ -96,6 +132,7 @@ def _junit(path: Path) -> dict:
     """(variant, property) -> (outcome, failure text) from the JUnit XML."""
     results = {}
     from verify.strategies.sizes import SIZE_TIERS
+
     tier_suffix = "-(" + "|".join(SIZE_TIERS) + ")"
     for case in ET.parse(path).iter("testcase"):
         match = re.fullmatch(r"test_(\w+)\[(.+?)(?:" + tier_suffix + r")?\]", case.get("name", ""))
@@ -123,13 +160,19 @@ class Run:
     def failed(self, variant: str) -> set:
         """Properties the variant broke (summary failures or a failed/errored test)."""
         props = {p for (v, p), row in self.summary.items() if v == variant and row["failures"]}
-        props |= {p for (v, p), (outcome, _) in self.junit.items()
-                  if v == variant and outcome in ("failed", "error")}
+        props |= {
+            p
+            for (v, p), (outcome, _) in self.junit.items()
+            if v == variant and outcome in ("failed", "error")
+        }
         return props
 
     def ran(self, variant: str) -> set:
-        return {p for (v, p), (outcome, _) in self.junit.items()
-                if v == variant and outcome != "skipped"}
+        return {
+            p
+            for (v, p), (outcome, _) in self.junit.items()
+            if v == variant and outcome != "skipped"
+        }
 
     def report(self, variant: str, prop: str) -> str:
         return self.junit.get((variant, prop), ("", ""))[1]
@@ -158,36 +201,46 @@ def _bug_params():
 def test_bug_is_caught(gallery, name):
     failed = gallery.failed(name)
     # A key "a|b" is met by whichever of those properties caught the bug for the reason.
-    expected = {_catcher(gallery, name, key, reason, failed): reason
-                for key, reason in bugs.EXPECTED[name].items()}
-    print(f"{name}: expected {sorted(expected)}; failed {sorted(failed)}; "
-          f"also failed {sorted(failed - set(expected))}")
+    expected = {
+        _catcher(gallery, name, key, reason, failed): reason
+        for key, reason in bugs.EXPECTED[name].items()
+    }
+    print(
+        f"{name}: expected {sorted(expected)}; failed {sorted(failed)}; "
+        f"also failed {sorted(failed - set(expected))}"
+    )
     missed = sorted(set(expected) - failed)
-    assert not missed, (f"{name}: the suite did not catch the bug with {missed} "
-                        f"(properties that failed: {sorted(failed)})")
+    assert not missed, (
+        f"{name}: the suite did not catch the bug with {missed} "
+        f"(properties that failed: {sorted(failed)})"
+    )
     _check_reasons(gallery, name, expected)
     wrongly = sorted(set(bugs.MUST_PASS.get(name, ())) & failed)
     assert not wrongly, f"{name}: its bug is elsewhere, yet it failed {wrongly}"
     for prop, least in bugs.MARGINS.get(name, {}).items():
         worst = gallery.summary[(name, prop)]["worst_ratio"]
         assert worst is None or worst >= least, (
-            f"{name} fails {prop} by only {worst:.3g}x the bound (want >= {least}x)")
+            f"{name} fails {prop} by only {worst:.3g}x the bound (want >= {least}x)"
+        )
 
 
 def _catcher(gallery, name: str, key: str, reason: str, failed: set) -> str:
     """The property named by `key` ("forward", or "forward|gradients": any of them) that failed
     for `reason`; the first one named when none did (the assertions then say why)."""
     props = key.split("|")
-    return next((p for p in props if p in failed and re.search(reason, gallery.report(name, p))),
-                props[0])
+    return next(
+        (p for p in props if p in failed and re.search(reason, gallery.report(name, p))), props[0]
+    )
 
 
 def _check_reasons(gallery, name, reasons: dict) -> None:
     """Each property's failure report must match its reason: the bug was caught for the reason it
     was planted, not by a crash elsewhere (of the kernel or of the suite)."""
-    wrong = [f"--- {prop}: report does not match {reason!r}:\n{gallery.report(name, prop)[:3000]}"
-             for prop, reason in reasons.items()
-             if not re.search(reason, gallery.report(name, prop))]
+    wrong = [
+        f"--- {prop}: report does not match {reason!r}:\n{gallery.report(name, prop)[:3000]}"
+        for prop, reason in reasons.items()
+        if not re.search(reason, gallery.report(name, prop))
+    ]
     assert not wrong, f"{name}: caught for the wrong reason\n" + "\n".join(wrong)
 
 
@@ -195,10 +248,13 @@ def _check_reasons(gallery, name, reasons: dict) -> None:
 def test_published_tutorial_fails_exactly_its_expected_properties(gallery):
     name = PUBLISHED.name
     failed = gallery.failed(name)
-    print(f"{name}: expected {sorted(PUBLISHED_EXPECTED)}; failed {sorted(failed)}; "
-          f"ran {sorted(gallery.ran(name))}")
+    print(
+        f"{name}: expected {sorted(PUBLISHED_EXPECTED)}; failed {sorted(failed)}; "
+        f"ran {sorted(gallery.ran(name))}"
+    )
     assert failed == set(PUBLISHED_EXPECTED), (
-        f"{name} failed {sorted(failed)}, expected exactly {sorted(PUBLISHED_EXPECTED)}")
+        f"{name} failed {sorted(failed)}, expected exactly {sorted(PUBLISHED_EXPECTED)}"
+    )
     # It must pass the others it can be checked for; one that never ran would prove nothing.
     for prop in sorted(set(CPU_PROPERTIES) - set(PUBLISHED_EXPECTED) - {"running_stats"}):
         assert gallery.examples(name, prop) > 0, f"{name}: property {prop} never ran"
@@ -236,7 +292,8 @@ def test_no_false_alarms_under_fuzz(tmp_path):
     examples = os.environ.get("CONVBN_FUZZ_EXAMPLES")
     profile = "gallery_fuzz" if examples else "fuzz"
     returncode, output, summary, junit = _run_suite(
-        tmp_path, [CORRECT_SPEC, "fused.registry:BUILTIN_VARIANTS"], profile)
+        tmp_path, [CORRECT_SPEC, "fused.registry:BUILTIN_VARIANTS"], profile
+    )
     failures = [row for row in summary.values() if row["failures"]]
     broken = [key for key, (outcome, _) in junit.items() if outcome in ("failed", "error")]
     counts = defaultdict(int)
@@ -244,4 +301,5 @@ def test_no_false_alarms_under_fuzz(tmp_path):
         counts[variant] += row["examples"]
     print(f"examples per variant: {dict(counts)}")
     assert returncode == 0 and not failures and not broken, (
-        f"false alarms under the fuzz profile: {failures or broken}\n{output[-8000:]}")
+        f"false alarms under the fuzz profile: {failures or broken}\n{output[-8000:]}"
+    )

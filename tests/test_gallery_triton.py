@@ -9,6 +9,7 @@
   and the correct kernels at once, like tests/test_gallery.py; the size tiers reach the channels
   longer than one program's 1,024 values where the split and tail bugs live.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,9 @@ import sys
 
 import pytest
 
-pytest.importorskip("triton",
-                    reason="triton is not installed (pip install 'convbn-verify[triton]')")
+pytest.importorskip(
+    "triton", reason="triton is not installed (pip install 'convbn-verify[triton]')"
+)
 
 from tests.gallery import triton_bugs  # noqa: E402
 from tests.test_gallery import ROOT, Run, _run_suite  # noqa: E402
@@ -52,13 +54,29 @@ def test_replay_command_line_runs_triton_bugs_on_the_interpreter():
     name = "triton_missing_mask"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run(
-        [sys.executable, "-m", "verify.replay", "--variant", BUGS_SPEC, "--name", name,
-         "--property", "forward", "--case", Case(**triton_bugs.CASES[name]).to_json()],
-        cwd=ROOT, env=dict(env, OMP_NUM_THREADS="1"), capture_output=True, text=True,
-        timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "verify.replay",
+            "--variant",
+            BUGS_SPEC,
+            "--name",
+            name,
+            "--property",
+            "forward",
+            "--case",
+            Case(**triton_bugs.CASES[name]).to_json(),
+        ],
+        cwd=ROOT,
+        env=dict(env, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert re.search(r"breaks property 'forward'\s+size: .*\s+case: .*\s+out: worst element",
-                     done.stdout)
+    assert re.search(
+        r"breaks property 'forward'\s+size: .*\s+case: .*\s+out: worst element", done.stdout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +95,9 @@ def test_triton_bug_is_caught_by_the_suite(triton_gallery, name):
     assert not missed, f"{name}: not caught by {missed} (failed: {sorted(failed)})"
     for prop, reason in expected.items():
         report = triton_gallery.report(name, prop)
-        assert re.search(reason, report), f"{name}: {prop} report does not match {reason!r}:\n" \
-                                          f"{report[:3000]}"
+        assert re.search(reason, report), (
+            f"{name}: {prop} report does not match {reason!r}:\n{report[:3000]}"
+        )
 
 
 @pytest.mark.gallery

@@ -15,6 +15,7 @@
 
 The files are the autosaved runs trimmed by ``tests/data/gate/trim.py`` to what the gate reads.
 """
+
 import itertools
 import json
 from pathlib import Path
@@ -45,8 +46,7 @@ def test_the_recorded_runs_are_real_runs_of_clean_commits():
             assert len(b["stats"]["data"]) == b["stats"]["rounds"] >= 11
 
 
-@pytest.mark.parametrize("base, head", list(itertools.permutations(SAME, 2)),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("base, head", list(itertools.permutations(SAME, 2)), ids=lambda p: p.stem)
 def test_every_pair_of_same_commit_runs_passes(base, head, capsys):
     assert main([str(base), str(head)]) == 0, capsys.readouterr().out
 
@@ -57,8 +57,11 @@ def test_same_commit_history_has_no_step(capsys):
 
 
 def _regressions(base, head):
-    return [(f.benchmark.rsplit("::", 1)[-1], f.figure)
-            for f in compare_runs(load_run(base), load_run(head)) if f.regression]
+    return [
+        (f.benchmark.rsplit("::", 1)[-1], f.figure)
+        for f in compare_runs(load_run(base), load_run(head))
+        if f.regression
+    ]
 
 
 @pytest.mark.parametrize("base", SAME, ids=lambda p: p.stem)
@@ -67,8 +70,9 @@ def test_planted_slowdown_is_caught(base, capsys):
     out = capsys.readouterr().out
     assert "FAIL" in out and "fused_standard: time vs eager" in out
     regressions = _regressions(base, SLOW)
-    assert regressions and all("[fused_standard" in name and figure == "time"
-                               for name, figure in regressions), regressions
+    assert regressions and all(
+        "[fused_standard" in name and figure == "time" for name, figure in regressions
+    ), regressions
 
 
 def test_smaller_planted_slowdown_is_caught_or_inconclusive_never_passed(capsys):
@@ -78,12 +82,15 @@ def test_smaller_planted_slowdown_is_caught_or_inconclusive_never_passed(capsys)
     capsys.readouterr()
     assert 0 not in verdicts and verdicts.count(1) >= 5, verdicts
     for base in SAME:
-        assert all("[fused_standard" in name and figure == "time"
-                   for name, figure in _regressions(base, SLOW_08))
+        assert all(
+            "[fused_standard" in name and figure == "time"
+            for name, figure in _regressions(base, SLOW_08)
+        )
 
 
-@pytest.mark.parametrize("slow, low, high", [(SLOW, 1.12, 1.4), (SLOW_08, 1.1, 1.4)],
-                         ids=["plant_1.0", "plant_0.8"])  # ("slow" as an id would mark it slow)
+@pytest.mark.parametrize(
+    "slow, low, high", [(SLOW, 1.12, 1.4), (SLOW_08, 1.1, 1.4)], ids=["plant_1.0", "plant_0.8"]
+)  # ("slow" as an id would mark it slow)
 def test_planted_slowdown_size(slow, low, high):
     # What the plant costs, by the gate's own estimate (median over fused_standard's
     # benchmarks) against each same-commit run.
@@ -97,16 +104,22 @@ def test_planted_memory_growth_is_caught(base, capsys):
     assert main([str(base), str(HUNGRY)]) == 1
     regressions = _regressions(base, HUNGRY)
     grown = {name for name, figure in regressions if figure == "saved_bytes"}
-    fused = {name for name in (b.rsplit("::", 1)[-1] for b in load_run(HUNGRY).benchmarks)
-             if "[fused_standard" in name}
+    fused = {
+        name
+        for name in (b.rsplit("::", 1)[-1] for b in load_run(HUNGRY).benchmarks)
+        if "[fused_standard" in name
+    }
     assert grown == fused
     assert all("[fused_standard" in name for name, _ in regressions), regressions
 
 
 def test_planted_memory_growth_is_about_25_percent_on_mnist_256():
     findings = compare_runs(load_run(SAME[0]), load_run(HUNGRY))
-    (growth,) = [f.ratio for f in findings if f.figure == "saved_activation_bytes"
-                 and f.benchmark.endswith("[fused_standard-b256]")]
+    (growth,) = [
+        f.ratio
+        for f in findings
+        if f.figure == "saved_activation_bytes" and f.benchmark.endswith("[fused_standard-b256]")
+    ]
     assert growth == pytest.approx(1.25, abs=0.01)
 
 
@@ -117,7 +130,7 @@ def test_history_finds_the_commit_where_memory_stepped_up(tmp_path, capsys):
     storage.mkdir()
     for i, path in enumerate(SAME + [HUNGRY]):
         data = json.loads(path.read_text())
-        if path == HUNGRY:   # recorded in between: the history orders runs by date
+        if path == HUNGRY:  # recorded in between: the history orders runs by date
             data["commit_info"]["id"] = "4a1b" + "0" * 36
             data["datetime"] = "2026-12-01T00:00:00+00:00"
         (storage / f"{i + 1:04d}_run.json").write_text(json.dumps(data))
@@ -129,7 +142,6 @@ def test_history_finds_the_commit_where_memory_stepped_up(tmp_path, capsys):
     assert "down" not in out
 
 
-
 def test_history_finds_the_commit_where_time_stepped_up(tmp_path, capsys):
     # The six same-commit runs, then the two slow plants as if they were the next two commits:
     # fused_standard's time index steps up at the first of them; nothing else moves.
@@ -137,7 +149,7 @@ def test_history_finds_the_commit_where_time_stepped_up(tmp_path, capsys):
     storage.mkdir()
     for i, path in enumerate(SAME + [SLOW_08, SLOW]):
         data = json.loads(path.read_text())
-        if path in (SLOW_08, SLOW):   # recorded in between: the history orders runs by date
+        if path in (SLOW_08, SLOW):  # recorded in between: the history orders runs by date
             data["commit_info"]["id"] = f"5104{i}" + "0" * 35
             data["datetime"] = f"2026-12-0{i}T00:00:00+00:00"
         (storage / f"{i + 1:04d}_run.json").write_text(json.dumps(data))

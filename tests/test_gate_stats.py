@@ -1,4 +1,5 @@
 """verify.benchmarks.stats: the one-sided Mann-Whitney test behind the gate's time rule."""
+
 import itertools
 import math
 import random
@@ -28,8 +29,12 @@ def test_complete_separation_is_significant():
 
 def test_same_distribution_is_not():
     rng = random.Random(1)
-    ps = [mann_whitney_greater([rng.gauss(0, 1) for _ in range(11)],
-                               [rng.gauss(0, 1) for _ in range(11)]) for _ in range(400)]
+    ps = [
+        mann_whitney_greater(
+            [rng.gauss(0, 1) for _ in range(11)], [rng.gauss(0, 1) for _ in range(11)]
+        )
+        for _ in range(400)
+    ]
     # under the null hypothesis p is uniform: about 1% below 0.01, half below 0.5
     assert sum(p < 0.01 for p in ps) <= 12
     assert 0.4 < sum(p < 0.5 for p in ps) / len(ps) < 0.6

@@ -1,4 +1,5 @@
 """verify.memory: saved-tensor bytes (exact, deduplicated by storage) and peak bytes."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -60,7 +61,8 @@ def test_eager_conv_bn_saves_input_weight_conv_output_and_stats():
     x, w = torch.randn(4, 3, 10, 10), leaf(8, 3, 3, 3)
     y_bytes = 4 * 8 * 8 * 8 * F32
     report = saved_tensors(
-        lambda: F.batch_norm(F.conv2d(x, w), None, None, training=True, eps=1e-3), params=[w])
+        lambda: F.batch_norm(F.conv2d(x, w), None, None, training=True, eps=1e-3), params=[w]
+    )
     assert report.total_bytes == x.numel() * F32 + w.numel() * F32 + y_bytes + 2 * 8 * F32
     assert report.parameter_bytes == w.numel() * F32
 
@@ -73,9 +75,10 @@ def test_checkpointed_region_saves_only_its_inputs():
 
     plain = saved_tensor_bytes(lambda: body(x))
     ckpt = saved_tensor_bytes(
-        lambda: torch.utils.checkpoint.checkpoint(body, x, use_reentrant=False))
-    assert plain == 2 * 1000 * F32     # sin and cos save their inputs (two fresh storages)
-    assert ckpt == 1000 * F32          # only x, kept by checkpoint
+        lambda: torch.utils.checkpoint.checkpoint(body, x, use_reentrant=False)
+    )
+    assert plain == 2 * 1000 * F32  # sin and cos save their inputs (two fresh storages)
+    assert ckpt == 1000 * F32  # only x, kept by checkpoint
 
 
 def test_result_is_dropped_unless_kept():
@@ -117,6 +120,7 @@ def test_peak_responds_to_a_known_extra_allocation():
             y = (x @ x).relu()
             del held
             return y
+
         return run
 
     base = peak_cpu_bytes(step())
@@ -162,8 +166,10 @@ def test_workload_figures_are_bytes_keys_and_fused_saves_less_than_eager():
     conv_outputs = 4 * 32 * 26 * 26 * F32 + 4 * 64 * 24 * 24 * F32
     stats = 2 * 32 * F32 + 2 * 64 * F32
     assert eager["saved_bytes"] - ckpt["saved_bytes"] == conv_outputs + stats
-    assert eager["saved_bytes"] - eager["saved_activation_bytes"] == \
-        ckpt["saved_bytes"] - ckpt["saved_activation_bytes"]
+    assert (
+        eager["saved_bytes"] - eager["saved_activation_bytes"]
+        == ckpt["saved_bytes"] - ckpt["saved_activation_bytes"]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,18 +186,36 @@ def _flat(name, variant, saved, peak, ratios=None):
 def test_memory_table_shows_figures_and_ratios_to_the_baseline_per_group():
     from verify.benchmarks.summary import format_memory_tables
 
-    groups = [("mnist_net batch=256", [
-        _flat("test_mnist_net[fused_standard-b256]", "fused_standard", 94_087_300, 184_600_000,
-              ratios=[1.10, 1.12, 1.14, 1.11, 1.13]),
-        _flat("test_mnist_net[eager-b256]", "eager", 153_987_972, 200_022_320),
-    ]), ("no memory here", [{"name": "test_other", "extra_info": {}}])]
+    groups = [
+        (
+            "mnist_net batch=256",
+            [
+                _flat(
+                    "test_mnist_net[fused_standard-b256]",
+                    "fused_standard",
+                    94_087_300,
+                    184_600_000,
+                    ratios=[1.10, 1.12, 1.14, 1.11, 1.13],
+                ),
+                _flat("test_mnist_net[eager-b256]", "eager", 153_987_972, 200_022_320),
+            ],
+        ),
+        ("no memory here", [{"name": "test_other", "extra_info": {}}]),
+    ]
     lines = format_memory_tables(groups)
     text = "\n".join(lines)
     assert "memory 'mnist_net batch=256': 2 tests" in text
     assert "no memory here" not in text
     fused = next(line for line in lines if line.startswith("test_mnist_net[fused_standard-b256]"))
-    assert fused.split() == ["test_mnist_net[fused_standard-b256]", "94.1", "0.61x", "184.6",
-                             "0.92x", "1.12x", "[1.11-1.13]"]
+    assert fused.split() == [
+        "test_mnist_net[fused_standard-b256]",
+        "94.1",
+        "0.61x",
+        "184.6",
+        "0.92x",
+        "1.12x",
+        "[1.11-1.13]",
+    ]
     eager = next(line for line in lines if line.startswith("test_mnist_net[eager-b256]"))
     assert eager.split() == ["test_mnist_net[eager-b256]", "154.0", "1.00x", "200.0", "1.00x"]
 
@@ -206,10 +230,27 @@ def test_benchmark_run_prints_memory_next_to_time_tables(tmp_path):
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "run.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "verify/benchmarks/bench_mnist.py", "--benchmark-only",
-         "-k", "b32 and (eager or fused_standard)", "--benchmark-max-time", "0.001",
-         "--benchmark-json", str(out), "-q", "-p", "no:randomly"],
-        cwd=root, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "verify/benchmarks/bench_mnist.py",
+            "--benchmark-only",
+            "-k",
+            "b32 and (eager or fused_standard)",
+            "--benchmark-max-time",
+            "0.001",
+            "--benchmark-json",
+            str(out),
+            "-q",
+            "-p",
+            "no:randomly",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout
     time_table = text.index("benchmark 'mnist_net batch=32': 2 tests")

@@ -1,4 +1,5 @@
 """verify.benchmarks.steps (change points across saved runs) and `verify.compare --history`."""
+
 import copy
 import json
 import random
@@ -34,8 +35,11 @@ def test_a_25_percent_step_is_found_at_its_run():
         at = rng.randint(3, 27)
         values = noisy(at, 1.0, seed=seed) + noisy(30 - at, 1.25, seed=seed + 1000)
         steps = find_steps(values, threshold=0.10)
-        hits += (len(steps) == 1 and abs(steps[0][0] - at) <= 1
-                 and 1.15 < steps[0][2] / steps[0][1] < 1.35)
+        hits += (
+            len(steps) == 1
+            and abs(steps[0][0] - at) <= 1
+            and 1.15 < steps[0][2] / steps[0][1] < 1.35
+        )
     assert hits >= 95
 
 
@@ -91,8 +95,10 @@ def test_history_prints_the_commit_where_a_figure_stepped_up(tmp_path, capsys):
     assert "UP (worse)" in out
     lines = [ln for ln in out.splitlines() if "test_mnist_net[fused_standard]" in ln]
     assert any("commit 07c0ffee (run 7)" in ln and " time " in ln for ln in lines), out
-    assert any("commit 04c0ffee (run 4)" in ln and "saved_bytes 94,000,000 -> 118,000,000" in ln
-               for ln in lines), out
+    assert any(
+        "commit 04c0ffee (run 4)" in ln and "saved_bytes 94,000,000 -> 118,000,000" in ln
+        for ln in lines
+    ), out
     assert "down" not in out
 
 

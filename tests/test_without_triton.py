@@ -1,5 +1,6 @@
 """Without triton installed the Triton built-ins stay listed and `pytest verify` skips them with
 the reason. Simulated in a subprocess where `import triton` fails (sys.modules['triton'] = None)."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,14 @@ BLOCK_TRITON = "import sys; sys.modules['triton'] = None\n"
 
 def _python(code: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", CI="1")
-    return subprocess.run([sys.executable, "-c", BLOCK_TRITON + textwrap.dedent(code)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_TRITON + textwrap.dedent(code)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_registry_lists_triton_variants_as_unavailable():
@@ -47,5 +54,7 @@ def test_pytest_verify_skips_them_with_the_reason():
     assert done.returncode == 0, output
     assert "passed" not in output.split("short test summary")[-1], output
     for name in ("triton_standard", "triton_tutorial"):
-        assert (f"variant '{name}' is unavailable: triton is not installed "
-                f"(pip install 'convbn-verify[triton]')") in output, output
+        assert (
+            f"variant '{name}' is unavailable: triton is not installed "
+            f"(pip install 'convbn-verify[triton]')"
+        ) in output, output

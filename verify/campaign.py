@@ -13,6 +13,7 @@ equal share of DURATION x workers and re-runs Hypothesis, a round of `ROUND_EXAM
 time with a fresh random seed, until its share is spent (or it fails). Hypothesis has no time
 limit of its own, and stopping it mid-run would skip shrinking; whole rounds keep every found
 failure shrunk and saved. Use it with a non-derandomised profile (`fuzz` or `dev`)."""
+
 from __future__ import annotations
 
 import inspect
@@ -22,7 +23,7 @@ import time
 import pytest
 
 ROUND_EXAMPLES = 50
-_KEEP = object()   # no --verify-db: the profile's own database
+_KEEP = object()  # no --verify-db: the profile's own database
 _database_key = pytest.StashKey[object]()
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 _share_key = pytest.StashKey[float]()
@@ -51,12 +52,15 @@ def open_database(spec: str):
             import redis
             from hypothesis.extra.redis import RedisExampleDatabase
         except ImportError:
-            raise ValueError(f"--verify-db {spec}: the Redis client is not installed: "
-                             "pip install 'convbn-verify[redis]'") from None
+            raise ValueError(
+                f"--verify-db {spec}: the Redis client is not installed: "
+                "pip install 'convbn-verify[redis]'"
+            ) from None
         db = RedisExampleDatabase(redis.Redis.from_url(target))
     elif "://" in target:
-        raise ValueError(f"--verify-db {spec}: unknown scheme; use a directory, "
-                         "redis://host:port/N, or none")
+        raise ValueError(
+            f"--verify-db {spec}: unknown scheme; use a directory, redis://host:port/N, or none"
+        )
     else:
         db = DirectoryBasedExampleDatabase(target)
     return ReadOnlyDatabase(db) if readonly else db
@@ -73,13 +77,22 @@ def open_databases(specs: list[str]):
 
 def pytest_addoption(parser):
     group = parser.getgroup("convbn-verify")
-    group.addoption("--verify-db", action="append", default=None, metavar="SPEC",
-                    help="Hypothesis example database: a directory, redis://host:port/N, or "
-                         "none; append :readonly to replay without writing; repeatable")
-    group.addoption("--verify-budget", default=None, metavar="DURATION",
-                    help="hunt for DURATION (90s, 30m, 2h) instead of a fixed example count: "
-                         "each property test re-runs Hypothesis with new seeds until its share "
-                         "of the budget is spent")
+    group.addoption(
+        "--verify-db",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        help="Hypothesis example database: a directory, redis://host:port/N, or "
+        "none; append :readonly to replay without writing; repeatable",
+    )
+    group.addoption(
+        "--verify-budget",
+        default=None,
+        metavar="DURATION",
+        help="hunt for DURATION (90s, 30m, 2h) instead of a fixed example count: "
+        "each property test re-runs Hypothesis with new seeds until its share "
+        "of the budget is spent",
+    )
 
 
 def pytest_configure(config):
@@ -91,7 +104,6 @@ def pytest_configure(config):
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[_database_key] = database
-
 
 
 @pytest.hookimpl(trylast=True)
@@ -107,14 +119,16 @@ def pytest_sessionstart(session):
         changes["max_examples"] = ROUND_EXAMPLES
     if changes:
         name = f"{settings.get_current_profile_name()}+convbn-verify"
-        settings.register_profile(name, parent=settings.get_profile(
-            settings.get_current_profile_name()), **changes)
+        settings.register_profile(
+            name, parent=settings.get_profile(settings.get_current_profile_name()), **changes
+        )
         settings.load_profile(name)
 
 
 def _is_property_test(item) -> bool:
-    return (getattr(getattr(item, "module", None), "PROPERTY", None) is not None
-            and "variant" in getattr(getattr(item, "callspec", None), "params", {}))
+    return getattr(
+        getattr(item, "module", None), "PROPERTY", None
+    ) is not None and "variant" in getattr(getattr(item, "callspec", None), "params", {})
 
 
 def pytest_collection_modifyitems(config, items):
@@ -137,6 +151,6 @@ def pytest_pyfunc_call(pyfuncitem):
     kwargs = {name: pyfuncitem.funcargs[name] for name in inspect.signature(test).parameters}
     deadline = time.monotonic() + share
     while True:
-        test(**kwargs)   # one Hypothesis run: ROUND_EXAMPLES examples, a new random seed
+        test(**kwargs)  # one Hypothesis run: ROUND_EXAMPLES examples, a new random seed
         if time.monotonic() >= deadline:
             return True

@@ -5,6 +5,7 @@ The tensors are not stored: `case.arrays()` regenerates them from `seed` and the
 already rounded to the case's dtype, so the oracle (float64) sees exactly the numbers the kernel
 sees.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,8 +50,8 @@ class Case:
     values: str = "normal"
     seed: int = 0
     device: str = "cpu"
-    steps: int = 1          # consecutive calls with fresh values (the running-stats property)
-    defect: str = ""        # the bad-input scenario applied to the call (the bad-inputs property)
+    steps: int = 1  # consecutive calls with fresh values (the running-stats property)
+    defect: str = ""  # the bad-input scenario applied to the call (the bad-inputs property)
     # Calling context: which inputs require grad (a network's first layer: not x; a frozen
     # backbone: not the conv weight), grad_out's layout, and the grad mode of the call.
     requires_grad: tuple = DIFFERENTIABLE
@@ -70,8 +71,15 @@ class Case:
     def output_hw(self) -> tuple:
         return tuple(
             (size + 2 * pad - dil * (k - 1) - 1) // st + 1
-            for size, k, st, pad, dil in zip((self.height, self.width), self.kernel, self.stride,
-                                             self.padding, self.dilation, strict=True))
+            for size, k, st, pad, dil in zip(
+                (self.height, self.width),
+                self.kernel,
+                self.stride,
+                self.padding,
+                self.dilation,
+                strict=True,
+            )
+        )
 
     @property
     def values_per_channel(self) -> int:
@@ -100,11 +108,19 @@ class Case:
         """The optional Variant features this case exercises: those of its arguments, judged as
         the contract judges a call (`fused.variant.requested_features`), plus its dtype, device
         and mixed precision."""
-        present = True   # requested_features asks only whether an optional argument is given
-        used = set(requested_features(
-            bias=present if self.bias else None, bn_weight=present if self.affine else None,
-            running_mean=present if self.running_stats else None, training=self.training,
-            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups))
+        present = True  # requested_features asks only whether an optional argument is given
+        used = set(
+            requested_features(
+                bias=present if self.bias else None,
+                bn_weight=present if self.affine else None,
+                running_mean=present if self.running_stats else None,
+                training=self.training,
+                stride=self.stride,
+                padding=self.padding,
+                dilation=self.dilation,
+                groups=self.groups,
+            )
+        )
         if self.dtype in HALF_DTYPES:
             used.add(self.dtype)
         if self.device != "cpu":
@@ -121,8 +137,10 @@ class Case:
     def size(self) -> str:
         """The size as a kernel engineer reads it: values per channel and channels."""
         h, w = self.output_hw
-        return (f"{self.values_per_channel} values per channel (N={self.batch} x "
-                f"H_out*W_out={h}x{w}), {self.out_channels} channels")
+        return (
+            f"{self.values_per_channel} values per channel (N={self.batch} x "
+            f"H_out*W_out={h}x{w}), {self.out_channels} channels"
+        )
 
     # -- tensors ------------------------------------------------------------------------------
     def arrays(self, step: int = 0) -> dict:
@@ -133,9 +151,15 @@ class Case:
 
     def kwargs(self) -> dict:
         """Keyword arguments of the Variant fn / reference.conv_bn for this case."""
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    groups=self.groups, training=self.training, momentum=self.momentum,
-                    eps=self.eps)
+        return dict(
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            training=self.training,
+            momentum=self.momentum,
+            eps=self.eps,
+        )
 
     def replace(self, **changes) -> "Case":
         return dataclasses.replace(self, **changes)
@@ -160,13 +184,27 @@ class Case:
         return cls(**fields)
 
     def describe(self) -> str:
-        parts = [f"x{self.x_shape}", f"weight{self.weight_shape}", f"out{self.out_shape}",
-                 f"stride={self.stride}", f"padding={self.padding}", f"dilation={self.dilation}",
-                 f"groups={self.groups}", f"bias={self.bias}", f"affine={self.affine}",
-                 f"running_stats={self.running_stats}", f"training={self.training}",
-                 f"momentum={self.momentum}", f"eps={self.eps}", f"form={self.form}",
-                 f"dtype={self.dtype}", f"layout={self.layout}", f"values={self.values}",
-                 f"seed={self.seed}", f"device={self.device}"]
+        parts = [
+            f"x{self.x_shape}",
+            f"weight{self.weight_shape}",
+            f"out{self.out_shape}",
+            f"stride={self.stride}",
+            f"padding={self.padding}",
+            f"dilation={self.dilation}",
+            f"groups={self.groups}",
+            f"bias={self.bias}",
+            f"affine={self.affine}",
+            f"running_stats={self.running_stats}",
+            f"training={self.training}",
+            f"momentum={self.momentum}",
+            f"eps={self.eps}",
+            f"form={self.form}",
+            f"dtype={self.dtype}",
+            f"layout={self.layout}",
+            f"values={self.values}",
+            f"seed={self.seed}",
+            f"device={self.device}",
+        ]
         if self.steps != 1:
             parts.append(f"steps={self.steps}")
         if self.defect:
@@ -183,5 +221,11 @@ class Case:
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Case)}
-_OMITTED_AT_DEFAULT = ("steps", "defect", "requires_grad", "grad_layout", "grad_mode",
-                       "param_dtype")
+_OMITTED_AT_DEFAULT = (
+    "steps",
+    "defect",
+    "requires_grad",
+    "grad_layout",
+    "grad_mode",
+    "param_dtype",
+)

@@ -34,6 +34,7 @@ History: ``--history DIR`` loads every run saved under a ``--benchmark-storage``
 across the runs (`verify.benchmarks.steps`): the commit where it went up, and down. With
 ``--plot PNG`` it also draws them (`verify.benchmarks.plot`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,16 @@ from verify.benchmarks.time_rule import (
     judge_variants,
 )
 
-__all__ = ["Finding", "compare_runs", "bytes_regressed", "main", "EXIT_OK", "EXIT_REGRESSION",
-           "EXIT_ERROR", "EXIT_INCONCLUSIVE"]
+__all__ = [
+    "Finding",
+    "compare_runs",
+    "bytes_regressed",
+    "main",
+    "EXIT_OK",
+    "EXIT_REGRESSION",
+    "EXIT_ERROR",
+    "EXIT_INCONCLUSIVE",
+]
 
 DEFAULT_PEAK_TOLERANCE = 0.0
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -66,13 +75,13 @@ class Finding:
     """One figure of one benchmark, BASE vs HEAD."""
 
     benchmark: str
-    figure: str          # "time" or an extra_info key ending in "bytes"
-    base: object         # number (bytes), Benchmark (time); None when absent
+    figure: str  # "time" or an extra_info key ending in "bytes"
+    base: object  # number (bytes), Benchmark (time); None when absent
     head: object
     regression: bool = False
     inconclusive: bool = False
     note: str = ""
-    verdict: TimeVerdict | None = None   # time findings of benchmarks in both runs
+    verdict: TimeVerdict | None = None  # time findings of benchmarks in both runs
 
     @property
     def ratio(self):
@@ -85,8 +94,9 @@ class Finding:
         return self.head / self.base
 
 
-def bytes_regressed(figure: str, base: float, head: float,
-                    peak_tolerance: float = DEFAULT_PEAK_TOLERANCE) -> bool:
+def bytes_regressed(
+    figure: str, base: float, head: float, peak_tolerance: float = DEFAULT_PEAK_TOLERANCE
+) -> bool:
     """Any growth of a bytes figure; peak figures may grow by up to `peak_tolerance` (relative)."""
     if "peak" in figure:
         return head > base * (1.0 + peak_tolerance)
@@ -106,17 +116,30 @@ def _variant_of(bench) -> str:
     return str(variant) if variant else bench.fullname
 
 
-def compare_runs(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
-                 peak_tolerance: float = DEFAULT_PEAK_TOLERANCE, alpha: float = DEFAULT_ALPHA,
-                 absolute_time: bool = False, min_benchmarks: int = DEFAULT_MIN_BENCHMARKS) -> list:
+def compare_runs(
+    base: Run,
+    head: Run,
+    time_threshold: float = DEFAULT_TIME_THRESHOLD,
+    peak_tolerance: float = DEFAULT_PEAK_TOLERANCE,
+    alpha: float = DEFAULT_ALPHA,
+    absolute_time: bool = False,
+    min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
+) -> list:
     """Findings for every benchmark of either run (BASE order, then HEAD-only ones)."""
-    return compare(base, head, time_threshold, peak_tolerance, alpha, absolute_time,
-                   min_benchmarks)[0]
+    return compare(
+        base, head, time_threshold, peak_tolerance, alpha, absolute_time, min_benchmarks
+    )[0]
 
 
-def compare(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
-            peak_tolerance: float = DEFAULT_PEAK_TOLERANCE, alpha: float = DEFAULT_ALPHA,
-            absolute_time: bool = False, min_benchmarks: int = DEFAULT_MIN_BENCHMARKS):
+def compare(
+    base: Run,
+    head: Run,
+    time_threshold: float = DEFAULT_TIME_THRESHOLD,
+    peak_tolerance: float = DEFAULT_PEAK_TOLERANCE,
+    alpha: float = DEFAULT_ALPHA,
+    absolute_time: bool = False,
+    min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
+):
     """(findings, {variant: VariantVerdict}): time is judged per variant over its benchmarks
     (`verify.benchmarks.time_rule.judge_variants`), then each benchmark's time finding says how
     it contributed."""
@@ -126,8 +149,9 @@ def compare(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD
     for name in names:
         b, h = base.benchmarks.get(name), head.benchmarks.get(name)
         if b is None or h is None:
-            findings.append(Finding(name, "time", b, h,
-                                    note="only in BASE" if h is None else "only in HEAD"))
+            findings.append(
+                Finding(name, "time", b, h, note="only in BASE" if h is None else "only in HEAD")
+            )
             continue
         verdict = judge_time(b, h, time_threshold, alpha, absolute_time)
         finding = Finding(name, "time", b, h, verdict=verdict)
@@ -137,19 +161,25 @@ def compare(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD
         for key in list(b_bytes) + [k for k in h_bytes if k not in b_bytes]:
             bv, hv = b_bytes.get(key), h_bytes.get(key)
             if bv is None or hv is None:
-                findings.append(Finding(name, key, bv, hv,
-                                        note="only in BASE" if hv is None else "only in HEAD"))
+                findings.append(
+                    Finding(
+                        name, key, bv, hv, note="only in BASE" if hv is None else "only in HEAD"
+                    )
+                )
                 continue
             grew = bytes_regressed(key, bv, hv, peak_tolerance)
-            findings.append(Finding(name, key, bv, hv, regression=grew,
-                                    note="GREW" if grew else ""))
+            findings.append(
+                Finding(name, key, bv, hv, regression=grew, note="GREW" if grew else "")
+            )
     variants = judge_variants([(v, f.verdict) for v, f in timed], time_threshold, min_benchmarks)
     for variant, finding in timed:
         own = finding.verdict.outcome
         overall = variants[variant].outcome if variant in variants else None
         if overall == UNJUDGED:
-            finding.note = (f"not judged ({variants[variant].benchmarks} benchmark(s) of "
-                            f"{variant}, < {min_benchmarks})")
+            finding.note = (
+                f"not judged ({variants[variant].benchmarks} benchmark(s) of "
+                f"{variant}, < {min_benchmarks})"
+            )
         elif own == SLOWER and overall != SLOWER:
             # significant on its own, but its variant did not move: run-to-run drift
             finding.note = _time_note(finding.verdict, DRIFT if overall != NOISY else NOISY)
@@ -217,7 +247,7 @@ def format_findings(findings: list) -> str:
     prefix = _common_dir([f.benchmark for f in findings]) if findings else ""
     last = None
     for f in findings:
-        name = f.benchmark[len(prefix):] if f.benchmark != last else ""
+        name = f.benchmark[len(prefix) :] if f.benchmark != last else ""
         last = f.benchmark
         if f.verdict is not None:
             paired = f.verdict.measure.startswith("vs ")
@@ -256,43 +286,65 @@ def _describe(run: Run) -> str:
 
 
 def _rule(time_threshold, alpha, peak_tolerance, absolute_time, min_benchmarks) -> str:
-    judged = ("each round's time over the eager step paired with it in the same run"
-              + (" (absolute time where none was paired)" if absolute_time
-                 else "; unpaired (absolute) times are shown, not judged"))
-    return (f"Rule: time, on {judged}. A benchmark is SLOWER when HEAD's median is > "
-            f"{1 + time_threshold:.2f}x BASE's and a one-sided Mann-Whitney test on the rounds "
-            f"gives p < {alpha:g}. A variant regresses when the median of its benchmarks' changes "
-            f"is > {1 + time_threshold:.2f}x and most of them are SLOWER; NOISY (inconclusive) "
-            f"when the median is that high without that majority; a SLOWER benchmark in a variant "
-            f"that did not move is run-to-run drift; variants with fewer than {min_benchmarks} "
-            f"benchmarks are not judged on time. Memory regresses when any *bytes figure grows"
-            + (f" (peak figures: by more than {peak_tolerance:.1%})" if peak_tolerance else "")
-            + ".")
+    judged = "each round's time over the eager step paired with it in the same run" + (
+        " (absolute time where none was paired)"
+        if absolute_time
+        else "; unpaired (absolute) times are shown, not judged"
+    )
+    return (
+        f"Rule: time, on {judged}. A benchmark is SLOWER when HEAD's median is > "
+        f"{1 + time_threshold:.2f}x BASE's and a one-sided Mann-Whitney test on the rounds "
+        f"gives p < {alpha:g}. A variant regresses when the median of its benchmarks' changes "
+        f"is > {1 + time_threshold:.2f}x and most of them are SLOWER; NOISY (inconclusive) "
+        f"when the median is that high without that majority; a SLOWER benchmark in a variant "
+        f"that did not move is run-to-run drift; variants with fewer than {min_benchmarks} "
+        f"benchmarks are not judged on time. Memory regresses when any *bytes figure grows"
+        + (f" (peak figures: by more than {peak_tolerance:.1%})" if peak_tolerance else "")
+        + "."
+    )
 
 
 def format_variants(variants: dict) -> str:
     rows = [("variant", "time measure", "benchmarks", "HEAD/BASE (median)", "SLOWER", "verdict")]
     for v in variants.values():
-        rows.append((v.variant, v.measure, str(v.benchmarks), _fmt_ratio(v.estimate),
-                     f"{v.slower}/{v.benchmarks}", v.outcome))
+        rows.append(
+            (
+                v.variant,
+                v.measure,
+                str(v.benchmarks),
+                _fmt_ratio(v.estimate),
+                f"{v.slower}/{v.benchmarks}",
+                v.outcome,
+            )
+        )
     return _table(rows, align=("<", "<", ">", ">", ">", "<"))
 
 
-def report(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
-           peak_tolerance: float = DEFAULT_PEAK_TOLERANCE, alpha: float = DEFAULT_ALPHA,
-           absolute_time: bool = False, min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
-           out=None) -> int:
+def report(
+    base: Run,
+    head: Run,
+    time_threshold: float = DEFAULT_TIME_THRESHOLD,
+    peak_tolerance: float = DEFAULT_PEAK_TOLERANCE,
+    alpha: float = DEFAULT_ALPHA,
+    absolute_time: bool = False,
+    min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
+    out=None,
+) -> int:
     """Print the comparison; return the exit status (EXIT_OK, EXIT_REGRESSION or
     EXIT_INCONCLUSIVE)."""
     out = out if out is not None else sys.stdout
-    findings, variants = compare(base, head, time_threshold, peak_tolerance, alpha, absolute_time,
-                                 min_benchmarks)
+    findings, variants = compare(
+        base, head, time_threshold, peak_tolerance, alpha, absolute_time, min_benchmarks
+    )
     print(f"BASE: {_describe(base)}", file=out)
     print(f"HEAD: {_describe(head)}", file=out)
     print(_rule(time_threshold, alpha, peak_tolerance, absolute_time, min_benchmarks), file=out)
     if base.threads and head.threads and base.threads != head.threads:
-        print(f"WARNING: BASE ran with {base.threads} torch thread(s), HEAD with {head.threads}: "
-              f"time ratios are not comparable across thread counts (--bench-threads).", file=out)
+        print(
+            f"WARNING: BASE ran with {base.threads} torch thread(s), HEAD with {head.threads}: "
+            f"time ratios are not comparable across thread counts (--bench-threads).",
+            file=out,
+        )
     print(file=out)
     prefix = _common_dir([f.benchmark for f in findings]) if findings else ""
     if prefix:
@@ -303,8 +355,9 @@ def report(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
         print("Time per variant:", file=out)
         print(format_variants(variants), file=out)
         print(file=out)
-    common = sum(1 for f in findings
-                 if f.figure == "time" and f.base is not None and f.head is not None)
+    common = sum(
+        1 for f in findings if f.figure == "time" and f.base is not None and f.head is not None
+    )
     only = [f for f in findings if f.figure == "time" and (f.base is None or f.head is None)]
     grew = [f for f in findings if f.regression and f.figure != "time"]
     slower = [v for v in variants.values() if v.outcome == SLOWER]
@@ -312,41 +365,62 @@ def report(base: Run, head: Run, time_threshold: float = DEFAULT_TIME_THRESHOLD,
     if only:
         print(f"{len(only)} benchmark(s) in only one file (not compared).", file=out)
     if noisy:
-        print(f"{len(noisy)} variant(s) with a time change as large as a regression but inside the "
-              f"noise (NOISY, inconclusive):", file=out)
+        print(
+            f"{len(noisy)} variant(s) with a time change as large as a regression but inside the "
+            f"noise (NOISY, inconclusive):",
+            file=out,
+        )
         for v in noisy:
-            print(f"  {v.variant}: time {v.measure} {_fmt_ratio(v.estimate)}, SLOWER on "
-                  f"{v.slower}/{v.benchmarks} benchmark(s)", file=out)
+            print(
+                f"  {v.variant}: time {v.measure} {_fmt_ratio(v.estimate)}, SLOWER on "
+                f"{v.slower}/{v.benchmarks} benchmark(s)",
+                file=out,
+            )
     if grew or slower:
-        print(f"FAIL: {len(grew) + len(slower)} regression(s) in {common} common benchmark(s):",
-              file=out)
+        print(
+            f"FAIL: {len(grew) + len(slower)} regression(s) in {common} common benchmark(s):",
+            file=out,
+        )
         for v in slower:
-            names = [f.benchmark for f in findings if f.figure == "time" and f.regression
-                     and _variant_of(f.base) == v.variant]
-            print(f"  {v.variant}: time {v.measure} {_fmt_ratio(v.estimate)}, SLOWER on "
-                  f"{v.slower}/{v.benchmarks} benchmark(s): "
-                  + ", ".join(n.rsplit("::", 1)[-1] for n in names), file=out)
+            names = [
+                f.benchmark
+                for f in findings
+                if f.figure == "time" and f.regression and _variant_of(f.base) == v.variant
+            ]
+            print(
+                f"  {v.variant}: time {v.measure} {_fmt_ratio(v.estimate)}, SLOWER on "
+                f"{v.slower}/{v.benchmarks} benchmark(s): "
+                + ", ".join(n.rsplit("::", 1)[-1] for n in names),
+                file=out,
+            )
         for f in grew:
             print(f"  {f.benchmark}: {f.figure} {_fmt_ratio(f.ratio)}", file=out)
         return EXIT_REGRESSION
     if noisy:
-        print(f"INCONCLUSIVE: no regression in {common} common benchmark(s), but {len(noisy)} "
-              f"variant(s) changed by more than the threshold without clearing the noise; rerun "
-              f"on a quieter machine or with more rounds (--benchmark-min-rounds).", file=out)
+        print(
+            f"INCONCLUSIVE: no regression in {common} common benchmark(s), but {len(noisy)} "
+            f"variant(s) changed by more than the threshold without clearing the noise; rerun "
+            f"on a quieter machine or with more rounds (--benchmark-min-rounds).",
+            file=out,
+        )
         return EXIT_INCONCLUSIVE
     print(f"OK: no regression in {common} common benchmark(s).", file=out)
     return EXIT_OK
 
 
-def history_report(runs: list, threshold: float = DEFAULT_TIME_THRESHOLD, absolute: bool = False,
-                   out=None) -> None:
+def history_report(
+    runs: list, threshold: float = DEFAULT_TIME_THRESHOLD, absolute: bool = False, out=None
+) -> None:
     from verify.benchmarks.steps import find_history_steps, format_steps
 
     out = out if out is not None else sys.stdout
     print(f"{len(runs)} saved run(s), oldest first:", file=out)
     for i, run in enumerate(runs):
-        print(f"  {i:3d}  {run.label:10s}  {run.datetime or '-':26s}  {len(run.benchmarks):3d} "
-              f"benchmark(s)  {run.path}", file=out)
+        print(
+            f"  {i:3d}  {run.label:10s}  {run.datetime or '-':26s}  {len(run.benchmarks):3d} "
+            f"benchmark(s)  {run.path}",
+            file=out,
+        )
     print(file=out)
     steps = find_history_steps(runs, threshold, absolute)
     print(format_steps(steps, len(runs), threshold), file=out)
@@ -360,31 +434,65 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m verify.compare",
         description="Compare two pytest-benchmark JSON files (exit 0 pass, 1 when HEAD's memory "
-                    "grew or its time grew beyond the noise, 3 when a time change is too noisy to "
-                    "judge, 2 on bad input), or find steps in a history of saved runs.")
-    parser.add_argument("files", nargs="*", metavar="BASE.json HEAD.json",
-                        help="two --benchmark-json files: the baseline, then the candidate")
-    parser.add_argument("--time-threshold", type=float, default=DEFAULT_TIME_THRESHOLD, metavar="F",
-                        help="smallest relative slow-down of the median that counts (the minimum "
-                             "effect size; with --history, the smallest time step reported) "
-                             "(default: %(default)s = 12%%)")
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, metavar="P",
-                        help="significance level of the Mann-Whitney test on the rounds: a "
-                             "slow-down above the threshold with p >= P is NOISY, exit 3 "
-                             "(default: %(default)s)")
-    parser.add_argument("--min-benchmarks", type=int, default=DEFAULT_MIN_BENCHMARKS, metavar="N",
-                        help="judge a variant's time only when it has N benchmarks in both runs "
-                             "(default: %(default)s; one benchmark's ratio drifts too much alone)")
-    parser.add_argument("--absolute-time", action="store_true",
-                        help="also judge absolute times of benchmarks with no paired baseline (the "
-                             "baseline itself): only meaningful on a quiet, dedicated machine")
-    parser.add_argument("--peak-tolerance", type=float, default=DEFAULT_PEAK_TOLERANCE, metavar="F",
-                        help="relative growth allowed for *peak*bytes figures "
-                             "(default: %(default)s; other bytes figures must never grow)")
-    parser.add_argument("--history", metavar="DIR",
-                        help="a --benchmark-storage directory: list its saved runs (oldest first)")
-    parser.add_argument("--plot", metavar="PNG", help="with --history: write a plot of time and "
-                                                      "memory per benchmark across runs")
+        "grew or its time grew beyond the noise, 3 when a time change is too noisy to "
+        "judge, 2 on bad input), or find steps in a history of saved runs.",
+    )
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="BASE.json HEAD.json",
+        help="two --benchmark-json files: the baseline, then the candidate",
+    )
+    parser.add_argument(
+        "--time-threshold",
+        type=float,
+        default=DEFAULT_TIME_THRESHOLD,
+        metavar="F",
+        help="smallest relative slow-down of the median that counts (the minimum "
+        "effect size; with --history, the smallest time step reported) "
+        "(default: %(default)s = 12%%)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=DEFAULT_ALPHA,
+        metavar="P",
+        help="significance level of the Mann-Whitney test on the rounds: a "
+        "slow-down above the threshold with p >= P is NOISY, exit 3 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-benchmarks",
+        type=int,
+        default=DEFAULT_MIN_BENCHMARKS,
+        metavar="N",
+        help="judge a variant's time only when it has N benchmarks in both runs "
+        "(default: %(default)s; one benchmark's ratio drifts too much alone)",
+    )
+    parser.add_argument(
+        "--absolute-time",
+        action="store_true",
+        help="also judge absolute times of benchmarks with no paired baseline (the "
+        "baseline itself): only meaningful on a quiet, dedicated machine",
+    )
+    parser.add_argument(
+        "--peak-tolerance",
+        type=float,
+        default=DEFAULT_PEAK_TOLERANCE,
+        metavar="F",
+        help="relative growth allowed for *peak*bytes figures "
+        "(default: %(default)s; other bytes figures must never grow)",
+    )
+    parser.add_argument(
+        "--history",
+        metavar="DIR",
+        help="a --benchmark-storage directory: list its saved runs (oldest first)",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="with --history: write a plot of time and memory per benchmark across runs",
+    )
     return parser
 
 
@@ -422,8 +530,15 @@ def main(argv=None) -> int:
         return EXIT_ERROR
     if args.min_benchmarks < 1:
         parser.error("--min-benchmarks must be >= 1")
-    return report(base, head, args.time_threshold, args.peak_tolerance, args.alpha,
-                  args.absolute_time, args.min_benchmarks)
+    return report(
+        base,
+        head,
+        args.time_threshold,
+        args.peak_tolerance,
+        args.alpha,
+        args.absolute_time,
+        args.min_benchmarks,
+    )
 
 
 if __name__ == "__main__":

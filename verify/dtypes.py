@@ -4,6 +4,7 @@ facts the error bounds and comparisons need of each (unit roundoff, underflow sp
 The one table of dtypes on the suite's side: cases, strategies, legality, the runner and the bounds
 read it. Which dtypes are optional comes from the `Variant` contract (`fused.variant.FEATURES`):
 a dtype that is a feature name is drawn only for variants that declare it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ from fused.variant import FEATURES
 
 @dataclass(frozen=True)
 class DtypeInfo:
-    mantissa_bits: int        # significand precision p: the unit roundoff is 2^-p
-    subnormal_exponent: int   # the smallest positive subnormal is 2^-subnormal_exponent
-    largest: float            # the largest finite value
+    mantissa_bits: int  # significand precision p: the unit roundoff is 2^-p
+    subnormal_exponent: int  # the smallest positive subnormal is 2^-subnormal_exponent
+    largest: float  # the largest finite value
 
 
 DTYPES = {

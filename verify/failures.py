@@ -1,6 +1,7 @@
 """The text of a failed property test: the suite's report first (what broke, the case, the worst
 element, the replay line), then the kernel's own error when it raised, then Hypothesis's notes.
 pytest's traceback of the suite's frames is left out (`--tb=long` shows it)."""
+
 from __future__ import annotations
 
 import builtins
@@ -22,7 +23,8 @@ def short_report(error: BaseException) -> str | None:
     if not failures:
         return None
     return "\n\n".join(_one(f) for f in failures) + (
-        "\n\n(pytest's traceback of the suite's frames: --tb=long)")
+        "\n\n(pytest's traceback of the suite's frames: --tb=long)"
+    )
 
 
 def _property_failures(error: BaseException) -> list[PropertyFailure]:
@@ -39,10 +41,13 @@ def _one(failure: PropertyFailure) -> str:
     parts = [str(failure)]
     cause = failure.__cause__
     if cause is not None:
-        frames = traceback.format_exception(type(cause), cause, cause.__traceback__,
-                                            limit=-_KERNEL_FRAMES, chain=False)
-        parts.append("  the kernel's error (innermost frames):\n" +
-                     "".join("    " + line for line in "".join(frames).splitlines(True)))
+        frames = traceback.format_exception(
+            type(cause), cause, cause.__traceback__, limit=-_KERNEL_FRAMES, chain=False
+        )
+        parts.append(
+            "  the kernel's error (innermost frames):\n"
+            + "".join("    " + line for line in "".join(frames).splitlines(True))
+        )
     notes = [_squeeze(n) for n in getattr(failure, "__notes__", []) if _worth_keeping(n)]
     if notes:
         parts.append("  hypothesis: " + "\n  hypothesis: ".join(notes))
@@ -54,9 +59,12 @@ def _worth_keeping(note: str) -> bool:
     # the explain phase's "lines only failing cases ran" are the suite's own reporting lines.
     note = note.strip()
     return bool(note) and not (
-        "reproduce_failure" in note or note.startswith(("You can reproduce this example", "Draw ",
-                                                        "Explanation:", "These lines were"))
-        or re.fullmatch(r"\S+\.py:\d+", note))
+        "reproduce_failure" in note
+        or note.startswith(
+            ("You can reproduce this example", "Draw ", "Explanation:", "These lines were")
+        )
+        or re.fullmatch(r"\S+\.py:\d+", note)
+    )
 
 
 def _squeeze(note: str, width: int = 240) -> str:

@@ -3,6 +3,7 @@ record the tally in the run's `ReportSession`, and tell the kernel's failures fr
 
 Each `verify/test_<property>.py` is one call of `hunt`; a property itself (`verify.properties`)
 only knows how to draw a case and check it."""
+
 from __future__ import annotations
 
 import math
@@ -32,6 +33,7 @@ def examples_for(tier: str, max_examples: int) -> int:
 def _example_share(variant) -> float:
     if getattr(variant, "triton", False):
         from fused.triton_support import interpreting
+
         if interpreting():
             return INTERPRETED_SHARE
     return 1.0
@@ -56,7 +58,7 @@ def hunt(prop_module, variant, tier: str, session: ReportSession) -> None:
     # Hypothesis's own pytest plugin does for parametrised tests.
     search._hypothesis_internal_add_digest = label.encode()  # type: ignore[attr-defined]
     profile = settings.default
-    assert profile is not None   # Hypothesis always has a current profile
+    assert profile is not None  # Hypothesis always has a current profile
     share = _example_share(variant) * getattr(prop_module, "EXAMPLE_SHARE", 1.0)
     budget = examples_for(tier, round(profile.max_examples * share))
     with runner.uninitialized_memory_filled():
@@ -65,9 +67,11 @@ def hunt(prop_module, variant, tier: str, session: ReportSession) -> None:
 
 def _recording_into(session: ReportSession):
     """`run_example` with its session bound."""
+
     def run(prop_module, variant, data, tier: str) -> float:
         __tracebackhide__ = True
         return run_example(prop_module, variant, data, session, tier)
+
     return run
 
 
@@ -94,18 +98,22 @@ def run_example(prop_module, variant, data, session: ReportSession, tier: str = 
     except (runner.KernelRaised, runner.ContractViolation) as error:
         session.record(variant.name, prop_module.NAME, math.inf, case, failed=True, tier=tier)
         cause = error.error if isinstance(error, runner.KernelRaised) else error
-        what = (f"raised {type(cause).__name__} in {error.stage} on a legal case: {cause}"
-                if isinstance(error, runner.KernelRaised)
-                else f"broke the calling contract: {error}")
-        raise session.complete(PropertyFailure(variant.name, prop_module.NAME, case, [what])) \
-            from cause
+        what = (
+            f"raised {type(cause).__name__} in {error.stage} on a legal case: {cause}"
+            if isinstance(error, runner.KernelRaised)
+            else f"broke the calling contract: {error}"
+        )
+        raise session.complete(
+            PropertyFailure(variant.name, prop_module.NAME, case, [what])
+        ) from cause
     except Exception as error:  # noqa: BLE001 - anything else is convbn-verify's own bug
         raise SuiteError(
             f"convbn-verify failed on its own (not a finding about variant {variant.name!r}): "
             f"property {prop_module.NAME!r} raised {type(error).__name__}: {error}\n"
             f"  case: {case.describe()}\n"
             f"  replay: {session.replay_command(variant.name, prop_module.NAME, case)}\n"
-            "  Please report this with the case above.") from error
+            "  Please report this with the case above."
+        ) from error
     session.record(variant.name, prop_module.NAME, ratio, case, tier=tier)
     if currently_in_test_context():
         target(min(ratio, 1e12) if math.isfinite(ratio) else 1e12, label=prop_module.NAME)

@@ -18,6 +18,7 @@ that dies and reports the test it was running as failed; this module adds what t
 The cost is one worker start-up (an interpreter importing torch and collecting) and a file write
 per example. `--verify-isolation off`, `-n 0`, `--pdb`, `-s` and benchmark measurements run
 in-process instead (no protection)."""
+
 from __future__ import annotations
 
 import faulthandler
@@ -47,7 +48,7 @@ class _Worker:
         self.timeout = timeout
         self.nodeid = ""
         self.inflight = os.open(f"{base}.case", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self.fault = open(f"{base}.fault", "w")   # noqa: SIM115 - lives as long as the worker
+        self.fault = open(f"{base}.fault", "w")  # noqa: SIM115 - lives as long as the worker
 
     def note(self, record: dict) -> None:
         data = json.dumps(record).encode()
@@ -69,20 +70,36 @@ def note_case(variant_name: str, prop_name: str, case, tier: str = "small") -> N
     """Record the case about to be run, so that a crash or hang can be reported with it."""
     worker = _worker[0]
     if worker is not None:
-        worker.note({"nodeid": worker.nodeid, "variant": variant_name, "property": prop_name,
-                     "tier": tier, "case": case.to_json()})
+        worker.note(
+            {
+                "nodeid": worker.nodeid,
+                "variant": variant_name,
+                "property": prop_name,
+                "tier": tier,
+                "case": case.to_json(),
+            }
+        )
 
 
 # -- options and the decision to isolate ---------------------------------------------------------
 def pytest_addoption(parser):
     group = parser.getgroup("convbn-verify")
-    group.addoption("--verify-isolation", choices=("auto", "off"), default="auto",
-                    help="auto (default): run the suite's tests in a pytest-xdist worker process "
-                         "(one unless -n says more), so that a kernel that crashes or hangs "
-                         "fails its property and the run goes on; off: run in-process")
-    group.addoption("--verify-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                    help="per-example time limit under isolation; a kernel still running after "
-                         "it fails as a hang (default %(default)s; 0 disables)")
+    group.addoption(
+        "--verify-isolation",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto (default): run the suite's tests in a pytest-xdist worker process "
+        "(one unless -n says more), so that a kernel that crashes or hangs "
+        "fails its property and the run goes on; off: run in-process",
+    )
+    group.addoption(
+        "--verify-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="per-example time limit under isolation; a kernel still running after "
+        "it fails as a hang (default %(default)s; 0 disables)",
+    )
 
 
 def why_not_isolated(config) -> str | None:
@@ -100,6 +117,7 @@ def why_not_isolated(config) -> str | None:
     if config.getoption("collectonly", False):
         return "--collect-only"
     from verify.benchmarks.plugin import measuring_requested
+
     if measuring_requested(config):
         return "benchmarks are measured (they must run in-process, without xdist)"
     if not _runs_only_the_suite(config):
@@ -146,7 +164,7 @@ def pytest_configure(config):
         config.option.dist = "load"
         config.option.tx = ["popen"]
     elif config.getoption("verify_isolation") == "off" or not _runs_only_the_suite(config):
-        return   # -n given by hand for other tests: plain xdist
+        return  # -n given by hand for other tests: plain xdist
     if config.getoption("maxworkerrestart", None) is None:
         config.option.maxworkerrestart = str(DEFAULT_MAX_RESTARTS)
     config.pluginmanager.register(_Controller(config), "convbn-isolation-controller")
@@ -190,12 +208,14 @@ class _Controller:
         # xdist names the crashed test by its file only; pytest titles the report by this.
         fspath, _, name = crashitem.partition("::")
         report.location = (fspath, None, name or fspath)
-        report.when = "call"   # a failure of the test (JUnit: <failure>), not of its setup
+        report.when = "call"  # a failure of the test (JUnit: <failure>), not of its setup
         if inflight and inflight.get("nodeid") == crashitem:
             report.longrepr = self._crash_report(inflight, fault)
         elif fault:
-            report.longrepr = (f"the test process crashed while running {crashitem} outside any "
-                               f"example of a property:\n{_excerpt(fault)}")
+            report.longrepr = (
+                f"the test process crashed while running {crashitem} outside any "
+                f"example of a property:\n{_excerpt(fault)}"
+            )
 
     def _crash_report(self, inflight: dict, fault: str) -> str:
         from verify.case import Case
@@ -204,12 +224,15 @@ class _Controller:
         session = verify_session(self.config)
         variant_name, prop = inflight["variant"], inflight["property"]
         case = Case.from_json(inflight["case"])
-        session.record(variant_name, prop, math.inf, case, failed=True,
-                       tier=inflight.get("tier", "small"))
+        session.record(
+            variant_name, prop, math.inf, case, failed=True, tier=inflight.get("tier", "small")
+        )
         session.write_repro(variant_name, prop, case)
         if fault.startswith("Timeout ("):
-            headline = (f"variant {variant_name!r} hangs on property {prop!r}: no result after "
-                        f"{self.timeout:g} s (--verify-timeout); the test process was ended")
+            headline = (
+                f"variant {variant_name!r} hangs on property {prop!r}: no result after "
+                f"{self.timeout:g} s (--verify-timeout); the test process was ended"
+            )
         else:
             what = _fatal_error(fault) or "the test process died without a Python error"
             headline = f"variant {variant_name!r} crashes on property {prop!r}: {what}"
@@ -247,11 +270,11 @@ def _excerpt(fault: str, frames: int = 12) -> str:
     each thread's stack most recent call first)."""
     lines = fault.splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith(("Current thread", "Thread 0x"))]
-    header = [line for line in lines[:starts[0] if starts else len(lines)] if line.strip()]
+    header = [line for line in lines[: starts[0] if starts else len(lines)] if line.strip()]
     blocks = []
     for begin, end in zip(starts, starts[1:] + [len(lines)], strict=True):
         blocks.append([line for line in lines[begin:end] if line.strip()])
     chosen = next((b for b in blocks if b[0].startswith("Current thread")), None)
     chosen = chosen or next((b for b in blocks if any("verify" in line for line in b)), None)
     chosen = chosen or (blocks[0] if blocks else [])
-    return "\n".join(header + chosen[:frames + 1])
+    return "\n".join(header + chosen[: frames + 1])

@@ -4,6 +4,7 @@ is reported as the suite's failure, never as the kernel's.
 Deliberately independent of the strategies that build cases (and of `reference.validation`, the
 oracle's own argument checks): it restates the contract's rules on plain integers.
 """
+
 from __future__ import annotations
 
 from verify.case import DIFFERENTIABLE, GRAD_LAYOUTS, GRAD_MODES, LAYOUTS, Case
@@ -20,15 +21,24 @@ def problems(case: Case) -> list[str]:
     if min(case.batch, case.in_channels, case.out_channels, case.height, case.width) < 1:
         found.append("an empty dimension")
     if case.groups < 1 or case.in_channels % case.groups or case.out_channels % case.groups:
-        found.append(f"groups={case.groups} does not divide channels "
-                     f"{case.in_channels} -> {case.out_channels}")
+        found.append(
+            f"groups={case.groups} does not divide channels "
+            f"{case.in_channels} -> {case.out_channels}"
+        )
     if min(case.kernel + case.stride + case.dilation) < 1 or min(case.padding) < 0:
         found.append("a non-positive kernel, stride or dilation, or a negative padding")
-    for size, k, pad, dil, axis in zip((case.height, case.width), case.kernel, case.padding,
-                                       case.dilation, ("height", "width"), strict=True):
+    for size, k, pad, dil, axis in zip(
+        (case.height, case.width),
+        case.kernel,
+        case.padding,
+        case.dilation,
+        ("height", "width"),
+        strict=True,
+    ):
         if size + 2 * pad < dil * (k - 1) + 1:
-            found.append(f"kernel extent {dil * (k - 1) + 1} exceeds the padded {axis} "
-                         f"{size + 2 * pad}")
+            found.append(
+                f"kernel extent {dil * (k - 1) + 1} exceeds the padded {axis} {size + 2 * pad}"
+            )
     if not case.defect and case.training and case.values_per_channel < 2:
         found.append(f"training with {case.values_per_channel} value(s) per channel")
     if not case.training and not case.running_stats:
@@ -49,5 +59,6 @@ def check(case: Case) -> None:
     """Raise IllegalCase naming every problem of `case`."""
     found = problems(case)
     if found:
-        raise IllegalCase(f"the suite built an illegal case ({'; '.join(found)}): "
-                          f"{case.describe()}")
+        raise IllegalCase(
+            f"the suite built an illegal case ({'; '.join(found)}): {case.describe()}"
+        )

@@ -30,6 +30,7 @@ Two measurements, with different strengths:
     the step and is freed during it is not subtracted on CPU (the profiler only sizes frees of
     allocations it saw), so clear gradients before measuring, as the benchmarks do.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,8 +59,8 @@ class SavedTensors:
 
     total_bytes: int = 0
     parameter_bytes: int = 0
-    count: int = 0            # tensors packed (before deduplication)
-    storages: int = 0         # distinct storages
+    count: int = 0  # tensors packed (before deduplication)
+    storages: int = 0  # distinct storages
     result: object = field(default=None, repr=False)
 
     @property
@@ -68,8 +69,9 @@ class SavedTensors:
         return self.total_bytes - self.parameter_bytes
 
 
-def saved_tensors(fn: Callable[[], object], params: Iterable[torch.Tensor] = (),
-                  keep_result: bool = False) -> SavedTensors:
+def saved_tensors(
+    fn: Callable[[], object], params: Iterable[torch.Tensor] = (), keep_result: bool = False
+) -> SavedTensors:
     """Run `fn()` and measure the tensors saved for backward while it runs.
 
     `params`: tensors (typically `model.parameters()`) whose storages are reported separately as
@@ -78,7 +80,7 @@ def saved_tensors(fn: Callable[[], object], params: Iterable[torch.Tensor] = (),
     """
     param_keys = {_storage_key(p) for p in params}
     seen: dict = {}
-    keep_alive = []   # hold every saved storage until counted, so a freed address cannot be reused
+    keep_alive = []  # hold every saved storage until counted, so a freed address cannot be reused
     report = SavedTensors()
 
     def pack(t: torch.Tensor):
@@ -112,10 +114,13 @@ def _allocation_events(prof) -> list:
     """(time_ns, signed bytes) of every allocation/free the profiler recorded, in time order."""
     try:
         from torch._C._profiler import _EventType
+
         tree = prof.profiler.kineto_results.experimental_event_tree()
     except (ImportError, AttributeError) as exc:  # pragma: no cover - depends on torch version
-        raise RuntimeError(f"peak_cpu_bytes needs torch.profiler's event tree, not available in "
-                           f"torch {torch.__version__}: {exc}") from exc
+        raise RuntimeError(
+            f"peak_cpu_bytes needs torch.profiler's event tree, not available in "
+            f"torch {torch.__version__}: {exc}"
+        ) from exc
     events = []
     stack = list(tree)
     while stack:
@@ -133,8 +138,12 @@ def peak_cpu_bytes(fn: Callable[[], object]) -> int:
     """Peak CPU bytes allocated while `fn()` runs, over the level when it started (>= 0)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=False,
-                 with_stack=False) as prof:
+    with profile(
+        activities=[ProfilerActivity.CPU],
+        profile_memory=True,
+        record_shapes=False,
+        with_stack=False,
+    ) as prof:
         result = fn()
         del result
     level = peak = 0

@@ -1,5 +1,6 @@
 """The oracle's answers for a `Case`: what a perfect kernel returns, from `reference.conv_bn`
 and `reference.conv_bn_backward` in float64 on exactly the numbers the kernel receives."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -9,8 +10,16 @@ import numpy as np
 import reference
 from verify.case import Case
 
-RESULT_NAMES = ("out", "running_mean", "running_var", "grad_x", "grad_weight", "grad_bias",
-                "grad_bn_weight", "grad_bn_bias")
+RESULT_NAMES = (
+    "out",
+    "running_mean",
+    "running_var",
+    "grad_x",
+    "grad_weight",
+    "grad_bias",
+    "grad_bn_weight",
+    "grad_bn_bias",
+)
 GRADIENT_NAMES = RESULT_NAMES[3:]
 
 
@@ -33,8 +42,10 @@ class Results:
 
 
 def _inputs(arrays: dict) -> tuple:
-    return tuple(arrays[k] for k in ("x", "weight", "bias", "bn_weight", "bn_bias",
-                                     "running_mean", "running_var"))
+    return tuple(
+        arrays[k]
+        for k in ("x", "weight", "bias", "bn_weight", "bn_bias", "running_mean", "running_var")
+    )
 
 
 def expected(case: Case, arrays: dict, *, gradients: bool = True) -> Results:

@@ -5,6 +5,7 @@ pytest-xdist workers).
 Registered by the package's `pytest11` entry point (so `pytest --pyargs verify` works wherever
 the package is installed) and by the checkout's root conftest under the same name (registered
 once). It brings in crash/hang isolation (verify.isolation) and campaigns (verify.campaign)."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -31,22 +32,47 @@ VERIFY_DIR = Path(__file__).resolve().parent
 
 def pytest_addoption(parser):
     group = parser.getgroup("convbn-verify")
-    group.addoption("--variant", action="append", default=None, metavar="SPEC",
-                    help="kernel variant(s) to verify instead of the built-in ones: "
-                         "package.module:attr or path/to/file.py:attr (a Variant or a list); "
-                         "repeatable")
-    group.addoption("--verify-repro-dir", default=None, metavar="DIR",
-                    help="write a standalone repro script for every property failure into DIR")
-    group.addoption("--verify-summary-json", default=None, metavar="PATH",
-                    help="write the end-of-run table (per variant and property: examples, "
-                         "failures, worst error / bound) as JSON to PATH")
-    group.addoption("--run-fuzz", action="store_true", default=False,
-                    help="run tests marked `fuzz` (also CONVBN_FUZZ=1)")
-    group.addoption("--run-slow", action="store_true", default=False,
-                    help="run tests marked `slow` (also CONVBN_SLOW=1)")
-    group.addoption("--triton-interpret", action="store_true", default=False,
-                    help="run Triton kernels on Triton's CPU interpreter (TRITON_INTERPRET=1) "
-                         "even where a GPU is available; without a GPU this is the default")
+    group.addoption(
+        "--variant",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        help="kernel variant(s) to verify instead of the built-in ones: "
+        "package.module:attr or path/to/file.py:attr (a Variant or a list); "
+        "repeatable",
+    )
+    group.addoption(
+        "--verify-repro-dir",
+        default=None,
+        metavar="DIR",
+        help="write a standalone repro script for every property failure into DIR",
+    )
+    group.addoption(
+        "--verify-summary-json",
+        default=None,
+        metavar="PATH",
+        help="write the end-of-run table (per variant and property: examples, "
+        "failures, worst error / bound) as JSON to PATH",
+    )
+    group.addoption(
+        "--run-fuzz",
+        action="store_true",
+        default=False,
+        help="run tests marked `fuzz` (also CONVBN_FUZZ=1)",
+    )
+    group.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help="run tests marked `slow` (also CONVBN_SLOW=1)",
+    )
+    group.addoption(
+        "--triton-interpret",
+        action="store_true",
+        default=False,
+        help="run Triton kernels on Triton's CPU interpreter (TRITON_INTERPRET=1) "
+        "even where a GPU is available; without a GPU this is the default",
+    )
 
 
 def _setup_triton_interpreter(config):
@@ -54,6 +80,7 @@ def _setup_triton_interpreter(config):
     before any variant (built-in or --variant) is: the interpreter without a CUDA device or with
     --triton-interpret; an explicit TRITON_INTERPRET in the environment is kept otherwise."""
     from fused.triton_support import configure_interpreter
+
     configure_interpreter(force=config.getoption("--triton-interpret"))
 
 
@@ -86,13 +113,14 @@ def pytest_collect_file(file_path, parent):
     if not (fnmatch.fnmatch(file_path.name, "bench_*.py") and VERIFY_DIR in file_path.parents):
         return None
     if any(fnmatch.fnmatch(file_path.name, p) for p in parent.config.getini("python_files")):
-        return None   # pytest's python plugin collects it already
+        return None  # pytest's python plugin collects it already
     return pytest.Module.from_parent(parent, path=file_path)
 
 
 def _variants(config):
     if config._convbn_variants is None:
         from verify.variants import VariantSpecError, load_all
+
         try:
             loaded = load_all(config.getoption("--variant"))
         except VariantSpecError as error:
@@ -114,6 +142,7 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("variant", params)
     if "tier" in metafunc.fixturenames:
         from verify.strategies.sizes import SIZE_TIERS
+
         metafunc.parametrize("tier", list(getattr(prop, "SIZE_TIERS", SIZE_TIERS)))
 
 
@@ -134,6 +163,7 @@ def _not_applicable(prop, variant) -> str | None:
         return None
     if prop.NAME == "cuda":
         from verify.properties.cuda import cuda_available
+
         if not cuda_available():
             return "no CUDA device"
         if "cuda" not in variant.supports:
@@ -147,6 +177,7 @@ def _not_applicable(prop, variant) -> str | None:
 def _run_order(item) -> int:
     """Property tests in `PROPERTIES` order (numeric ones first); everything else after."""
     from verify.properties import PROPERTIES
+
     prop = getattr(getattr(item, "module", None), "PROPERTY", None)
     names = list(PROPERTIES)
     return names.index(prop.NAME) if prop is not None and prop.NAME in names else len(names)
@@ -163,6 +194,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="slow: use --run-slow"))
         if "cuda" in item.keywords:
             import torch
+
             if not torch.cuda.is_available():
                 item.add_marker(pytest.mark.skip(reason="no CUDA device"))
 
@@ -176,6 +208,7 @@ def pytest_runtest_makereport(item, call):
         session.write_last_repro()
         if call.excinfo is not None and item.config.getoption("tbstyle") in ("auto", "short"):
             from verify.failures import short_report
+
             rep.longrepr = short_report(call.excinfo.value) or rep.longrepr
     if call.when == "teardown" and hasattr(item.config, "workerinput"):
         # Each test's tallies ride on its last report to the xdist controller, so a worker that

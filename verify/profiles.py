@@ -2,6 +2,7 @@
 with the example database so a found failure is replayed first), `fuzz` (thousands of examples per
 property, for hunting). Select with --hypothesis-profile NAME; the default is `ci` when $CI is
 set."""
+
 from __future__ import annotations
 
 import os
@@ -20,12 +21,13 @@ _COMMON: dict[str, Any] = dict(deadline=None, print_blob=True, suppress_health_c
 # worker and machine of a campaign draw the same examples and forget what they found.
 # Where Hypothesis's default database lives: .hypothesis/examples in the working directory.
 _LOCAL_DB = DirectoryBasedExampleDatabase(
-    os.path.join(os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY", ".hypothesis"), "examples"))
+    os.path.join(os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY", ".hypothesis"), "examples")
+)
 settings.register_profile("ci", max_examples=25, derandomize=True, database=None, **_COMMON)
-settings.register_profile("dev", max_examples=60, derandomize=False, database=_LOCAL_DB,
-                          **_COMMON)
-settings.register_profile("fuzz", max_examples=2000, derandomize=False, database=_LOCAL_DB,
-                          **_COMMON)
+settings.register_profile("dev", max_examples=60, derandomize=False, database=_LOCAL_DB, **_COMMON)
+settings.register_profile(
+    "fuzz", max_examples=2000, derandomize=False, database=_LOCAL_DB, **_COMMON
+)
 
 
 def default_profile() -> str:

@@ -8,6 +8,7 @@ its `BenchmarkSession`, and hands it to `verify.hunt`; `python -m verify.replay`
 A property raises a `PropertyFailure` that carries the parts of its report; the session that
 catches it completes the message with what only the run knows (the variant's SPEC in the replay
 line, the repro script's path). `failure_message` and `replay_command` only format."""
+
 from __future__ import annotations
 
 import hashlib
@@ -35,21 +36,44 @@ class PropertyFailure(AssertionError):
     otherwise). Until a session completes it (`ReportSession.complete`), the replay line names
     the built-in variants' SPEC."""
 
-    def __init__(self, variant_name: str, prop: str, case: Case, details: list[str],
-                 ratio: float = math.inf, headline: str | None = None):
+    def __init__(
+        self,
+        variant_name: str,
+        prop: str,
+        case: Case,
+        details: list[str],
+        ratio: float = math.inf,
+        headline: str | None = None,
+    ):
         self.variant_name, self.prop, self.case = variant_name, prop, case
         self.details, self.headline, self.ratio = list(details), headline, ratio
-        super().__init__(failure_message(variant_name, prop, case, self.details,
-                                         headline=headline))
+        super().__init__(failure_message(variant_name, prop, case, self.details, headline=headline))
 
     def __reduce__(self):
         # Pickles and copies with its parts and its (possibly completed) message.
-        return (_rebuild_failure, (self.variant_name, self.prop, self.case, self.details,
-                                   self.ratio, self.headline, self.args))
+        return (
+            _rebuild_failure,
+            (
+                self.variant_name,
+                self.prop,
+                self.case,
+                self.details,
+                self.ratio,
+                self.headline,
+                self.args,
+            ),
+        )
 
 
-def _rebuild_failure(variant_name: str, prop: str, case: Case, details: list[str], ratio: float,
-                     headline: str | None, args: tuple) -> PropertyFailure:
+def _rebuild_failure(
+    variant_name: str,
+    prop: str,
+    case: Case,
+    details: list[str],
+    ratio: float,
+    headline: str | None,
+    args: tuple,
+) -> PropertyFailure:
     failure = PropertyFailure(variant_name, prop, case, details, ratio, headline)
     failure.args = args
     return failure
@@ -57,19 +81,30 @@ def _rebuild_failure(variant_name: str, prop: str, case: Case, details: list[str
 
 def replay_command(variant_name: str, prop: str, case: Case, spec: str = BUILTIN_SPEC) -> str:
     """The command line that replays `case` on property `prop` of variant `variant_name`."""
-    return (f"{shlex.quote(sys.executable)} -m verify.replay "
-            f"--variant {shlex.quote(spec)} "
-            f"--name {shlex.quote(variant_name)} --property {prop} "
-            f"--case {shlex.quote(case.to_json())}")
+    return (
+        f"{shlex.quote(sys.executable)} -m verify.replay "
+        f"--variant {shlex.quote(spec)} "
+        f"--name {shlex.quote(variant_name)} --property {prop} "
+        f"--case {shlex.quote(case.to_json())}"
+    )
 
 
-def failure_message(variant_name: str, prop: str, case: Case, details: list[str], *,
-                    spec: str = BUILTIN_SPEC, repro_path: Path | None = None,
-                    headline: str | None = None) -> str:
+def failure_message(
+    variant_name: str,
+    prop: str,
+    case: Case,
+    details: list[str],
+    *,
+    spec: str = BUILTIN_SPEC,
+    repro_path: Path | None = None,
+    headline: str | None = None,
+) -> str:
     """The report: what broke, the case, the details (worst element first), how to replay."""
-    lines = [headline or f"variant {variant_name!r} breaks property {prop!r}",
-             f"  size: {case.size()}",
-             f"  case: {case.describe()}"]
+    lines = [
+        headline or f"variant {variant_name!r} breaks property {prop!r}",
+        f"  size: {case.size()}",
+        f"  case: {case.describe()}",
+    ]
     lines += [f"  {d}" for d in details]
     lines.append(f"  replay: {replay_command(variant_name, prop, case, spec)}")
     if repro_path is not None:
@@ -90,6 +125,7 @@ class TallyKey:
     def sort_key(self) -> tuple:
         """Variants and properties by name, size tiers small to large."""
         from verify.strategies.sizes import SIZE_TIERS
+
         rank = SIZE_TIERS.index(self.tier) if self.tier in SIZE_TIERS else len(SIZE_TIERS)
         return (self.variant, self.property, rank)
 
@@ -124,8 +160,10 @@ def tally_row(key: TallyKey, tally: Tally) -> dict:
 
 
 def row_entry(row: dict) -> tuple[TallyKey, Tally]:
-    return (TallyKey(**{k: row[k] for k in _KEY_FIELDS}),
-            Tally(**{k: row[k] for k in _TALLY_FIELDS}))
+    return (
+        TallyKey(**{k: row[k] for k in _KEY_FIELDS}),
+        Tally(**{k: row[k] for k in _TALLY_FIELDS}),
+    )
 
 
 # -- the session ----------------------------------------------------------------------------------
@@ -135,16 +173,23 @@ class ReportSession:
 
     def __init__(self, repro_dir: str | None = None):
         self.repro_dir = repro_dir
-        self.variant_specs: dict[str, str] = {}     # variant name -> the --variant SPEC
+        self.variant_specs: dict[str, str] = {}  # variant name -> the --variant SPEC
         self.tallies: dict[TallyKey, Tally] = {}
         # (variant, property, case) of the latest failure: its repro script is written when the
         # test ends, because Hypothesis replays the minimal example last.
         self.last_failure: tuple[str, str, Case] | None = None
-        self._unsent: dict[TallyKey, Tally] = {}     # recorded here, not yet handed on (xdist)
+        self._unsent: dict[TallyKey, Tally] = {}  # recorded here, not yet handed on (xdist)
 
     # recording
-    def record(self, variant_name: str, prop: str, ratio: float, case: Case | None = None,
-               failed: bool = False, tier: str = "small") -> None:
+    def record(
+        self,
+        variant_name: str,
+        prop: str,
+        ratio: float,
+        case: Case | None = None,
+        failed: bool = False,
+        tier: str = "small",
+    ) -> None:
         key = TallyKey(variant_name, prop, tier)
         case_json = case.to_json() if case is not None else ""
         for table in (self.tallies, self._unsent):
@@ -177,18 +222,36 @@ class ReportSession:
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{variant_name}-{prop}-{digest}")
         return Path(self.repro_dir) / f"{stem}.py"
 
-    def failure_message(self, variant_name: str, prop: str, case: Case, details: list[str],
-                        headline: str | None = None) -> str:
+    def failure_message(
+        self,
+        variant_name: str,
+        prop: str,
+        case: Case,
+        details: list[str],
+        headline: str | None = None,
+    ) -> str:
         """`failure_message` with this run's SPEC for the variant and repro script path."""
-        return failure_message(variant_name, prop, case, details,
-                               spec=self.spec_of(variant_name),
-                               repro_path=self.repro_path(variant_name, prop, case),
-                               headline=headline)
+        return failure_message(
+            variant_name,
+            prop,
+            case,
+            details,
+            spec=self.spec_of(variant_name),
+            repro_path=self.repro_path(variant_name, prop, case),
+            headline=headline,
+        )
 
     def complete(self, failure: PropertyFailure) -> PropertyFailure:
         """Rewrite `failure`'s message with this run's replay SPEC and repro path; returns it."""
-        failure.args = (self.failure_message(failure.variant_name, failure.prop, failure.case,
-                                             failure.details, headline=failure.headline),)
+        failure.args = (
+            self.failure_message(
+                failure.variant_name,
+                failure.prop,
+                failure.case,
+                failure.details,
+                headline=failure.headline,
+            ),
+        )
         return failure
 
     def write_repro(self, variant_name: str, prop: str, case: Case) -> Path | None:
@@ -214,7 +277,7 @@ class ReportSession:
 
     def summary_rows(self) -> list[dict]:
         rows = [tally_row(k, t) for k, t in self._sorted(self.tallies)]
-        for row in rows:   # JSON has no infinity: a failure's ratio is null
+        for row in rows:  # JSON has no infinity: a failure's ratio is null
             if row["worst_ratio"] == math.inf:
                 row["worst_ratio"] = None
         return rows
@@ -228,11 +291,14 @@ class ReportSession:
         rows = [("variant", "property", "size tier", "examples", "failed", "worst err/bound")]
         for key, t in self._sorted(self.tallies):
             worst = "inf" if t.worst_ratio == math.inf else f"{t.worst_ratio:.3g}"
-            rows.append((key.variant, key.property, key.tier, str(t.examples), str(t.failures),
-                         worst))
+            rows.append(
+                (key.variant, key.property, key.tier, str(t.examples), str(t.failures), worst)
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                for row in rows]
+        return [
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        ]
 
 
 def _repro_source(path: Path, spec: str, variant_name: str, prop: str, case: Case) -> str:

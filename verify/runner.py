@@ -1,5 +1,6 @@
 """Run a variant on a `Case`: build torch tensors in the case's dtype, layout and device, call the
 kernel, backpropagate, and return everything as float64 NumPy for comparison with the oracle."""
+
 from __future__ import annotations
 
 import contextlib
@@ -47,15 +48,22 @@ def uninitialized_memory_filled():
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings(
-                "ignore", message=".*does not have a deterministic implementation.*")
+                "ignore", message=".*does not have a deterministic implementation.*"
+            )
             yield
     finally:
         torch.use_deterministic_algorithms(was_on, warn_only=was_warn_only)
         torch.utils.deterministic.fill_uninitialized_memory = was_filling  # type: ignore[attr-defined]
 
 
-def to_torch(array, case: Case, *, layout: str | None = None, requires_grad: bool = False,
-             dtype: str | None = None):
+def to_torch(
+    array,
+    case: Case,
+    *,
+    layout: str | None = None,
+    requires_grad: bool = False,
+    dtype: str | None = None,
+):
     """A tensor holding `array` in `dtype` (default: the case's) on the case's device, laid out
     as `layout` (default: the case's).
 
@@ -75,8 +83,9 @@ def to_torch(array, case: Case, *, layout: str | None = None, requires_grad: boo
     elif layout == "channels_last" and base.dim() == 4:
         tensor = base.contiguous(memory_format=torch.channels_last)
     elif layout == "strided":
-        buffer = torch.full(base.shape[:-1] + (2 * base.shape[-1],), float("nan"),
-                            dtype=torch_dtype, device=device)
+        buffer = torch.full(
+            base.shape[:-1] + (2 * base.shape[-1],), float("nan"), dtype=torch_dtype, device=device
+        )
         buffer[..., ::2] = base
         tensor = buffer[..., ::2]
     else:
@@ -93,6 +102,7 @@ def to_numpy(tensor) -> np.ndarray | None:
 @dataclass
 class Call:
     """The tensors of one call, kept so properties can inspect inputs and running stats after it."""
+
     inputs: dict
     out: torch.Tensor | None = None
 
@@ -102,9 +112,12 @@ def make_inputs(case: Case, arrays: dict, *, requires_grad: bool) -> dict:
     grad; per-channel inputs are in the case's stats dtype (float32 under autocast)."""
     tensors = {}
     for name in PARAMETER_NAMES:
-        tensors[name] = to_torch(arrays[name], case,
-                                 requires_grad=requires_grad and name in case.requires_grad,
-                                 dtype=case.stats_dtype if name in PER_CHANNEL_NAMES else None)
+        tensors[name] = to_torch(
+            arrays[name],
+            case,
+            requires_grad=requires_grad and name in case.requires_grad,
+            dtype=case.stats_dtype if name in PER_CHANNEL_NAMES else None,
+        )
     # Running stats are buffers the kernel updates in place: plain contiguous tensors.
     for name in ("running_mean", "running_var"):
         tensors[name] = to_torch(arrays[name], case, layout="contiguous", dtype=case.stats_dtype)
@@ -116,9 +129,16 @@ def call_variant(variant, case: Case, tensors: dict, **overrides):
     """The kernel's forward on `tensors` with the case's keyword arguments; anything it raises
     comes out as `KernelRaised`."""
     try:
-        return variant(tensors["x"], tensors["weight"], tensors["bias"], tensors["bn_weight"],
-                       tensors["bn_bias"], tensors["running_mean"], tensors["running_var"],
-                       **dict(case.kwargs(), **overrides))
+        return variant(
+            tensors["x"],
+            tensors["weight"],
+            tensors["bias"],
+            tensors["bn_weight"],
+            tensors["bn_bias"],
+            tensors["running_mean"],
+            tensors["running_var"],
+            **dict(case.kwargs(), **overrides),
+        )
     except Exception as error:  # noqa: BLE001 - whatever the kernel raises is the finding
         raise KernelRaised("forward", error) from error
 
@@ -155,8 +175,9 @@ def run(variant, case: Case, arrays: dict, *, gradients: bool = True) -> tuple[R
     if gradients:
         wanted = differentiable(tensors)
         if out.grad_fn is None:
-            raise ContractViolation(f"returned an output with no autograd graph although "
-                                    f"{wanted} require grad")
+            raise ContractViolation(
+                f"returned an output with no autograd graph although {wanted} require grad"
+            )
         backward(out, tensors["grad_out"])
         for name in PARAMETER_NAMES:
             tensor = tensors[name]

@@ -1,4 +1,5 @@
 """Bad input: a clear exception and nothing half-updated."""
+
 from verify.hunt import hunt
 from verify.properties import bad_inputs as PROPERTY
 

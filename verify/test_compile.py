@@ -1,4 +1,5 @@
 """Variants that declare "compile" match the oracle under torch.compile(fullgraph=True)."""
+
 from verify.hunt import hunt
 from verify.properties import compile as PROPERTY
 

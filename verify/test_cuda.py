@@ -1,4 +1,5 @@
 """CUDA against the oracle and against CPU (skipped without a GPU)."""
+
 import pytest
 
 from verify.hunt import hunt

@@ -1,5 +1,6 @@
 """Two identical calls give identical results (unless declared nondeterministic); uninitialised
 memory is NaN."""
+
 from verify.hunt import hunt
 from verify.properties import determinism as PROPERTY
 

@@ -1,4 +1,5 @@
 """The variant's backward against finite differences of its own forward."""
+
 from verify.hunt import hunt
 from verify.properties import finite_differences as PROPERTY
 

@@ -1,4 +1,5 @@
 """Forward output and new running stats against the oracle."""
+
 from verify.hunt import hunt
 from verify.properties import forward as PROPERTY
 

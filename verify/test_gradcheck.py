@@ -1,4 +1,5 @@
 """torch.autograd.gradcheck in float64: first derivatives."""
+
 from verify.hunt import hunt
 from verify.properties import gradcheck as PROPERTY
 

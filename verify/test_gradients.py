@@ -1,4 +1,5 @@
 """Every gradient against the oracle, train and eval."""
+
 from verify.hunt import hunt
 from verify.properties import gradients as PROPERTY
 

@@ -1,4 +1,5 @@
 """No input modified except running stats; new values give new results."""
+
 from verify.hunt import hunt
 from verify.properties import no_mutation as PROPERTY
 

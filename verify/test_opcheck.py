@@ -1,4 +1,5 @@
 """Custom ops a variant calls pass torch.library.opcheck (skipped for variants without any)."""
+
 from verify.hunt import hunt
 from verify.properties import opcheck as PROPERTY
 

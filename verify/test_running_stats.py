@@ -1,4 +1,5 @@
 """Consecutive training steps track running stats; eval uses and never changes them."""
+
 from verify.hunt import hunt
 from verify.properties import running_stats as PROPERTY
 

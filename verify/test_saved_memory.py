@@ -1,4 +1,5 @@
 """Memory-saving variants save fewer bytes for backward than eager Conv2d+BatchNorm2d."""
+
 from verify.hunt import hunt
 from verify.properties import saved_memory as PROPERTY
 

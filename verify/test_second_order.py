@@ -1,5 +1,6 @@
 """Second derivatives: gradgradcheck where declared; an undeclared double backward must raise or
 be right."""
+
 from verify.hunt import hunt
 from verify.properties import second_order as PROPERTY
 

@@ -1,5 +1,6 @@
 """Per-channel shifts of the conv output: cancelled in training, visible in running mean and
 eval."""
+
 from verify.hunt import hunt
 from verify.properties import shift_invariance as PROPERTY
 

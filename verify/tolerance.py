@@ -25,6 +25,7 @@ float32), while every amplification of the maths (1/D, the cancellation in y - m
 projection in the backward) widens it exactly where a correct kernel loses accuracy. `SAFETY` is
 the margin over the model, calibrated on correct kernels.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -73,42 +74,52 @@ def _bounds(case, arrays, exact, gradients):
     c_out = case.out_channels
     gamma = np.abs(arrays["bn_weight"]) if arrays["bn_weight"] is not None else np.ones(c_out)
     beta = np.abs(arrays["bn_bias"]) if arrays["bn_bias"] is not None else np.zeros(c_out)
-    conv = dict(stride=case.stride, padding=case.padding, dilation=case.dilation,
-                groups=case.groups)
+    conv = dict(
+        stride=case.stride, padding=case.padding, dilation=case.dilation, groups=case.groups
+    )
     r = case.values_per_channel
     root_r = np.sqrt(r)
 
     y = reference.conv2d(x, weight, bias, **conv)
-    magnitude = reference.conv2d(np.abs(x), np.abs(weight),
-                                 None if bias is None else np.abs(bias), **conv)
+    magnitude = reference.conv2d(
+        np.abs(x), np.abs(weight), None if bias is None else np.abs(bias), **conv
+    )
     # Below the normal range the dtype's spacing is a constant, eta: each rounded product, sum
     # and stored value may err by it whatever its size (values near float16's 6e-5, say).
     eta = underflow_unit(case.dtype)
-    e_y = (u * (np.sqrt(case.conv_reduction) * magnitude + np.abs(y))
-           + eta * (np.sqrt(case.conv_reduction) + 1))
+    e_y = u * (np.sqrt(case.conv_reduction) * magnitude + np.abs(y)) + eta * (
+        np.sqrt(case.conv_reduction) + 1
+    )
 
-    stats = reference.batch_norm_statistics(y, arrays["running_mean"], arrays["running_var"],
-                                            training=case.training, eps=case.eps,
-                                            form=case.form)
+    stats = reference.batch_norm_statistics(
+        y,
+        arrays["running_mean"],
+        arrays["running_var"],
+        training=case.training,
+        eps=case.eps,
+        form=case.form,
+    )
     denom, centred = stats.denom, stats.centred
     xhat = centred / _c(denom)
     if case.training:
         # The mean's own rounding: sqrt(R) u for the part of the addends that fluctuates, but
         # linear in R for the part they share (see SHARED_SUM).
-        e_mean = _mean(e_y) + u * (root_r * _mean(np.abs(centred))
-                                   + SHARED_SUM * r * np.abs(stats.mean))
+        e_mean = _mean(e_y) + u * (
+            root_r * _mean(np.abs(centred)) + SHARED_SUM * r * np.abs(stats.mean)
+        )
         e_d = e_y + _c(e_mean) + u * np.abs(centred)
         # Error of the variance (sum of squares of centred values), then of the denominator:
         # |(d + e)^2 - d^2| <= 2 |d| e + e^2, whose second-order term is all that is left on a
         # constant channel (d = 0 exactly, yet a kernel's rounded mean leaves e^2 behind).
         var = stats.var_unbiased
-        e_var = (_mean(2 * np.abs(centred) * e_d + e_d * e_d) * r / max(r - 1, 1)
-                 + u * root_r * var)
+        e_var = _mean(2 * np.abs(centred) * e_d + e_d * e_d) * r / max(r - 1, 1) + u * root_r * var
         if case.form == "tutorial":
             std = np.sqrt(var)
             # sqrt is 1/2-Hoelder: |sqrt(v + e) - sqrt(v)| <= min(e / (2 sqrt(v)), sqrt(e)).
-            e_denom = np.minimum(np.divide(e_var, 2 * std, out=np.full_like(std, np.inf),
-                                           where=std > 0), np.sqrt(e_var))
+            e_denom = np.minimum(
+                np.divide(e_var, 2 * std, out=np.full_like(std, np.inf), where=std > 0),
+                np.sqrt(e_var),
+            )
         else:
             e_denom = e_var / (2 * denom)
         rel_denom = e_denom / denom + 2 * u
@@ -128,8 +139,9 @@ def _bounds(case, arrays, exact, gradients):
             # The blend is rounded in the running stats' own dtype (float32 under autocast, when
             # the activations are half): a kernel that keeps them in half precision fails.
             u_stats, eta_stats = unit_roundoff(case.stats_dtype), underflow_unit(case.stats_dtype)
-            result.running_mean = m * e_mean + 2 * u_stats * (np.abs(running_mean)
-                                                              + m * np.abs(stats.mean))
+            result.running_mean = m * e_mean + 2 * u_stats * (
+                np.abs(running_mean) + m * np.abs(stats.mean)
+            )
             result.running_var = m * e_var + 2 * u_stats * (running_var + m * var)
             result.running_mean += 2 * eta_stats
             result.running_var += 2 * eta_stats
@@ -139,8 +151,9 @@ def _bounds(case, arrays, exact, gradients):
             result.running_var = np.zeros(case.out_channels)
 
     if gradients:
-        _gradient_bounds(case, arrays, exact, result, u, eta, gamma, denom, xhat, e_xhat,
-                         rel_denom, conv)
+        _gradient_bounds(
+            case, arrays, exact, result, u, eta, gamma, denom, xhat, e_xhat, rel_denom, conv
+        )
     return Results(**{name: SAFETY * value for name, value in result.items()})
 
 
@@ -150,8 +163,9 @@ def _shared_sum(v):
     return np.abs(v.sum(axis=_AXES))
 
 
-def _gradient_bounds(case, arrays, exact, result, u, eta, gamma, denom, xhat, e_xhat, rel_denom,
-                     conv):
+def _gradient_bounds(
+    case, arrays, exact, result, u, eta, gamma, denom, xhat, e_xhat, rel_denom, conv
+):
     g = arrays["grad_out"]
     abs_g = np.abs(g)
     r = case.values_per_channel
@@ -163,34 +177,46 @@ def _gradient_bounds(case, arrays, exact, result, u, eta, gamma, denom, xhat, e_
         # The reductions sum(g) and sum(g xhat): sqrt(R) u on what fluctuates (in `terms`), and
         # R u on the shared part (a stride-0 grad_out from out.sum() is all shared).
         shared = SHARED_SUM * u * (_c(_shared_sum(g)) + np.abs(xhat) * _c(_shared_sum(g * xhat)))
-        e_gy = scale * (u * root_r * terms + terms * _c(rel_denom) + shared
-                        + rms_g * (e_xhat + np.abs(xhat) * _c(_rms(e_xhat))))
+        e_gy = scale * (
+            u * root_r * terms
+            + terms * _c(rel_denom)
+            + shared
+            + rms_g * (e_xhat + np.abs(xhat) * _c(_rms(e_xhat)))
+        )
         grad_y = scale * terms  # magnitude of the terms of grad_y, for the conv backward's sums
     else:
         e_gy = scale * abs_g * _c(rel_denom + 2 * u)
         grad_y = scale * abs_g
     e_gy = e_gy + 2 * eta  # grad_y is rounded to the dtype
     if arrays["bn_weight"] is not None:
-        result.grad_bn_weight = (u * root_r * np.einsum("nchw,nchw->c", abs_g, np.abs(xhat))
-                                 + SHARED_SUM * u * r * _shared_sum(g * xhat)
-                                 + np.einsum("nchw,nchw->c", abs_g, e_xhat) + eta * (root_r + 1))
+        result.grad_bn_weight = (
+            u * root_r * np.einsum("nchw,nchw->c", abs_g, np.abs(xhat))
+            + SHARED_SUM * u * r * _shared_sum(g * xhat)
+            + np.einsum("nchw,nchw->c", abs_g, e_xhat)
+            + eta * (root_r + 1)
+        )
     if arrays["bn_bias"] is not None:
-        result.grad_bn_bias = (u * root_r * abs_g.sum(axis=_AXES)
-                               + SHARED_SUM * u * r * _shared_sum(g)
-                               + eta * (root_r + 1))
+        result.grad_bn_bias = (
+            u * root_r * abs_g.sum(axis=_AXES)
+            + SHARED_SUM * u * r * _shared_sum(g)
+            + eta * (root_r + 1)
+        )
 
     has_bias = arrays["bias"] is not None
     x_abs, w_abs = np.abs(arrays["x"]), np.abs(arrays["weight"])
     pushed = reference.conv2d_backward(e_gy, x_abs, w_abs, has_bias=has_bias, **conv)
     sums = reference.conv2d_backward(grad_y, x_abs, w_abs, has_bias=has_bias, **conv)
     transposed_terms = case.out_channels // case.groups * case.kernel[0] * case.kernel[1]
-    result.grad_x = pushed[0] + u * np.sqrt(transposed_terms) * sums[0] + eta * (
-        np.sqrt(transposed_terms) + 1)
+    result.grad_x = (
+        pushed[0] + u * np.sqrt(transposed_terms) * sums[0] + eta * (np.sqrt(transposed_terms) + 1)
+    )
     # Sums over the R positions of a channel: their shared part (the exact gradient itself,
     # when grad_y is constant as in eval mode with a stride-0 grad_out) errs linearly.
     linear = SHARED_SUM * u * r
-    result.grad_weight = (pushed[1] + u * root_r * sums[1] + linear * np.abs(exact.grad_weight)
-                          + eta * (root_r + 1))
+    result.grad_weight = (
+        pushed[1] + u * root_r * sums[1] + linear * np.abs(exact.grad_weight) + eta * (root_r + 1)
+    )
     if has_bias:
-        result.grad_bias = (pushed[2] + u * root_r * sums[2] + linear * np.abs(exact.grad_bias)
-                            + eta * (root_r + 1))
+        result.grad_bias = (
+            pushed[2] + u * root_r * sums[2] + linear * np.abs(exact.grad_bias) + eta * (root_r + 1)
+        )

@@ -5,6 +5,7 @@ the configuration (shapes, flags) still shrinks to a minimal case. Every array i
 case's dtype before anyone sees it: the oracle then computes in float64 on exactly the numbers the
 kernel under test receives, and all remaining disagreement is the kernel's own rounding.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,6 +43,7 @@ def round_to_dtype(array: np.ndarray, dtype: str) -> np.ndarray:
         return array.astype(np.float16).astype(np.float64)
     if dtype == "bfloat16":
         import torch  # NumPy has no bfloat16; torch rounds to nearest even like the kernels do.
+
         return torch.from_numpy(array).to(torch.bfloat16).to(torch.float64).numpy()
     raise ValueError(f"unknown dtype {dtype!r}")
 
@@ -62,8 +64,10 @@ def _input_and_weight(family: str, rng: np.random.Generator, x_shape, w_shape, d
     if family == "huge":
         return _HUGE[dtype] * rng.standard_normal(x_shape), normal_w
     if family == "integers":
-        return (rng.integers(-3, 4, size=x_shape).astype(np.float64),
-                rng.integers(-2, 3, size=w_shape).astype(np.float64))
+        return (
+            rng.integers(-3, 4, size=x_shape).astype(np.float64),
+            rng.integers(-2, 3, size=w_shape).astype(np.float64),
+        )
     if family == "constant":
         x = rng.standard_normal(x_shape)
         # One input channel constant over the whole batch, and about half of the output channels
@@ -103,8 +107,14 @@ def draw_arrays(case, step: int = 0) -> dict:
         running_var=rng.uniform(0.25, 4.0, size=c_out) if case.running_stats else None,
     )
     activations["grad_out"] = _grad_out(case, rng)
-    arrays = {name: None if a is None else round_to_dtype(a, case.dtype)
-              for name, a in activations.items()}
-    arrays.update({name: None if a is None else round_to_dtype(a, case.stats_dtype)
-                   for name, a in per_channel.items()})
+    arrays = {
+        name: None if a is None else round_to_dtype(a, case.dtype)
+        for name, a in activations.items()
+    }
+    arrays.update(
+        {
+            name: None if a is None else round_to_dtype(a, case.stats_dtype)
+            for name, a in per_channel.items()
+        }
+    )
     return arrays

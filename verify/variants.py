@@ -2,6 +2,7 @@
 
 SPEC is `package.module:attr` or `path/to/file.py:attr`; attr is a `fused.Variant` or a list
 (tuple) of them."""
+
 from __future__ import annotations
 
 import contextlib
@@ -52,25 +53,34 @@ def _import_errors(spec_text: str, target: str):
         yield
     except SyntaxError as error:
         where = f"{error.filename}, line {error.lineno}" if error.filename else target
-        raise VariantSpecError(f"--variant {spec_text}: syntax error in {where}: "
-                               f"{error.msg}") from None
+        raise VariantSpecError(
+            f"--variant {spec_text}: syntax error in {where}: {error.msg}"
+        ) from None
     except ModuleNotFoundError as error:
         if error.name and target.split(".")[0] == error.name.split(".")[0]:
-            raise VariantSpecError(f"--variant {spec_text}: cannot import module {target!r}: "
-                                   f"{error} (not on sys.path? a file path works too: "
-                                   "path/to/file.py:attr)") from None
-        raise VariantSpecError(f"--variant {spec_text}: importing {target} failed: "
-                               f"{type(error).__name__}: {error}") from None
+            raise VariantSpecError(
+                f"--variant {spec_text}: cannot import module {target!r}: "
+                f"{error} (not on sys.path? a file path works too: "
+                "path/to/file.py:attr)"
+            ) from None
+        raise VariantSpecError(
+            f"--variant {spec_text}: importing {target} failed: {type(error).__name__}: {error}"
+        ) from None
     except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's module is arbitrary code
         where = _innermost_user_frame(error)
-        raise VariantSpecError(f"--variant {spec_text}: importing {target} raised "
-                               f"{type(error).__name__}{where}: {error}") from None
+        raise VariantSpecError(
+            f"--variant {spec_text}: importing {target} raised "
+            f"{type(error).__name__}{where}: {error}"
+        ) from None
 
 
 def _innermost_user_frame(error: BaseException) -> str:
     """' at FILE:LINE' for the deepest frame outside the import machinery, when there is one."""
-    frames = [f for f in traceback.extract_tb(error.__traceback__)
-              if "importlib" not in f.filename and f.filename != __file__]
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if "importlib" not in f.filename and f.filename != __file__
+    ]
     return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
@@ -78,8 +88,9 @@ def load_variants(spec: str) -> list[Variant]:
     """The Variant(s) named by SPEC."""
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
-        raise VariantSpecError(f"--variant {spec}: expected 'package.module:attr' or "
-                               "'path/to/file.py:attr'")
+        raise VariantSpecError(
+            f"--variant {spec}: expected 'package.module:attr' or 'path/to/file.py:attr'"
+        )
     module = _load_module(spec, target)
     try:
         value = getattr(module, attr)
@@ -90,9 +101,11 @@ def load_variants(spec: str) -> list[Variant]:
         raise VariantSpecError(f"--variant {spec}: {attr} is an empty list: nothing to verify")
     for v in variants:
         if not isinstance(v, Variant):
-            raise VariantSpecError(f"--variant {spec}: {attr} holds {type(v).__name__}, not a "
-                                   "fused.Variant (wrap your kernel: "
-                                   "Variant(name, fn, form, supports))")
+            raise VariantSpecError(
+                f"--variant {spec}: {attr} holds {type(v).__name__}, not a "
+                "fused.Variant (wrap your kernel: "
+                "Variant(name, fn, form, supports))"
+            )
     return variants
 
 
@@ -103,8 +116,9 @@ def load_all(specs: list[str] | None) -> list[tuple[str, Variant]]:
     names = [v.name for _, v in loaded]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise VariantSpecError(f"--variant: duplicate variant names {duplicates}; names must "
-                               "be unique")
+        raise VariantSpecError(
+            f"--variant: duplicate variant names {duplicates}; names must be unique"
+        )
     return loaded
 
 

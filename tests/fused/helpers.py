@@ -1,6 +1,7 @@
 """The helpers of tests/fused: configs and inputs compared with the NumPy oracle, float64 cases of
 the fused op with the oracle's expected results, saved-tensor counting, and small models for
 fuse_conv_bn."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,9 +23,24 @@ FEATURE_CONFIGS = {
     "affine": dict(affine=True),
     "running_stats": dict(running_stats=True, momentum=0.3),
 }
-BASE_CONFIG = dict(N=3, C_in=2, H=6, W=5, C_out=4, k=(3, 2), stride=1, padding=0, dilation=1,
-                   groups=1, bias=False, affine=False, running_stats=False, training=True,
-                   momentum=0.1, eps=1e-3)
+BASE_CONFIG = dict(
+    N=3,
+    C_in=2,
+    H=6,
+    W=5,
+    C_out=4,
+    k=(3, 2),
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    bias=False,
+    affine=False,
+    running_stats=False,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+)
 
 
 def make_inputs(cfg, *, dtype=torch.float64, seed=0, memory_format=torch.contiguous_format):
@@ -32,14 +48,18 @@ def make_inputs(cfg, *, dtype=torch.float64, seed=0, memory_format=torch.contigu
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, positive=False):
-        t = torch.rand(shape, generator=g, dtype=torch.float64) + 0.5 if positive else \
-            torch.randn(shape, generator=g, dtype=torch.float64)
+        t = (
+            torch.rand(shape, generator=g, dtype=torch.float64) + 0.5
+            if positive
+            else torch.randn(shape, generator=g, dtype=torch.float64)
+        )
         return t.to(dtype)
 
     kh, kw = cfg["k"]
     x = rnd(cfg["N"], cfg["C_in"], cfg["H"], cfg["W"]).contiguous(memory_format=memory_format)
     weight = rnd(cfg["C_out"], cfg["C_in"] // cfg["groups"], kh, kw).contiguous(
-        memory_format=memory_format)
+        memory_format=memory_format
+    )
     bias = rnd(cfg["C_out"]) if cfg["bias"] else None
     bn_weight = rnd(cfg["C_out"], positive=True) if cfg["affine"] else None
     bn_bias = rnd(cfg["C_out"]) if cfg["affine"] else None
@@ -62,8 +82,9 @@ def _np(t):
     return None if t is None else t.detach().to(torch.float64).cpu().numpy()
 
 
-def compare_with_reference(fn, cfg, *, form, dtype=torch.float64, seed=0,
-                           memory_format=torch.contiguous_format, call=None):
+def compare_with_reference(
+    fn, cfg, *, form, dtype=torch.float64, seed=0, memory_format=torch.contiguous_format, call=None
+):
     """Run `fn` (Variant fn signature) on cfg's inputs, forward + backward, against the oracle.
 
     Returns a dict name -> max abs error (relative to max(1, |ref|)) over the output, the updated
@@ -73,17 +94,25 @@ def compare_with_reference(fn, cfg, *, form, dtype=torch.float64, seed=0,
     call = call or fn
     inputs = make_inputs(cfg, dtype=dtype, seed=seed, memory_format=memory_format)
     x, weight, bias, bn_weight, bn_bias, rm, rv = inputs
-    kw = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
-              groups=cfg["groups"], training=cfg["training"], momentum=cfg["momentum"],
-              eps=cfg["eps"])
+    kw = dict(
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        dilation=cfg["dilation"],
+        groups=cfg["groups"],
+        training=cfg["training"],
+        momentum=cfg["momentum"],
+        eps=cfg["eps"],
+    )
     np_in = [_np(t) for t in inputs]
     ref_out, ref_rm, ref_rv = reference.conv_bn(*np_in, form=form, **kw)
     g = torch.Generator().manual_seed(seed + 1)
     grad_out = torch.randn(ref_out.shape, generator=g, dtype=torch.float64)
     ref_grads = reference.conv_bn_backward(grad_out.numpy(), *np_in, form=form, **kw)
 
-    leaves = [t.clone().requires_grad_() if t is not None else None
-              for t in (x, weight, bias, bn_weight, bn_bias)]
+    leaves = [
+        t.clone().requires_grad_() if t is not None else None
+        for t in (x, weight, bias, bn_weight, bn_bias)
+    ]
     rm_t = None if rm is None else rm.clone()
     rv_t = None if rv is None else rv.clone()
     out = call(*leaves, rm_t, rv_t, **kw)
@@ -102,12 +131,18 @@ def compare_with_reference(fn, cfg, *, form, dtype=torch.float64, seed=0,
 
     errors = {"out": err(out, ref_out)}
     if rm is not None:
-        errors["running_mean"] = err(rm_t, ref_rm if cfg["training"] or ref_rm is not None
-                                     else np_in[5])
-        errors["running_var"] = err(rv_t, ref_rv if cfg["training"] or ref_rv is not None
-                                    else np_in[6])
-    for name, got, ref in zip(("grad_x", "grad_weight", "grad_bias", "grad_bn_weight",
-                               "grad_bn_bias"), got_grads, ref_grads, strict=True):
+        errors["running_mean"] = err(
+            rm_t, ref_rm if cfg["training"] or ref_rm is not None else np_in[5]
+        )
+        errors["running_var"] = err(
+            rv_t, ref_rv if cfg["training"] or ref_rv is not None else np_in[6]
+        )
+    for name, got, ref in zip(
+        ("grad_x", "grad_weight", "grad_bias", "grad_bn_weight", "grad_bn_bias"),
+        got_grads,
+        ref_grads,
+        strict=True,
+    ):
         errors[name] = err(got, ref)
     return errors
 
@@ -140,8 +175,22 @@ DT = torch.float64
 KW = ("stride", "padding", "dilation", "groups", "training", "momentum", "eps", "form")
 
 
-def make_case(*, N=3, C_in=4, H=7, W=6, C_out=6, k=(3, 2), groups=1, bias=False, affine=False,
-              running=False, seed=0, dtype=DT, **kwargs):
+def make_case(
+    *,
+    N=3,
+    C_in=4,
+    H=7,
+    W=6,
+    C_out=6,
+    k=(3, 2),
+    groups=1,
+    bias=False,
+    affine=False,
+    running=False,
+    seed=0,
+    dtype=DT,
+    **kwargs,
+):
     """(tensors, kwargs): tensors = [x, weight, bias, bn_weight, bn_bias, running_mean,
     running_var] with None for absent ones; x/weight/bias/bn params require grad."""
     g = torch.Generator().manual_seed(seed)
@@ -161,8 +210,9 @@ def make_case(*, N=3, C_in=4, H=7, W=6, C_out=6, k=(3, 2), groups=1, bias=False,
 
 
 def clone_tensors(tensors):
-    return [None if t is None else t.detach().clone().requires_grad_(t.requires_grad)
-            for t in tensors]
+    return [
+        None if t is None else t.detach().clone().requires_grad_(t.requires_grad) for t in tensors
+    ]
 
 
 def expected(tensors, grad_out, **kw):
@@ -181,8 +231,13 @@ def assert_close(actual, expected_, *, rtol=1e-10, atol=1e-10, what=""):
         assert actual is None, f"{what}: expected None"
         return
     assert actual is not None, f"{what}: got None"
-    torch.testing.assert_close(actual.detach().to(expected_.dtype), expected_, rtol=rtol,
-                               atol=atol, msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(
+        actual.detach().to(expected_.dtype),
+        expected_,
+        rtol=rtol,
+        atol=atol,
+        msg=lambda m: f"{what}: {m}",
+    )
 
 
 def saved_bytes(fn):
@@ -194,6 +249,7 @@ def saved_bytes(fn):
 
 # --- small models for fuse_conv_bn --------------------------------------------------------------
 
+
 class BasicBlock(nn.Module):
     """ResNet basic block: conv(bias, stride)-BN-ReLU, grouped conv-BN(momentum=None), shortcut."""
 
@@ -204,8 +260,10 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, groups=2, bias=False)
         self.bn2 = nn.BatchNorm2d(cout, momentum=None)
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(cout, eps=1e-5, momentum=0.2))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(cout, eps=1e-5, momentum=0.2),
+            )
         else:
             self.shortcut = nn.Identity()
 
@@ -224,8 +282,9 @@ class SmallResNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=True), nn.BatchNorm2d(8),
-                                  nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=True), nn.BatchNorm2d(8), nn.ReLU()
+        )
         self.block1 = BasicBlock(8, 8, 1)
         self.block2 = BasicBlock(8, 12, 2)
         self.dil_conv = nn.Conv2d(12, 12, 3, padding=2, dilation=2, bias=False)
@@ -265,10 +324,16 @@ class Gate(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), Flip(),
-            nn.Sequential(nn.Conv2d(6, 6, 3, stride=2, bias=False),
-                          nn.BatchNorm2d(6, momentum=None)),
-            nn.Conv2d(6, 6, 1), nn.ReLU(), nn.BatchNorm2d(6),  # not adjacent: no fusion
+            nn.Conv2d(3, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+            nn.ReLU(),
+            Flip(),
+            nn.Sequential(
+                nn.Conv2d(6, 6, 3, stride=2, bias=False), nn.BatchNorm2d(6, momentum=None)
+            ),
+            nn.Conv2d(6, 6, 1),
+            nn.ReLU(),
+            nn.BatchNorm2d(6),  # not adjacent: no fusion
         )
         self.block = BasicBlock(6, 6, 1)
         self.fc = nn.Linear(6, 2)

@@ -1,4 +1,5 @@
 """fused.baselines: eager and checkpointed Conv2d+BatchNorm2d against the NumPy oracle."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,25 +22,52 @@ CONFIGS = {
 }
 
 
-def _naive_checkpoint_conv_bn(x, weight, bias=None, bn_weight=None, bn_bias=None,
-                              running_mean=None, running_var=None, *, stride=1, padding=0,
-                              dilation=1, groups=1, training=True, momentum=0.1, eps=1e-3):
+def _naive_checkpoint_conv_bn(
+    x,
+    weight,
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+):
     """The obvious but wrong checkpoint: BN's running-stat update is redone in recomputation."""
+
     def f(x, weight, bias, bn_weight, bn_bias):
         y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-        return F.batch_norm(y, running_mean, running_var, bn_weight, bn_bias, training, momentum,
-                            eps)
+        return F.batch_norm(
+            y, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps
+        )
+
     return checkpoint(f, x, weight, bias, bn_weight, bn_bias, use_reentrant=False)
 
 
-def _conv_only_checkpoint(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                          running_var=None, **kw):
+def _conv_only_checkpoint(
+    x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None, running_var=None, **kw
+):
     """Checkpoints only the conv: BN still saves the conv output (no real saving)."""
     conv_kw = {k: kw[k] for k in ("stride", "padding", "dilation", "groups") if k in kw}
-    y = checkpoint(lambda a, b, c: F.conv2d(a, b, c, **conv_kw), x, weight, bias,
-                   use_reentrant=False)
-    return F.batch_norm(y, running_mean, running_var, bn_weight, bn_bias,
-                        kw.get("training", True), kw.get("momentum", 0.1), kw.get("eps", 1e-3))
+    y = checkpoint(
+        lambda a, b, c: F.conv2d(a, b, c, **conv_kw), x, weight, bias, use_reentrant=False
+    )
+    return F.batch_norm(
+        y,
+        running_mean,
+        running_var,
+        bn_weight,
+        bn_bias,
+        kw.get("training", True),
+        kw.get("momentum", 0.1),
+        kw.get("eps", 1e-3),
+    )
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -51,8 +79,9 @@ def test_matches_reference_float64(fn, name):
 
 @pytest.mark.parametrize("fn", BASELINES, ids=lambda f: f.__name__)
 def test_channels_last_matches_reference(fn):
-    errors = compare_with_reference(fn, CONFIGS["all_train"], form="standard",
-                                    memory_format=torch.channels_last)
+    errors = compare_with_reference(
+        fn, CONFIGS["all_train"], form="standard", memory_format=torch.channels_last
+    )
     assert max(errors.values()) < 1e-10, errors
 
 
@@ -80,8 +109,18 @@ def test_running_stats_check_catches_naive_checkpoint():
 
 
 def _memory_case(fn):
-    cfg = config(N=8, C_in=4, H=16, W=16, C_out=8, k=(3, 3), padding=(1, 1), bias=True,
-                 affine=True, running_stats=True)
+    cfg = config(
+        N=8,
+        C_in=4,
+        H=16,
+        W=16,
+        C_out=8,
+        k=(3, 3),
+        padding=(1, 1),
+        bias=True,
+        affine=True,
+        running_stats=True,
+    )
     inputs = list(make_inputs(cfg))
     for i in range(5):
         inputs[i].requires_grad_()
@@ -108,10 +147,17 @@ def test_double_backward(fn):
     for training in (True, False):
         x, w, b, g, bb, rm, rv = make_inputs(dict(cfg, training=training))
         args = [t.requires_grad_() for t in (x, w, b, g, bb)]
-        kw = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
-                  groups=cfg["groups"], training=training, momentum=0.0)
-        assert torch.autograd.gradgradcheck(lambda *a, rm=rm, rv=rv, kw=kw: fn(*a, rm, rv, **kw),
-                                            args, fast_mode=True)
+        kw = dict(
+            stride=cfg["stride"],
+            padding=cfg["padding"],
+            dilation=cfg["dilation"],
+            groups=cfg["groups"],
+            training=training,
+            momentum=0.0,
+        )
+        assert torch.autograd.gradgradcheck(
+            lambda *a, rm=rm, rv=rv, kw=kw: fn(*a, rm, rv, **kw), args, fast_mode=True
+        )
 
 
 @pytest.mark.parametrize("fn", BASELINES, ids=lambda f: f.__name__)
@@ -154,8 +200,10 @@ def test_eval_does_not_touch_running_stats(fn):
 
 
 @pytest.mark.parametrize("fn", BASELINES, ids=lambda f: f.__name__)
-@pytest.mark.parametrize("defect", ["weight_not_4d", "x_not_4d", "channel_mismatch",
-                                    "running_var_length", "bn_weight_length"])
+@pytest.mark.parametrize(
+    "defect",
+    ["weight_not_4d", "x_not_4d", "channel_mismatch", "running_var_length", "bn_weight_length"],
+)
 def test_bad_shapes_raise_clear_errors_without_update(fn, defect):
     x, w, b, g, bb, rm, rv = make_inputs(config(features=("running_stats",)))
     g = None

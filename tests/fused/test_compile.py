@@ -1,6 +1,7 @@
 """FusedConvBN2d, the fused variants and the custom op under torch.compile(fullgraph=True): the
 same numbers as eager mode (output, every gradient, running statistics, num_batches_tracked),
 through `fused.traceable`'s plain ops, which the compiler sees through."""
+
 from __future__ import annotations
 
 import copy
@@ -35,11 +36,12 @@ def _grads(module, x):
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_layer_compiled_matches_eager(form, momentum, dtype):
     torch.manual_seed(0)
-    eager = FusedConvBN2d(3, 4, 3, stride=(1, 2), padding=1, bias=True, form=form,
-                          momentum=momentum, dtype=dtype)
+    eager = FusedConvBN2d(
+        3, 4, 3, stride=(1, 2), padding=1, bias=True, form=form, momentum=momentum, dtype=dtype
+    )
     twin = copy.deepcopy(eager)
     compiled = torch.compile(twin, fullgraph=True, backend=BACKEND)
-    for step in range(3):  # running stats and the cumulative average carry over steps
+    for _ in range(3):  # running stats and the cumulative average carry over steps
         x = torch.randn(2, 3, 6, 5, dtype=dtype)
         xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
         g = torch.randn(2, 4, 6, 3, dtype=dtype)
@@ -49,7 +51,7 @@ def test_layer_compiled_matches_eager(form, momentum, dtype):
         out_a.backward(g)
         out_b.backward(g)
         torch.testing.assert_close(out_b, out_a)
-        for a, b in zip(_grads(eager, xa), _grads(twin, xb)):
+        for a, b in zip(_grads(eager, xa), _grads(twin, xb), strict=True):
             torch.testing.assert_close(b, a)
         for name in ("running_mean", "running_var", "num_batches_tracked"):
             torch.testing.assert_close(getattr(twin, name), getattr(eager, name), msg=name)
@@ -80,8 +82,11 @@ def _call_args(requires_grad=True):
     return x, w, None, torch.ones(4), torch.zeros(4), torch.zeros(4), torch.ones(4)
 
 
-@pytest.mark.parametrize("entry", [memory_saving_conv_bn_op, memory_saving_conv_bn],
-                         ids=["custom_op_entry", "functional"])
+@pytest.mark.parametrize(
+    "entry",
+    [memory_saving_conv_bn_op, memory_saving_conv_bn],
+    ids=["custom_op_entry", "functional"],
+)
 def test_entries_trace_plain_ops_under_compile(entry):
     # Without the dispatch the graph would hold the opaque custom op, or the hand-written
     # autograd.Function (the "traced" peer of the README's measurements), and no conv2d.
@@ -103,7 +108,9 @@ def test_traceable_matches_fused_in_eager_mode(form):
     out_b = conv_bn_traceable(*b, padding=1, form=form)
     torch.testing.assert_close(out_b, out_a)
     g = torch.randn_like(out_a)
-    for ga, gb in zip(torch.autograd.grad(out_a, a[:2], g), torch.autograd.grad(out_b, b[:2], g)):
+    for ga, gb in zip(
+        torch.autograd.grad(out_a, a[:2], g), torch.autograd.grad(out_b, b[:2], g), strict=True
+    ):
         torch.testing.assert_close(gb, ga)
     torch.testing.assert_close(b[5], a[5])
     torch.testing.assert_close(b[6], a[6])
@@ -128,8 +135,9 @@ def test_traceable_validates_like_the_fused_op():
         conv_bn_traceable(x[:1, :, :3, :3], w)
 
 
-@pytest.mark.parametrize("variant", [v for v in BUILTIN_VARIANTS if "compile" in v.supports],
-                         ids=lambda v: v.name)
+@pytest.mark.parametrize(
+    "variant", [v for v in BUILTIN_VARIANTS if "compile" in v.supports], ids=lambda v: v.name
+)
 def test_builtins_declaring_compile_match_their_eager_mode(variant):
     a, b = _call_args(), _call_args()
     kw = dict(padding=1, stride=2, momentum=0.3)
@@ -137,7 +145,9 @@ def test_builtins_declaring_compile_match_their_eager_mode(variant):
     out_b = torch.compile(variant.fn, fullgraph=True, backend=BACKEND)(*b, **kw)
     torch.testing.assert_close(out_b, out_a)
     g = torch.randn_like(out_a)
-    for ga, gb in zip(torch.autograd.grad(out_a, a[:2], g), torch.autograd.grad(out_b, b[:2], g)):
+    for ga, gb in zip(
+        torch.autograd.grad(out_a, a[:2], g), torch.autograd.grad(out_b, b[:2], g), strict=True
+    ):
         torch.testing.assert_close(gb, ga)
     torch.testing.assert_close(b[5], a[5])
     torch.testing.assert_close(b[6], a[6])

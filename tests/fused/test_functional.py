@@ -1,4 +1,6 @@
-"""fused.functional.memory_saving_conv_bn against the float64 oracle, plus its memory and error contract."""
+"""fused.functional.memory_saving_conv_bn against the float64 oracle, plus its memory and error
+contract."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +24,9 @@ CONFIGS = {
     "dilation": dict(dilation=(2, 1), H=9),
     "groups_bias": dict(groups=2, bias=True),
     "affine_running": dict(affine=True, running=True, momentum=0.3),
-    "everything": dict(stride=2, padding=1, dilation=(1, 2), groups=2, bias=True, affine=True,
-                       running=True),
+    "everything": dict(
+        stride=2, padding=1, dilation=(1, 2), groups=2, bias=True, affine=True, running=True
+    ),
     "depthwise": dict(groups=4, C_out=8, affine=True, running=True),
 }
 
@@ -33,9 +36,12 @@ def run_and_compare(case_kw, *, form, training, memory_format=None, slice_input=
     kw.update(form=form, training=training)
     if not training and tensors[5] is None:
         pytest.skip("eval needs running stats")
-    grad_out_shape = F.conv2d(tensors[0], tensors[1], tensors[2],
-                              *(kw.get(k, d) for k, d in (("stride", 1), ("padding", 0),
-                                                          ("dilation", 1), ("groups", 1)))).shape
+    grad_out_shape = F.conv2d(
+        tensors[0],
+        tensors[1],
+        tensors[2],
+        *(kw.get(k, d) for k, d in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1))),
+    ).shape
     g = torch.randn(grad_out_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     exp_out, exp_rm, exp_rv, exp_grads = expected(tensors, g, **kw)
     mine = clone_tensors(tensors)
@@ -44,8 +50,7 @@ def run_and_compare(case_kw, *, form, training, memory_format=None, slice_input=
         x = x.detach().to(memory_format=memory_format).requires_grad_()
         mine[0] = x
     if slice_input:  # a non-contiguous view of a bigger tensor
-        big = torch.zeros(x.shape[0], x.shape[1] * 2, x.shape[2], x.shape[3] + 3,
-                          dtype=x.dtype)
+        big = torch.zeros(x.shape[0], x.shape[1] * 2, x.shape[2], x.shape[3] + 3, dtype=x.dtype)
         big[:, ::2, :, 1:-2] = x.detach()
         big.requires_grad_()
         x = big[:, ::2, :, 1:-2]
@@ -79,8 +84,7 @@ def test_matches_oracle(name, form, training):
 def test_layouts(form, layout):
     case = CONFIGS["everything"]
     if layout == "channels_last":
-        out = run_and_compare(case, form=form, training=True,
-                              memory_format=torch.channels_last)
+        out = run_and_compare(case, form=form, training=True, memory_format=torch.channels_last)
         assert out.is_contiguous(memory_format=torch.channels_last)
     else:
         out = run_and_compare(case, form=form, training=True, slice_input=True)
@@ -90,21 +94,34 @@ def test_output_follows_conv_memory_format():
     tensors, kw = make_case(affine=True)
     x = tensors[0].detach().to(memory_format=torch.channels_last)
     conv = F.conv2d(x, tensors[1].detach())
-    out = memory_saving_conv_bn(x, tensors[1].detach(), bn_weight=tensors[3].detach(),
-                        bn_bias=tensors[4].detach())
+    out = memory_saving_conv_bn(
+        x, tensors[1].detach(), bn_weight=tensors[3].detach(), bn_bias=tensors[4].detach()
+    )
     assert out.stride() == conv.stride()
 
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_gradcheck(form, training):
-    tensors, kw = make_case(N=2, C_in=2, H=4, W=3, C_out=2, k=(2, 2), bias=True, affine=True,
-                            running=True, stride=(1, 2), padding=1)
+    tensors, kw = make_case(
+        N=2,
+        C_in=2,
+        H=4,
+        W=3,
+        C_out=2,
+        k=(2, 2),
+        bias=True,
+        affine=True,
+        running=True,
+        stride=(1, 2),
+        padding=1,
+    )
     x, w, b, bw, bb, rm, rv = tensors
 
     def fn(x, w, b, bw, bb):
-        return memory_saving_conv_bn(x, w, b, bw, bb, rm.clone(), rv.clone(), form=form,
-                             training=training, **kw)
+        return memory_saving_conv_bn(
+            x, w, b, bw, bb, rm.clone(), rv.clone(), form=form, training=training, **kw
+        )
 
     assert torch.autograd.gradcheck(fn, (x, w, b, bw, bb))
 
@@ -145,11 +162,15 @@ def test_tutorial_zero_variance_limit():
 def test_single_value_per_channel(form):
     x = torch.randn(1, 2, 3, 3, dtype=torch.float64)
     w = torch.randn(4, 2, 3, 3, dtype=torch.float64)
-    rm, rv, nbt = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64), \
-        torch.tensor(5)
+    rm, rv, nbt = (
+        torch.zeros(4, dtype=torch.float64),
+        torch.ones(4, dtype=torch.float64),
+        torch.tensor(5),
+    )
     with pytest.raises(ValueError, match=r"\(1, 4, 1, 1\)"):
-        memory_saving_conv_bn(x, w, running_mean=rm, running_var=rv, form=form,
-                      num_batches_tracked=nbt)
+        memory_saving_conv_bn(
+            x, w, running_mean=rm, running_var=rv, form=form, num_batches_tracked=nbt
+        )
     assert torch.equal(rm, torch.zeros(4, dtype=torch.float64)) and int(nbt) == 5
     assert torch.equal(rv, torch.ones(4, dtype=torch.float64))
     # Eval mode is fine with a single value.
@@ -194,8 +215,14 @@ def test_bad_arguments_raise_before_touching_state(name):
         rv = None
     rm0 = rm.clone()
     with pytest.raises(ValueError, match=message):
-        memory_saving_conv_bn(x, w, running_mean=rm if running else None,
-                      running_var=rv if running else None, **extra, **spec)
+        memory_saving_conv_bn(
+            x,
+            w,
+            running_mean=rm if running else None,
+            running_var=rv if running else None,
+            **extra,
+            **spec,
+        )
     assert torch.equal(rm, rm0)
     if rv is not None:
         assert torch.equal(rv, torch.ones(6, dtype=torch.float64))
@@ -225,8 +252,18 @@ def test_momentum_and_counter_match_batchnorm(momentum):
     for step in range(3):
         x = torch.randn(4, 3, 6, 6, dtype=torch.float64) * (step + 1)
         ref = bn(conv(x))
-        out = memory_saving_conv_bn(x, conv.weight, conv.bias, bn.weight, bn.bias, rm, rv,
-                            momentum=momentum, eps=1e-3, num_batches_tracked=nbt)
+        out = memory_saving_conv_bn(
+            x,
+            conv.weight,
+            conv.bias,
+            bn.weight,
+            bn.bias,
+            rm,
+            rv,
+            momentum=momentum,
+            eps=1e-3,
+            num_batches_tracked=nbt,
+        )
         torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(rm, bn.running_mean, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(rv, bn.running_var, rtol=1e-12, atol=1e-12)
@@ -241,9 +278,11 @@ def test_saves_less_than_eager(form, training):
     bw, bb = torch.ones(16, requires_grad=True), torch.zeros(16, requires_grad=True)
     rm, rv = torch.zeros(16), torch.ones(16)
     fused_b, shapes, out = saved_bytes(
-        lambda: memory_saving_conv_bn(x, w, None, bw, bb, rm, rv, training=training, form=form))
+        lambda: memory_saving_conv_bn(x, w, None, bw, bb, rm, rv, training=training, form=form)
+    )
     eager_b, _, _ = saved_bytes(
-        lambda: F.batch_norm(F.conv2d(x, w), rm.clone(), rv.clone(), bw, bb, training))
+        lambda: F.batch_norm(F.conv2d(x, w), rm.clone(), rv.clone(), bw, bb, training)
+    )
     y_numel = out.numel()
     # Exactly one NCHW-sized tensor (x) and nothing output-sized.
     assert not any(torch.Size(s).numel() == y_numel for s in shapes), shapes
@@ -271,7 +310,9 @@ def test_partial_requires_grad(need, training):
     plain[idx] = plain[idx].clone().requires_grad_()
     g = torch.randn(3, 6, 5, 5, dtype=torch.float64)
     _, _, _, exp_grads = expected(tensors, g, training=training, **kw)
-    out = memory_saving_conv_bn(*plain[:5], plain[5].clone(), plain[6].clone(), training=training, **kw)
+    out = memory_saving_conv_bn(
+        *plain[:5], plain[5].clone(), plain[6].clone(), training=training, **kw
+    )
     (got,) = torch.autograd.grad(out, plain[idx], g)
     assert_close(got, exp_grads[idx], what=need)
 
@@ -282,8 +323,9 @@ def test_half_types(dtype, form):
     tensors, kw = make_case(affine=True, running=True, N=4, H=8, W=8)
     g = torch.randn(4, 6, 6, 7, dtype=torch.float64)
     exp_out, exp_rm, exp_rv, exp_grads = expected(tensors, g, form=form, **kw)
-    half = [None if t is None else t.detach().to(dtype).requires_grad_(t.requires_grad)
-            for t in tensors]
+    half = [
+        None if t is None else t.detach().to(dtype).requires_grad_(t.requires_grad) for t in tensors
+    ]
     rm, rv = tensors[5].clone().float(), tensors[6].clone().float()
     out = memory_saving_conv_bn(*half[:5], rm, rv, form=form, **kw)
     assert out.dtype == dtype

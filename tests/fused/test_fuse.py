@@ -1,4 +1,5 @@
 """fused.fuse: fuse_conv_bn gives the same numbers as the unfused model, and loads its weights."""
+
 from __future__ import annotations
 
 import copy
@@ -64,14 +65,23 @@ def assert_same_training(orig, fused, x, steps=3):
         scale = max(1.0, max(p.grad.abs().max().item() for p in orig.parameters()))
         for name, p in orig.named_parameters():
             q = fused_params[_fused_key(fused, name)]
-            torch.testing.assert_close(q.grad, p.grad, rtol=1e-10, atol=1e-10 * scale,
-                                       msg=lambda m, name=name: f"grad of {name}: {m}")
+            torch.testing.assert_close(
+                q.grad,
+                p.grad,
+                rtol=1e-10,
+                atol=1e-10 * scale,
+                msg=lambda m, name=name: f"grad of {name}: {m}",
+            )
         _sgd_step(orig)
         _sgd_step(fused)
     fused_sd = fused.state_dict()
     for key, value in orig.state_dict().items():
-        torch.testing.assert_close(fused_sd[_fused_key(fused, key)], value, **TOL,
-                                   msg=lambda m, key=key: f"state {key}: {m}")
+        torch.testing.assert_close(
+            fused_sd[_fused_key(fused, key)],
+            value,
+            **TOL,
+            msg=lambda m, key=key: f"state {key}: {m}",
+        )
     orig.eval()
     fused.eval()
     with torch.no_grad():
@@ -167,15 +177,22 @@ def test_fusing_twice_is_a_no_op_and_keeps_the_key_map():
     load_unfused_state_dict(twice, orig.state_dict())
 
 
-@pytest.mark.parametrize("pair,fused", [
-    (lambda: [nn.Conv2d(3, 4, 3, padding="same"), nn.BatchNorm2d(4)], True),
-    (lambda: [nn.Conv2d(3, 4, 3, padding="valid", dilation=2), nn.BatchNorm2d(4)], True),
-    (lambda: [nn.Conv2d(3, 4, 2, padding="same"), nn.BatchNorm2d(4)], False),  # asymmetric pad
-    (lambda: [nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"), nn.BatchNorm2d(4)], False),
-    (lambda: [nn.Conv2d(3, 4, 1), nn.BatchNorm2d(5)], False),  # num_features mismatch
-    (lambda: [nn.Conv1d(3, 4, 1), nn.BatchNorm1d(4)], False),  # not 2-d
-    (lambda: [nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4)], False),
-], ids=["same", "valid", "same_even", "circular", "mismatch", "1d", "3d"])
+@pytest.mark.parametrize(
+    "pair,fused",
+    [
+        (lambda: [nn.Conv2d(3, 4, 3, padding="same"), nn.BatchNorm2d(4)], True),
+        (lambda: [nn.Conv2d(3, 4, 3, padding="valid", dilation=2), nn.BatchNorm2d(4)], True),
+        (lambda: [nn.Conv2d(3, 4, 2, padding="same"), nn.BatchNorm2d(4)], False),  # asymmetric pad
+        (
+            lambda: [nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"), nn.BatchNorm2d(4)],
+            False,
+        ),
+        (lambda: [nn.Conv2d(3, 4, 1), nn.BatchNorm2d(5)], False),  # num_features mismatch
+        (lambda: [nn.Conv1d(3, 4, 1), nn.BatchNorm1d(4)], False),  # not 2-d
+        (lambda: [nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4)], False),
+    ],
+    ids=["same", "valid", "same_even", "circular", "mismatch", "1d", "3d"],
+)
 def test_legality(pair, fused):
     torch.manual_seed(0)
     model = nn.Sequential(*pair(), nn.ReLU()).double()
@@ -240,14 +257,18 @@ def _with_hook(m):
     return m
 
 
-@pytest.mark.parametrize("make", [
-    # A subclass with its own forward (fx traces through it; the Sequential fallback must not
-    # take it for a Conv2d: Flip makes the Sequential untraceable).
-    lambda: nn.Sequential(_MyConv(3, 4, 1), nn.BatchNorm2d(4), Flip()).double(),
-    lambda: nn.Sequential(_with_hook(nn.Conv2d(3, 4, 1)), nn.BatchNorm2d(4)).double(),
-    lambda: nn.Sequential(nn.Conv2d(3, 4, 1), _with_hook(nn.BatchNorm2d(4))).double(),
-    lambda: nn.Sequential(nn.Conv2d(3, 4, 1).double(), nn.BatchNorm2d(4)),  # dtype mismatch
-], ids=["subclass", "conv_hook", "bn_hook", "dtype_mismatch"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        # A subclass with its own forward (fx traces through it; the Sequential fallback must not
+        # take it for a Conv2d: Flip makes the Sequential untraceable).
+        lambda: nn.Sequential(_MyConv(3, 4, 1), nn.BatchNorm2d(4), Flip()).double(),
+        lambda: nn.Sequential(_with_hook(nn.Conv2d(3, 4, 1)), nn.BatchNorm2d(4)).double(),
+        lambda: nn.Sequential(nn.Conv2d(3, 4, 1), _with_hook(nn.BatchNorm2d(4))).double(),
+        lambda: nn.Sequential(nn.Conv2d(3, 4, 1).double(), nn.BatchNorm2d(4)),  # dtype mismatch
+    ],
+    ids=["subclass", "conv_hook", "bn_hook", "dtype_mismatch"],
+)
 def test_pairs_whose_fusion_would_change_behaviour_are_skipped(make):
     torch.manual_seed(0)
     model = make()

@@ -1,4 +1,5 @@
 """fused.layer.FusedConvBN2d against nn.Conv2d + nn.BatchNorm2d."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,18 +8,35 @@ import torch.nn as nn
 
 from fused.layer import FusedConvBN2d
 
-KEYS = {"weight", "bias", "bn_weight", "bn_bias", "running_mean", "running_var",
-        "num_batches_tracked"}
+KEYS = {
+    "weight",
+    "bias",
+    "bn_weight",
+    "bn_bias",
+    "running_mean",
+    "running_var",
+    "num_batches_tracked",
+}
 
 
 def pair_and_layer(*, bias=True, affine=True, track=True, momentum=0.1, **conv_kw):
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 6, 3, bias=bias, **conv_kw).double()
-    bn = nn.BatchNorm2d(6, eps=1e-3, momentum=momentum, affine=affine,
-                        track_running_stats=track).double()
-    layer = FusedConvBN2d(4, 6, 3, bias=bias, momentum=momentum, affine=affine,
-                          track_running_stats=track, form="standard", dtype=torch.float64,
-                          **conv_kw)
+    bn = nn.BatchNorm2d(
+        6, eps=1e-3, momentum=momentum, affine=affine, track_running_stats=track
+    ).double()
+    layer = FusedConvBN2d(
+        4,
+        6,
+        3,
+        bias=bias,
+        momentum=momentum,
+        affine=affine,
+        track_running_stats=track,
+        form="standard",
+        dtype=torch.float64,
+        **conv_kw,
+    )
     with torch.no_grad():
         layer.weight.copy_(conv.weight)
         if bias:
@@ -31,11 +49,14 @@ def pair_and_layer(*, bias=True, affine=True, track=True, momentum=0.1, **conv_k
     return nn.Sequential(conv, bn), layer
 
 
-@pytest.mark.parametrize("affine,track,momentum", [(True, True, 0.1), (False, True, None),
-                                                   (True, False, 0.1), (False, False, 0.3)])
+@pytest.mark.parametrize(
+    "affine,track,momentum",
+    [(True, True, 0.1), (False, True, None), (True, False, 0.1), (False, False, 0.3)],
+)
 def test_matches_conv_batchnorm(affine, track, momentum):
-    ref, layer = pair_and_layer(affine=affine, track=track, momentum=momentum, stride=2,
-                                padding=1, groups=2)
+    ref, layer = pair_and_layer(
+        affine=affine, track=track, momentum=momentum, stride=2, padding=1, groups=2
+    )
     params = dict(ref.named_parameters())
     for mode in ("train", "train", "eval", "train", "eval"):
         ref.train(mode == "train")
@@ -73,11 +94,13 @@ def test_names_and_state_dict_round_trip():
 def test_defaults_reset_and_repr():
     layer = FusedConvBN2d(2, 4, 3)
     assert layer.form == "tutorial" and layer.bias is None
-    assert torch.equal(layer.bn_weight, torch.ones(4)) and torch.equal(layer.bn_bias,
-                                                                      torch.zeros(4))
+    assert torch.equal(layer.bn_weight, torch.ones(4)) and torch.equal(
+        layer.bn_bias, torch.zeros(4)
+    )
     layer(torch.randn(3, 2, 5, 5))
-    assert int(layer.num_batches_tracked) == 1 and not torch.equal(layer.running_mean,
-                                                                    torch.zeros(4))
+    assert int(layer.num_batches_tracked) == 1 and not torch.equal(
+        layer.running_mean, torch.zeros(4)
+    )
     layer.reset_running_stats()
     assert torch.equal(layer.running_mean, torch.zeros(4))
     assert torch.equal(layer.running_var, torch.ones(4))
@@ -97,7 +120,6 @@ def test_tutorial_form_eval_uses_running_stats():
         layer.running_var.copy_(torch.tensor([4.0, 1.0, 0.25]))
     x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
     y = torch.nn.functional.conv2d(x, layer.weight)
-    ref = (y - layer.running_mean[:, None, None]) / \
-        (layer.running_var.sqrt() + 1e-3)[:, None, None]
+    ref = (y - layer.running_mean[:, None, None]) / (layer.running_var.sqrt() + 1e-3)[:, None, None]
     torch.testing.assert_close(layer(x), ref, rtol=1e-12, atol=1e-12)
     assert int(layer.num_batches_tracked) == 0

@@ -1,4 +1,5 @@
 """fused.registry: every built-in variant does what its `supports` declares, and no more."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,13 +26,19 @@ def _ids(v):
 
 
 def _declared(feature_set):
-    return [pytest.param(v, f, id=f"{v.name}-{f}")
-            for v in AVAILABLE for f in sorted(v.supports & feature_set)]
+    return [
+        pytest.param(v, f, id=f"{v.name}-{f}")
+        for v in AVAILABLE
+        for f in sorted(v.supports & feature_set)
+    ]
 
 
 def _undeclared(feature_set):
-    return [pytest.param(v, f, id=f"{v.name}-{f}")
-            for v in AVAILABLE for f in sorted(feature_set - v.supports)]
+    return [
+        pytest.param(v, f, id=f"{v.name}-{f}")
+        for v in AVAILABLE
+        for f in sorted(feature_set - v.supports)
+    ]
 
 
 def _check(variant, cfg, tol=1e-10, **kw):
@@ -42,18 +49,28 @@ def _check(variant, cfg, tol=1e-10, **kw):
 def test_names_unique_and_lookup():
     names = [v.name for v in BUILTIN_VARIANTS]
     assert len(set(names)) == len(names)
-    assert {"tutorial_function", "fused_tutorial", "fused_standard", "custom_op_standard",
-            "eager", "checkpoint"} <= set(names)
+    assert {
+        "tutorial_function",
+        "fused_tutorial",
+        "fused_standard",
+        "custom_op_standard",
+        "eager",
+        "checkpoint",
+    } <= set(names)
     for v in BUILTIN_VARIANTS:
         assert builtin_variant(v.name) is v
     with pytest.raises(KeyError, match="eager"):
         builtin_variant("no_such_variant")
 
 
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
-                         ids=["contiguous", "channels_last"])
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)],
-                         ids=["float64", "float32"])
+@pytest.mark.parametrize(
+    "memory_format",
+    [torch.contiguous_format, torch.channels_last],
+    ids=["contiguous", "channels_last"],
+)
+@pytest.mark.parametrize(
+    "dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)], ids=["float64", "float32"]
+)
 @pytest.mark.parametrize("variant", AVAILABLE, ids=_ids)
 def test_no_feature_matches_reference(variant, dtype, tol, memory_format):
     _check(variant, config(), tol, dtype=dtype, memory_format=memory_format)
@@ -73,8 +90,12 @@ def test_all_declared_features_together(variant, training):
     if not training and "running_stats" not in features:
         pytest.skip("eval mode needs running_stats")
     for seed in range(2):
-        _check(variant, config(features=features, training=training), seed=seed,
-               memory_format=torch.channels_last if seed else torch.contiguous_format)
+        _check(
+            variant,
+            config(features=features, training=training),
+            seed=seed,
+            memory_format=torch.channels_last if seed else torch.contiguous_format,
+        )
 
 
 @pytest.mark.parametrize("variant,feature", _undeclared(CONV_FEATURES | BN_FEATURES))
@@ -104,8 +125,9 @@ def test_declared_dtype_runs_and_is_accurate(variant, feature):
     assert rm is None or rm.dtype == dtype
 
 
-@pytest.mark.parametrize("variant", [v for v in AVAILABLE
-                                     if "double_backward" in v.supports], ids=_ids)
+@pytest.mark.parametrize(
+    "variant", [v for v in AVAILABLE if "double_backward" in v.supports], ids=_ids
+)
 def test_declared_double_backward(variant):
     features = variant.supports & (CONV_FEATURES | BN_FEATURES)
     cfg = config(features=features, N=2, C_in=2, C_out=2, H=4, W=4, k=(2, 2))
@@ -126,8 +148,7 @@ def test_declared_double_backward(variant):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("variant", [v for v in AVAILABLE if "cuda" in v.supports],
-                         ids=_ids)
+@pytest.mark.parametrize("variant", [v for v in AVAILABLE if "cuda" in v.supports], ids=_ids)
 def test_declared_cuda(variant):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")

@@ -1,12 +1,14 @@
 """fused.triton_conv_bn: the Triton batch norm against the NumPy oracle and torch, through Triton's
 CPU interpreter here (the pytest plugin sets TRITON_INTERPRET=1 without a GPU)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-pytest.importorskip("triton",
-                    reason="triton is not installed (pip install 'convbn-verify[triton]')")
+pytest.importorskip(
+    "triton", reason="triton is not installed (pip install 'convbn-verify[triton]')"
+)
 
 from fused import triton_support  # noqa: E402
 from fused.triton_bn import TritonBatchNorm, _channel_strides  # noqa: E402
@@ -20,6 +22,7 @@ ALL = tuple(sorted(CONV_FEATURES | BN_FEATURES))
 def _fn(form):
     def fn(*args, **kwargs):
         return triton_conv_bn(*args, form=form, **kwargs)
+
     return fn
 
 
@@ -32,8 +35,11 @@ def test_kernels_run_on_the_interpreter_without_a_gpu():
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
-                         ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize(
+    "memory_format",
+    [torch.contiguous_format, torch.channels_last],
+    ids=["contiguous", "channels_last"],
+)
 def test_matches_oracle_with_every_feature(form, training, memory_format):
     cfg = config(features=ALL, training=training)
     errors = compare_with_reference(_fn(form), cfg, form=form, memory_format=memory_format)
@@ -41,16 +47,22 @@ def test_matches_oracle_with_every_feature(form, training, memory_format):
 
 
 @pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 2e-2),
-                                       (torch.bfloat16, 1e-1)], ids=["f32", "f16", "bf16"])
+@pytest.mark.parametrize(
+    "dtype,tol",
+    [(torch.float32, 1e-4), (torch.float16, 2e-2), (torch.bfloat16, 1e-1)],
+    ids=["f32", "f16", "bf16"],
+)
 def test_lower_precision_matches_oracle(form, dtype, tol):
     cfg = config(features=("bias", "affine", "running_stats"), N=4, H=8, W=8)
     errors = compare_with_reference(_fn(form), cfg, form=form, dtype=dtype)
     assert max(errors.values()) < tol, errors
 
 
-@pytest.mark.parametrize("shape", [(3, 2, 23, 19), (4, 3, 32, 32), (1, 2, 1, 2)],
-                         ids=["split-with-tail", "split-exact", "two-values"])
+@pytest.mark.parametrize(
+    "shape",
+    [(3, 2, 23, 19), (4, 3, 32, 32), (1, 2, 1, 2)],
+    ids=["split-with-tail", "split-exact", "two-values"],
+)
 def test_moments_match_torch_across_the_split(shape):
     """Channels of 1,311 and 4,096 values (2 and 4 programs of 1,024; a partial last tile in the
     first) and of 2 values: the split Welford reduction and its merge against torch."""
@@ -94,8 +106,9 @@ def test_strided_views_are_read_in_place_or_copied():
     torch.testing.assert_close(mean, transposed.mean(dim=(0, 2, 3)))
 
 
-@pytest.mark.parametrize("bad", ["single_value", "bn_weight_length", "momentum_none",
-                                 "eval_without_stats"])
+@pytest.mark.parametrize(
+    "bad", ["single_value", "bn_weight_length", "momentum_none", "eval_without_stats"]
+)
 def test_bad_input_raises_value_error_and_leaves_running_stats(bad):
     cfg = config(features=("affine", "running_stats"))
     x, w, b, g, bb, rm, rv = make_inputs(cfg)

@@ -1,4 +1,5 @@
 """fused.tutorial.FusedConvBN2DFunction (the seed tutorial's algorithm, corrected)."""
+
 from __future__ import annotations
 
 import pytest
@@ -38,8 +39,7 @@ def test_zero_variance_channel_has_the_finite_limit():
     out = FusedConvBN2DFunction.apply(y, eye, 1e-3)
     (gy,) = torch.autograd.grad(out, y, g)
     assert torch.isfinite(gy).all()
-    torch.testing.assert_close(gy[:, 0], (g[:, 0] - g[:, 0].mean()) / 1e-3, rtol=1e-10,
-                               atol=1e-10)
+    torch.testing.assert_close(gy[:, 0], (g[:, 0] - g[:, 0].mean()) / 1e-3, rtol=1e-10, atol=1e-10)
 
 
 def test_single_value_per_channel_raises_naming_shape():
@@ -49,11 +49,14 @@ def test_single_value_per_channel_raises_naming_shape():
         FusedConvBN2DFunction.apply(x, w)
 
 
-@pytest.mark.parametrize("x_shape,w_shape,msg", [
-    ((2, 3, 5, 5), (4, 2, 3, 3), "channels"),
-    ((3, 5, 5), (4, 3, 3, 3), "4-D"),
-    ((2, 3, 2, 2), (4, 3, 3, 3), "larger"),
-])
+@pytest.mark.parametrize(
+    "x_shape,w_shape,msg",
+    [
+        ((2, 3, 5, 5), (4, 2, 3, 3), "channels"),
+        ((3, 5, 5), (4, 3, 3, 3), "4-D"),
+        ((2, 3, 2, 2), (4, 3, 3, 3), "larger"),
+    ],
+)
 def test_bad_shapes(x_shape, w_shape, msg):
     with pytest.raises(ValueError, match=msg):
         FusedConvBN2DFunction.apply(torch.randn(*x_shape), torch.randn(*w_shape))
@@ -71,8 +74,13 @@ def test_variant_fn_and_unsupported_features():
     tensors, _ = make_case()
     x, w = tensors[0].detach(), tensors[1].detach()
     torch.testing.assert_close(tutorial_variant_fn(x, w), FusedConvBN2DFunction.apply(x, w))
-    for kwargs in (dict(stride=2), dict(padding=1), dict(groups=2), dict(training=False),
-                   dict(bias=torch.zeros(6, dtype=torch.float64))):
+    for kwargs in (
+        dict(stride=2),
+        dict(padding=1),
+        dict(groups=2),
+        dict(training=False),
+        dict(bias=torch.zeros(6, dtype=torch.float64)),
+    ):
         with pytest.raises(UnsupportedFeatureError):
             tutorial_variant_fn(x, w, **kwargs)
     variant = Variant("tutorial", tutorial_variant_fn, form="tutorial")

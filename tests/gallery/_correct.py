@@ -22,6 +22,7 @@ The maths, with d = y - mean and n = N * H_out * W_out values per channel:
     k = sum(gg * d) / ((n - 1) * s * D^2)  (0 if s = 0)   tutorial (finite limit at zero variance)
   Eval mode: grad_y = gg / D_eval.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,13 +53,15 @@ def values_per_channel(y) -> int:
 def safe_sqrt(v):
     """sqrt with gradient 0 (not inf * 0 = NaN) where v == 0."""
     positive = v > 0
-    return torch.where(positive, torch.where(positive, v, torch.ones_like(v)).sqrt(),
-                       torch.zeros_like(v))
+    return torch.where(
+        positive, torch.where(positive, v, torch.ones_like(v)).sqrt(), torch.zeros_like(v)
+    )
 
 
 @dataclass
 class Call:
     """Everything but the tensors: conv geometry and batch-norm options."""
+
     stride: tuple
     padding: tuple
     dilation: tuple
@@ -69,8 +72,9 @@ class Call:
 
     @property
     def conv(self) -> dict:
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    groups=self.groups)
+        return dict(
+            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups
+        )
 
 
 class Traced:
@@ -80,11 +84,33 @@ class Traced:
         self.form = form
 
     # -- the Variant fn signature ----------------------------------------------------------------
-    def __call__(self, x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                 running_var=None, *, stride=1, padding=0, dilation=1, groups=1, training=True,
-                 momentum=0.1, eps=1e-3):
-        c = Call(pair(stride), pair(padding), pair(dilation), int(groups), bool(training),
-                 float(momentum), float(eps))
+    def __call__(
+        self,
+        x,
+        weight,
+        bias=None,
+        bn_weight=None,
+        bn_bias=None,
+        running_mean=None,
+        running_var=None,
+        *,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        training=True,
+        momentum=0.1,
+        eps=1e-3,
+    ):
+        c = Call(
+            pair(stride),
+            pair(padding),
+            pair(dilation),
+            int(groups),
+            bool(training),
+            float(momentum),
+            float(eps),
+        )
         self.validate(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, c)
         return self.compute(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, c)
 
@@ -96,8 +122,14 @@ class Traced:
             xhat = (y - per_channel(mean)) / per_channel(denom)
             if running_mean is not None:
                 with torch.no_grad():
-                    self.update_running_stats(running_mean, running_var, mean.detach(),
-                                              var.detach(), c.momentum, values_per_channel(y))
+                    self.update_running_stats(
+                        running_mean,
+                        running_var,
+                        mean.detach(),
+                        var.detach(),
+                        c.momentum,
+                        values_per_channel(y),
+                    )
         else:
             xhat = self.eval_normalise(y, running_mean, running_var, c)
         return self.affine(xhat, bn_weight, bn_bias)
@@ -106,14 +138,22 @@ class Traced:
     def validate(self, x, weight, bias, bn_weight, bn_bias, running_mean, running_var, c):
         """Raise ValueError before anything runs or is updated."""
         if x.dim() != 4 or weight.dim() != 4:
-            raise ValueError(f"x and weight must be 4-D, got {tuple(x.shape)} and "
-                             f"{tuple(weight.shape)}")
+            raise ValueError(
+                f"x and weight must be 4-D, got {tuple(x.shape)} and {tuple(weight.shape)}"
+            )
         c_out = weight.shape[0]
         if c.groups < 1 or x.shape[1] != weight.shape[1] * c.groups or c_out % c.groups:
-            raise ValueError(f"x has {x.shape[1]} channels; weight {tuple(weight.shape)} with "
-                             f"groups={c.groups} expects {weight.shape[1] * c.groups}")
-        for name, t in (("bias", bias), ("bn_weight", bn_weight), ("bn_bias", bn_bias),
-                        ("running_mean", running_mean), ("running_var", running_var)):
+            raise ValueError(
+                f"x has {x.shape[1]} channels; weight {tuple(weight.shape)} with "
+                f"groups={c.groups} expects {weight.shape[1] * c.groups}"
+            )
+        for name, t in (
+            ("bias", bias),
+            ("bn_weight", bn_weight),
+            ("bn_bias", bn_bias),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ):
             if t is not None and tuple(t.shape) != (c_out,):
                 raise ValueError(f"{name} must have shape ({c_out},), got {tuple(t.shape)}")
         if (running_mean is None) != (running_var is None):
@@ -124,8 +164,12 @@ class Traced:
             self.check_values_per_channel(x, weight, c)
 
     def check_values_per_channel(self, x, weight, c):
-        out_hw = [(size + 2 * p - d * (k - 1) - 1) // s + 1 for size, k, s, p, d in
-                  zip(x.shape[2:], weight.shape[2:], c.stride, c.padding, c.dilation, strict=True)]
+        out_hw = [
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, k, s, p, d in zip(
+                x.shape[2:], weight.shape[2:], c.stride, c.padding, c.dilation, strict=True
+            )
+        ]
         if x.shape[0] * out_hw[0] * out_hw[1] < 2:
             raise ValueError("training needs at least two values per channel (N*H_out*W_out >= 2)")
 
@@ -195,8 +239,9 @@ class Explicit(Traced):
             std = safe_sqrt(var) if self.form == "tutorial" else None
             denom = self.denominator(var, values_per_channel(y), c.eps)
             if running_mean is not None:
-                self.update_running_stats(running_mean, running_var, mean, var, c.momentum,
-                                          values_per_channel(y))
+                self.update_running_stats(
+                    running_mean, running_var, mean, var, c.momentum, values_per_channel(y)
+                )
         else:
             mean, std = running_mean.clone(), None
             denom = self.eval_denominator(running_var, c.eps)
@@ -215,10 +260,12 @@ class Explicit(Traced):
     def backward(self, ctx, c, grad_out):
         x, weight, bias, bn_weight, y, mean, std, denom = self.saved(ctx, c)
         needs = ctx.needs_input_grad[2:7]  # x, weight, bias, bn_weight, bn_bias
-        grad_y, grad_bn_weight, grad_bn_bias = self.bn_backward(grad_out, y, mean, std, denom,
-                                                                bn_weight, c)
-        grad_x, grad_weight, grad_bias = self.conv_backward(grad_y, grad_out, x, weight,
-                                                            bias is not None, c)
+        grad_y, grad_bn_weight, grad_bn_bias = self.bn_backward(
+            grad_out, y, mean, std, denom, bn_weight, c
+        )
+        grad_x, grad_weight, grad_bias = self.conv_backward(
+            grad_y, grad_out, x, weight, bias is not None, c
+        )
         grads = (grad_x, grad_weight, grad_bias, grad_bn_weight, grad_bn_bias)
         return tuple(g if need else None for g, need in zip(grads, needs, strict=True))
 
@@ -233,8 +280,9 @@ class Explicit(Traced):
         if not c.training:
             return gg / per_channel(denom), grad_bn_weight, grad_bn_bias
         n = values_per_channel(y)
-        grad_y = (self.centre(gg) / per_channel(denom)
-                  - d * per_channel(self.var_term(gg, d, std, denom, n)))
+        grad_y = self.centre(gg) / per_channel(denom) - d * per_channel(
+            self.var_term(gg, d, std, denom, n)
+        )
         return grad_y, grad_bn_weight, grad_bn_bias
 
     def scale_grad(self, grad_out, bn_weight):
@@ -252,11 +300,12 @@ class Explicit(Traced):
         """k, the per-channel factor of d: gradient through the batch variance."""
         projection = (gg * d).sum(dim=DIMS)
         if self.form == "standard":
-            return projection / (n * denom ** 3)
+            return projection / (n * denom**3)
         positive = std > 0
         safe_std = torch.where(positive, std, torch.ones_like(std))
-        return torch.where(positive, projection / ((n - 1) * safe_std * denom ** 2),
-                           torch.zeros_like(std))
+        return torch.where(
+            positive, projection / ((n - 1) * safe_std * denom**2), torch.zeros_like(std)
+        )
 
     def conv_backward(self, grad_y, grad_out, x, weight, has_bias, c):
         grad_x = conv2d_input(x.shape, weight, grad_y, **c.conv)
@@ -268,8 +317,18 @@ class Explicit(Traced):
 CORRECT = [
     Variant("correct_traced_tutorial", Traced("tutorial"), form="tutorial", supports=ALL_FEATURES),
     Variant("correct_traced_standard", Traced("standard"), form="standard", supports=ALL_FEATURES),
-    Variant("correct_explicit_tutorial", Explicit("tutorial"), form="tutorial",
-            supports=ALL_FEATURES, memory_saving=True),
-    Variant("correct_explicit_standard", Explicit("standard"), form="standard",
-            supports=ALL_FEATURES, memory_saving=True),
+    Variant(
+        "correct_explicit_tutorial",
+        Explicit("tutorial"),
+        form="tutorial",
+        supports=ALL_FEATURES,
+        memory_saving=True,
+    ),
+    Variant(
+        "correct_explicit_standard",
+        Explicit("standard"),
+        form="standard",
+        supports=ALL_FEATURES,
+        memory_saving=True,
+    ),
 ]

@@ -12,6 +12,7 @@ marks it xfail(strict=True), so it turns red once the suite learns to catch it.
 
 Run it by hand: pytest verify --variant tests/gallery/bugs.py:ALL
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -147,8 +148,9 @@ class RunningVarBiased(Traced):
     """running_var updated with the biased batch variance (nn.BatchNorm2d uses the unbiased)."""
 
     def update_running_stats(self, running_mean, running_var, mean, var_unbiased, momentum, n):
-        super().update_running_stats(running_mean, running_var, mean, var_unbiased * (n - 1) / n,
-                                     momentum, n)
+        super().update_running_stats(
+            running_mean, running_var, mean, var_unbiased * (n - 1) / n, momentum, n
+        )
 
 
 class MomentumReversed(Traced):
@@ -165,8 +167,17 @@ class NaiveCheckpoint(Traced):
 
     def compute(self, x, weight, bias, bn_weight, bn_bias, running_mean, running_var, c):
         def conv_bn(x, weight, bias, bn_weight, bn_bias):
-            return F.batch_norm(self.conv(x, weight, bias, c), running_mean, running_var,
-                                bn_weight, bn_bias, c.training, c.momentum, c.eps)
+            return F.batch_norm(
+                self.conv(x, weight, bias, c),
+                running_mean,
+                running_var,
+                bn_weight,
+                bn_bias,
+                c.training,
+                c.momentum,
+                c.eps,
+            )
+
         return checkpoint(conv_bn, x, weight, bias, bn_weight, bn_bias, use_reentrant=False)
 
 
@@ -220,9 +231,16 @@ class GradWeightFirstGroup(Explicit):
 
     def conv_backward(self, grad_y, grad_out, x, weight, has_bias, c):
         grad_x, _, grad_bias = super().conv_backward(grad_y, grad_out, x, weight, has_bias, c)
-        first_group = x[:, :weight.shape[1]]
-        grad_weight = conv2d_weight(first_group, weight.shape, grad_y, stride=c.stride,
-                                    padding=c.padding, dilation=c.dilation, groups=1)
+        first_group = x[:, : weight.shape[1]]
+        grad_weight = conv2d_weight(
+            first_group,
+            weight.shape,
+            grad_y,
+            stride=c.stride,
+            padding=c.padding,
+            dilation=c.dilation,
+            groups=1,
+        )
         return grad_x, grad_weight, grad_bias
 
 
@@ -362,112 +380,241 @@ SAME_SHAPES = r"call [12] of 2 with the same shapes and new values\s+out: worst 
 # Every variant declares all conv and batch-norm features (the buggy one among them).
 _GALLERY = {
     # forward statistics
-    "biased_var_tutorial": (BiasedVarianceTutorial("tutorial"), "tutorial", False,
-                            {"forward": OUT, "gradients": GRAD_X_W}),
-    "eps_inside_sqrt_tutorial": (EpsInsideSqrtTutorial("tutorial"), "tutorial", False,
-                                 {"forward": OUT, "gradients": GRAD_X_W}),
-    "one_pass_variance": (OnePassVarianceFloat32("standard"), "standard", False,
-                          {"forward": r"(out|running_var): worst element",
-                           "gradients": r"(out|grad_\w+|running_var): worst element",
-                           "running_stats": STATS}),
+    "biased_var_tutorial": (
+        BiasedVarianceTutorial("tutorial"),
+        "tutorial",
+        False,
+        {"forward": OUT, "gradients": GRAD_X_W},
+    ),
+    "eps_inside_sqrt_tutorial": (
+        EpsInsideSqrtTutorial("tutorial"),
+        "tutorial",
+        False,
+        {"forward": OUT, "gradients": GRAD_X_W},
+    ),
+    "one_pass_variance": (
+        OnePassVarianceFloat32("standard"),
+        "standard",
+        False,
+        {
+            "forward": r"(out|running_var): worst element",
+            "gradients": r"(out|grad_\w+|running_var): worst element",
+            "running_stats": STATS,
+        },
+    ),
     # backward terms
-    "dropped_mean_term": (DroppedMeanTerm("standard"), "standard", True,
-                          {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL,
-                           "gradcheck": GRADCHECK}),
-    "dropped_variance_term": (DroppedVarianceTerm("tutorial"), "tutorial", True,
-                              {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL,
-                               "gradcheck": GRADCHECK}),
-    "n_instead_of_n_minus_1_backward": (NInsteadOfNMinus1Backward("tutorial"), "tutorial", True,
-                                        {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL,
-                                         "gradcheck": GRADCHECK}),
-    "bn_bias_grad_mean": (BnBiasGradMean("standard"), "standard", True,
-                          {"gradients": r"grad_bn_bias: worst element",
-                           "finite_differences": DIRECTIONAL}),
-    "bn_weight_grad_missing": (BnWeightGradMissing("tutorial"), "tutorial", True,
-                               {"gradients": r"grad_bn_weight: worst element .* actual 0\.0",
-                                "finite_differences": DIRECTIONAL, "gradcheck": GRADCHECK}),
-    "conv_bias_grad_nonzero": (ConvBiasGradFromGradOut("standard"), "standard", True,
-                               {"gradients": r"grad_bias: worst element",
-                                "finite_differences": DIRECTIONAL}),
+    "dropped_mean_term": (
+        DroppedMeanTerm("standard"),
+        "standard",
+        True,
+        {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL, "gradcheck": GRADCHECK},
+    ),
+    "dropped_variance_term": (
+        DroppedVarianceTerm("tutorial"),
+        "tutorial",
+        True,
+        {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL, "gradcheck": GRADCHECK},
+    ),
+    "n_instead_of_n_minus_1_backward": (
+        NInsteadOfNMinus1Backward("tutorial"),
+        "tutorial",
+        True,
+        {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL, "gradcheck": GRADCHECK},
+    ),
+    "bn_bias_grad_mean": (
+        BnBiasGradMean("standard"),
+        "standard",
+        True,
+        {"gradients": r"grad_bn_bias: worst element", "finite_differences": DIRECTIONAL},
+    ),
+    "bn_weight_grad_missing": (
+        BnWeightGradMissing("tutorial"),
+        "tutorial",
+        True,
+        {
+            "gradients": r"grad_bn_weight: worst element .* actual 0\.0",
+            "finite_differences": DIRECTIONAL,
+            "gradcheck": GRADCHECK,
+        },
+    ),
+    "conv_bias_grad_nonzero": (
+        ConvBiasGradFromGradOut("standard"),
+        "standard",
+        True,
+        {"gradients": r"grad_bias: worst element", "finite_differences": DIRECTIONAL},
+    ),
     # running statistics
-    "running_var_biased": (RunningVarBiased("standard"), "standard", False,
-                           {"forward": r"running_var: worst element",
-                            "running_stats": r"running_var: worst element"}),
-    "momentum_reversed": (MomentumReversed("tutorial"), "tutorial", False,
-                          {"forward": STATS, "running_stats": STATS}),
+    "running_var_biased": (
+        RunningVarBiased("standard"),
+        "standard",
+        False,
+        {"forward": r"running_var: worst element", "running_stats": r"running_var: worst element"},
+    ),
+    "momentum_reversed": (
+        MomentumReversed("tutorial"),
+        "tutorial",
+        False,
+        {"forward": STATS, "running_stats": STATS},
+    ),
     # Only calls with a backward (gradients, determinism) see the second update.
-    "naive_checkpoint_double_update": (NaiveCheckpoint("standard"), "standard", False,
-                                       {"gradients|determinism": STATS}),
-    "update_before_validation": (UpdateBeforeValidation("standard"), "standard", False,
-                                 {"bad_inputs": r"(was modified although the call raised"
-                                                r"|scenario '(bn_weight|running_stats)_length': "
-                                                r"no exception)"}),
+    "naive_checkpoint_double_update": (
+        NaiveCheckpoint("standard"),
+        "standard",
+        False,
+        {"gradients|determinism": STATS},
+    ),
+    "update_before_validation": (
+        UpdateBeforeValidation("standard"),
+        "standard",
+        False,
+        {
+            "bad_inputs": r"(was modified although the call raised"
+            r"|scenario '(bn_weight|running_stats)_length': "
+            r"no exception)"
+        },
+    ),
     # eval branch
-    "eval_uses_batch_stats": (EvalUsesBatchStats("tutorial"), "tutorial", False,
-                              {"forward": OUT, "running_stats": r"eval step after \d+ training "
-                                                                r"steps\s+out: worst element"}),
-    "eval_backward_as_training": (EvalBackwardAsTraining("standard"), "standard", True,
-                                  {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL}),
+    "eval_uses_batch_stats": (
+        EvalUsesBatchStats("tutorial"),
+        "tutorial",
+        False,
+        {
+            "forward": OUT,
+            "running_stats": r"eval step after \d+ training "
+            r"steps\s+out: worst element",
+        },
+    ),
+    "eval_backward_as_training": (
+        EvalBackwardAsTraining("standard"),
+        "standard",
+        True,
+        {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL},
+    ),
     # conv parameters in the backward
-    "grad_weight_first_group": (GradWeightFirstGroup("standard"), "standard", True,
-                                {"gradients": r"groups=[23].*\s+grad_weight: worst element"}),
+    "grad_weight_first_group": (
+        GradWeightFirstGroup("standard"),
+        "standard",
+        True,
+        {"gradients": r"groups=[23].*\s+grad_weight: worst element"},
+    ),
     "padding_dropped_in_recompute": (
-        PaddingDroppedInRecompute("tutorial"), "tutorial", True,
-        {"gradients": r"(grad_\w+: worst element|raised RuntimeError in (forward|backward) on a "
-                      r"legal case: Calculated padded input size|must match the size)"}),
+        PaddingDroppedInRecompute("tutorial"),
+        "tutorial",
+        True,
+        {
+            "gradients": r"(grad_\w+: worst element|raised RuntimeError in (forward|backward) on a "
+            r"legal case: Calculated padded input size|must match the size)"
+        },
+    ),
     # conv bias dropped
-    "conv_bias_dropped": (ConvBiasDropped("standard"), "standard", False,
-                          {"forward": r"(running_mean|out): worst element",
-                           "running_stats": r"running_mean: worst element",
-                           "shift_invariance": r"shift the conv output through the conv bias"}),
+    "conv_bias_dropped": (
+        ConvBiasDropped("standard"),
+        "standard",
+        False,
+        {
+            "forward": r"(running_mean|out): worst element",
+            "running_stats": r"running_mean: worst element",
+            "shift_invariance": r"shift the conv output through the conv bias",
+        },
+    ),
     # memory layout
-    "assumes_contiguous": (AssumesContiguous("standard"), "standard", False,
-                           {"forward": r"layout=(channels_last|strided).*\s+out: worst element"}),
+    "assumes_contiguous": (
+        AssumesContiguous("standard"),
+        "standard",
+        False,
+        {"forward": r"layout=(channels_last|strided).*\s+out: worst element"},
+    ),
     # precision
-    "float64_in_float32": (Float64InFloat32("tutorial"), "tutorial", False,
-                           {"forward": r"dtype=float64.*\s+out: worst element",
-                            "running_stats": r"dtype=float64.*\s+.*\s+running_(mean|var): worst"}),
-    "float16_statistics": (LowPrecisionStatistics("standard", torch.float16), "standard", False,
-                           {"forward": r"dtype=float32.*\s+out: worst element",
-                            "gradients": GRAD_X_W}),
-    "bfloat16_statistics": (LowPrecisionStatistics("tutorial", torch.bfloat16), "tutorial", False,
-                            {"forward": r"dtype=float32.*\s+out: worst element",
-                             "gradients": GRAD_X_W}),
+    "float64_in_float32": (
+        Float64InFloat32("tutorial"),
+        "tutorial",
+        False,
+        {
+            "forward": r"dtype=float64.*\s+out: worst element",
+            "running_stats": r"dtype=float64.*\s+.*\s+running_(mean|var): worst",
+        },
+    ),
+    "float16_statistics": (
+        LowPrecisionStatistics("standard", torch.float16),
+        "standard",
+        False,
+        {"forward": r"dtype=float32.*\s+out: worst element", "gradients": GRAD_X_W},
+    ),
+    "bfloat16_statistics": (
+        LowPrecisionStatistics("tutorial", torch.bfloat16),
+        "tutorial",
+        False,
+        {"forward": r"dtype=float32.*\s+out: worst element", "gradients": GRAD_X_W},
+    ),
     # degenerate inputs
-    "nan_at_zero_variance": (NaNAtZeroVariance("tutorial"), "tutorial", False,
-                             {"gradients": r"grad_\w+: worst element .* actual nan"}),
-    "no_single_value_check": (NoSingleValueCheck("standard"), "standard", False,
-                              {"bad_inputs": r"scenario 'single_value_per_channel': no exception"}),
+    "nan_at_zero_variance": (
+        NaNAtZeroVariance("tutorial"),
+        "tutorial",
+        False,
+        {"gradients": r"grad_\w+: worst element .* actual nan"},
+    ),
+    "no_single_value_check": (
+        NoSingleValueCheck("standard"),
+        "standard",
+        False,
+        {"bad_inputs": r"scenario 'single_value_per_channel': no exception"},
+    ),
     # cheating, mutation, memory
-    "caches_by_shape": (CachesByShape("tutorial"), "tutorial", False,
-                        {"no_mutation": r"call 2 of 2 with the same shapes and new values\s+"
-                                        r"out: worst element"}),
-    "scales_grad_out_in_place": (ScalesGradOutInPlace("standard"), "standard", True,
-                                 {"no_mutation": r"modified its input\(s\) \['grad_out'\]"}),
-    "saves_conv_output": (SavesConvOutput("tutorial"), "tutorial", True,
-                          {"saved_memory": r"saves \d+ activation bytes for backward"}),
+    "caches_by_shape": (
+        CachesByShape("tutorial"),
+        "tutorial",
+        False,
+        {
+            "no_mutation": r"call 2 of 2 with the same shapes and new values\s+"
+            r"out: worst element"
+        },
+    ),
+    "scales_grad_out_in_place": (
+        ScalesGradOutInPlace("standard"),
+        "standard",
+        True,
+        {"no_mutation": r"modified its input\(s\) \['grad_out'\]"},
+    ),
+    "saves_conv_output": (
+        SavesConvOutput("tutorial"),
+        "tutorial",
+        True,
+        {"saved_memory": r"saves \d+ activation bytes for backward"},
+    ),
     # compiled path
-    "biased_variance_when_compiled": (BiasedVarianceWhenCompiled("tutorial"), "tutorial", False,
-                                      {"compile": r"(out|grad_\w+): worst element"}),
+    "biased_variance_when_compiled": (
+        BiasedVarianceWhenCompiled("tutorial"),
+        "tutorial",
+        False,
+        {"compile": r"(out|grad_\w+): worst element"},
+    ),
 }
 
 _GALLERY.update(tiled_bugs.GALLERY)
 
 # Features beyond ALL_FEATURES a bug declares, so that the property it must fail runs on it.
-EXTRA_SUPPORTS = dict(tiled_bugs.EXTRA_SUPPORTS,
-                      biased_variance_when_compiled=frozenset({"compile"}))
+EXTRA_SUPPORTS = dict(
+    tiled_bugs.EXTRA_SUPPORTS, biased_variance_when_compiled=frozenset({"compile"})
+)
 
-ALL = [Variant(name, impl, form=form,
-               supports=ALL_FEATURES | EXTRA_SUPPORTS.get(name, frozenset()),
-               memory_saving=saving)
-       for name, (impl, form, saving, _) in _GALLERY.items()]
+ALL = [
+    Variant(
+        name,
+        impl,
+        form=form,
+        supports=ALL_FEATURES | EXTRA_SUPPORTS.get(name, frozenset()),
+        memory_saving=saving,
+    )
+    for name, (impl, form, saving, _) in _GALLERY.items()
+]
 # name -> {property: regex its failure report must match}
 EXPECTED = {name: dict(reasons) for name, (_, _, _, reasons) in _GALLERY.items()}
 # Realistic bugs the suite misses today (tests/test_gallery.py: xfail, strict).
 KNOWN_GAPS: dict = {}
 # name -> properties the bug must not trip (its planted fault is elsewhere).
-MUST_PASS = dict(tiled_bugs.MUST_PASS,
-                 biased_variance_when_compiled=("forward", "gradients", "running_stats"))
+MUST_PASS = dict(
+    tiled_bugs.MUST_PASS, biased_variance_when_compiled=("forward", "gradients", "running_stats")
+)
 # name -> {property: smallest worst error / bound}: bugs that must fail by a wide margin, not
 # scrape past the bound.
 # (running_stats catches the one-pass variance too, but its derandomised draw reaches only 1.7x.)

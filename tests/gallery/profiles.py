@@ -9,6 +9,7 @@
 * `gallery_fuzz`: the suite's `fuzz` profile with max_examples from $CONVBN_FUZZ_EXAMPLES (default
   2000, fuzz's own count), so the zero-false-alarm hunt can be tried out quickly.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,14 +19,20 @@ from hypothesis import Phase, settings
 import verify.profiles  # noqa: F401 - registers `ci` and `fuzz`
 
 settings.register_profile(
-    "gallery", parent=settings.get_profile("ci"),
-    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target))
+    "gallery",
+    parent=settings.get_profile("ci"),
+    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target),
+)
 settings.register_profile(
-    "gallery_fuzz", parent=settings.get_profile("fuzz"),
-    max_examples=int(os.environ.get("CONVBN_FUZZ_EXAMPLES", "2000")))
+    "gallery_fuzz",
+    parent=settings.get_profile("fuzz"),
+    max_examples=int(os.environ.get("CONVBN_FUZZ_EXAMPLES", "2000")),
+)
 # Triton kernels on the interpreter get a quarter of a profile's examples (INTERPRETED_SHARE in
 # verify/hunt.py): four times `gallery`'s count gives them the ci profile's 25 small
 # examples and its shares at the larger tiers, where the split and tail bugs live.
 settings.register_profile(
-    "gallery_interpreted", parent=settings.get_profile("gallery"),
-    max_examples=4 * settings.get_profile("ci").max_examples)
+    "gallery_interpreted",
+    parent=settings.get_profile("gallery"),
+    max_examples=4 * settings.get_profile("ci").max_examples,
+)

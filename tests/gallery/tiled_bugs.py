@@ -8,6 +8,7 @@ programs per chunk, channel groups), each a one-method change of the correct imp
 `_correct.py`. `GALLERY` maps name -> (implementation, form, memory_saving, {property: reason
 regex}), merged into `bugs.py`'s gallery.
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,11 +22,11 @@ except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from tests.gallery._correct import DIMS, Explicit, Traced, _Fused, per_channel
 
-BLOCK = 64          # values per block of a channel's reduction
-CHUNK = 512         # values per program of a split reduction
+BLOCK = 64  # values per block of a channel's reduction
+CHUNK = 512  # values per program of a split reduction
 CHANNEL_GROUP = 16  # channels per program
-GRID_BATCH = 8      # samples per program along the batch
-PIXEL_TILE = 1024   # pixels per program along H*W
+GRID_BATCH = 8  # samples per program along the batch
+PIXEL_TILE = 1024  # pixels per program along H*W
 
 
 def _by_channel(y):
@@ -64,7 +65,7 @@ class WelfordMergeWithoutDelta(Traced):
         mean = torch.zeros_like(count)
         m2 = torch.zeros_like(count)
         for start in range(0, m, CHUNK):
-            chunk = values[:, start:start + CHUNK]
+            chunk = values[:, start : start + CHUNK]
             n_b = chunk.shape[1]
             mean_b = chunk.mean(dim=1)
             m2_b = ((chunk - mean_b[:, None]) ** 2).sum(dim=1)
@@ -136,10 +137,12 @@ class GradOutStridedLikeOutput(Explicit):
     channels_last x, or a channels_last one beside a contiguous x."""
 
     def bn_backward(self, grad_out, y, mean, std, denom, bn_weight, c):
-        dense = (grad_out.is_contiguous()
-                 or grad_out.is_contiguous(memory_format=torch.channels_last))
-        as_output = torch.as_strided(grad_out if dense else grad_out.contiguous(), y.shape,
-                                     y.stride())
+        dense = grad_out.is_contiguous() or grad_out.is_contiguous(
+            memory_format=torch.channels_last
+        )
+        as_output = torch.as_strided(
+            grad_out if dense else grad_out.contiguous(), y.shape, y.stride()
+        )
         return super().bn_backward(as_output, y, mean, std, denom, bn_weight, c)
 
 
@@ -184,8 +187,9 @@ class DoubleBackwardSilentlyWrong(Explicit):
     denominator as constants, so second derivatives miss how they depend on the input."""
 
     def compute(self, x, weight, bias, bn_weight, bn_bias, running_mean, running_var, c):
-        return _TwiceDifferentiable.apply(self, c, x, weight, bias, bn_weight, bn_bias,
-                                          running_mean, running_var)
+        return _TwiceDifferentiable.apply(
+            self, c, x, weight, bias, bn_weight, bn_bias, running_mean, running_var
+        )
 
 
 class RunningStatsInActivationDtype(Traced):
@@ -201,8 +205,11 @@ class RunningStatsInActivationDtype(Traced):
         if x.dtype != torch.float16:
             return super().conv(x, weight, bias, c)
         # PyTorch 2.13's CPU half convolution segfaults on some legal geometries: float32, rounded.
-        return super().conv(x.float(), weight.float(), None if bias is None else bias.float(),
-                            c).to(x.dtype)
+        return (
+            super()
+            .conv(x.float(), weight.float(), None if bias is None else bias.float(), c)
+            .to(x.dtype)
+        )
 
     def batch_stats(self, y):
         return super().batch_stats(y.float() if y.dtype == torch.float16 else y)
@@ -231,36 +238,84 @@ FIRST_LAYER = r"requires_grad=\[(?!'x')[^\]]*\][\s\S]*?grad_\w+: worst element .
 
 # name -> (implementation, form, memory_saving, {property: reason the report must match})
 GALLERY = {
-    "tile_tail_skipped": (TileTailSkipped("standard"), "standard", False,
-                          {NUMERIC: _at(r"(6[5-9]|[7-9]\d|\d{3,}) values per channel", VALUES)}),
+    "tile_tail_skipped": (
+        TileTailSkipped("standard"),
+        "standard",
+        False,
+        {NUMERIC: _at(r"(6[5-9]|[7-9]\d|\d{3,}) values per channel", VALUES)},
+    ),
     "welford_merge_without_delta": (
-        WelfordMergeWithoutDelta("tutorial"), "tutorial", False,
-        {NUMERIC: _at(r"(51[3-9]|5[2-9]\d|[6-9]\d\d|\d{4,}) values per channel", VALUES)}),
-    "channel_group_wraps": (ChannelGroupWraps("standard"), "standard", False,
-                            {NUMERIC: _at(r".*, (1[7-9]|[2-9]\d|\d{3}) channels", VALUES)}),
-    "batch_past_grid": (BatchPastGrid("tutorial"), "tutorial", False,
-                        {NUMERIC: _at(r"\d+ values per channel \(N=(9|1\d) x", VALUES)}),
+        WelfordMergeWithoutDelta("tutorial"),
+        "tutorial",
+        False,
+        {NUMERIC: _at(r"(51[3-9]|5[2-9]\d|[6-9]\d\d|\d{4,}) values per channel", VALUES)},
+    ),
+    "channel_group_wraps": (
+        ChannelGroupWraps("standard"),
+        "standard",
+        False,
+        {NUMERIC: _at(r".*, (1[7-9]|[2-9]\d|\d{3}) channels", VALUES)},
+    ),
+    "batch_past_grid": (
+        BatchPastGrid("tutorial"),
+        "tutorial",
+        False,
+        {NUMERIC: _at(r"\d+ values per channel \(N=(9|1\d) x", VALUES)},
+    ),
     "partly_written_output": (
-        PartlyWrittenOutput("standard"), "standard", False,
-        {NUMERIC: OUT + r" .* actual nan,.*uninitialised memory"}),
-    "uninitialised_accumulator": (UninitialisedAccumulator("tutorial"), "tutorial", True,
-                                  {"gradients": r"grad_bn_weight: worst element .* actual nan"}),
-    "no_grads_when_input_frozen": (NoGradsWhenInputFrozen("standard"), "standard", True,
-                                   {"gradients": FIRST_LAYER}),
+        PartlyWrittenOutput("standard"),
+        "standard",
+        False,
+        {NUMERIC: OUT + r" .* actual nan,.*uninitialised memory"},
+    ),
+    "uninitialised_accumulator": (
+        UninitialisedAccumulator("tutorial"),
+        "tutorial",
+        True,
+        {"gradients": r"grad_bn_weight: worst element .* actual nan"},
+    ),
+    "no_grads_when_input_frozen": (
+        NoGradsWhenInputFrozen("standard"),
+        "standard",
+        True,
+        {"gradients": FIRST_LAYER},
+    ),
     "grad_out_strided_like_output": (
-        GradOutStridedLikeOutput("tutorial"), "tutorial", True,
-        {"gradients": r"grad_layout=(contiguous|channels_last)[\s\S]*?" + GRADS}),
-    "graph_under_no_grad": (GraphUnderNoGrad("standard"), "standard", False,
-                            {"grad_mode": r"under torch\.(no_grad|inference_mode)\(\) the output "
-                                          r"requires grad"}),
-    "arrival_order_sum": (ArrivalOrderSum("standard"), "standard", False,
-                          {"determinism": r"two identical calls differ"}),
+        GradOutStridedLikeOutput("tutorial"),
+        "tutorial",
+        True,
+        {"gradients": r"grad_layout=(contiguous|channels_last)[\s\S]*?" + GRADS},
+    ),
+    "graph_under_no_grad": (
+        GraphUnderNoGrad("standard"),
+        "standard",
+        False,
+        {
+            "grad_mode": r"under torch\.(no_grad|inference_mode)\(\) the output "
+            r"requires grad"
+        },
+    ),
+    "arrival_order_sum": (
+        ArrivalOrderSum("standard"),
+        "standard",
+        False,
+        {"determinism": r"two identical calls differ"},
+    ),
     "running_stats_in_activation_dtype": (
-        RunningStatsInActivationDtype("standard"), "standard", False,
-        {"running_stats": r"param_dtype=float32[\s\S]*?running_(mean|var): worst element"}),
-    "double_backward_silently_wrong": (DoubleBackwardSilentlyWrong("standard"), "standard", True,
-                                       {"second_order": r"gradgradcheck failed \(double backward "
-                                                        r"does not raise"}),
+        RunningStatsInActivationDtype("standard"),
+        "standard",
+        False,
+        {"running_stats": r"param_dtype=float32[\s\S]*?running_(mean|var): worst element"},
+    ),
+    "double_backward_silently_wrong": (
+        DoubleBackwardSilentlyWrong("standard"),
+        "standard",
+        True,
+        {
+            "second_order": r"gradgradcheck failed \(double backward "
+            r"does not raise"
+        },
+    ),
 }
 # Features declared beyond every conv and batch-norm feature.
 EXTRA_SUPPORTS = {"running_stats_in_activation_dtype": frozenset({"float16", "autocast"})}

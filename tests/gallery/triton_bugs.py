@@ -16,6 +16,7 @@ reduces (1,024): those need the suite's large size tiers to be found by `pytest 
 Run it by hand (TRITON_INTERPRET=1 is set up by the plugin when there is no GPU):
     pytest verify --variant tests/gallery/triton_bugs.py:ALL
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,7 +82,8 @@ class MergeWithoutBetweenTerm(TritonBatchNorm):
 
     kernels = mutant_kernels(
         "    channel_m2 = tl.sum(m2, axis=0) + tl.sum(count * between * between, axis=0)\n",
-        "    channel_m2 = tl.sum(m2, axis=0)\n")
+        "    channel_m2 = tl.sum(m2, axis=0)\n",
+    )
 
 
 class Float16Accumulator(TritonBatchNorm):
@@ -104,12 +106,41 @@ class OffByOneTail(TritonBatchNorm):
 
 
 def _variant(name: str, bn: TritonBatchNorm, form: str) -> Variant:
-    def fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-           running_var=None, *, stride=1, padding=0, dilation=1, groups=1, training=True,
-           momentum=0.1, eps=1e-3):
-        return triton_conv_bn(x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
-                              stride=stride, padding=padding, dilation=dilation, groups=groups,
-                              training=training, momentum=momentum, eps=eps, form=form, bn=bn)
+    def fn(
+        x,
+        weight,
+        bias=None,
+        bn_weight=None,
+        bn_bias=None,
+        running_mean=None,
+        running_var=None,
+        *,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        training=True,
+        momentum=0.1,
+        eps=1e-3,
+    ):
+        return triton_conv_bn(
+            x,
+            weight,
+            bias,
+            bn_weight,
+            bn_bias,
+            running_mean,
+            running_var,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            training=training,
+            momentum=momentum,
+            eps=eps,
+            form=form,
+            bn=bn,
+        )
 
     return Variant(name, fn, form=form, supports=SUPPORTS, memory_saving=True, triton=True)
 
@@ -124,17 +155,33 @@ _SMALL = dict(batch=2, in_channels=2, out_channels=2, height=3, width=4, kernel=
 # name -> (launcher, form, {property: reason regex}, replay case, only shows on large channels)
 _GALLERY = {
     "triton_missing_mask": (
-        MissingMask(), "standard", {"forward": OUT},
-        dict(_SMALL, form="standard", dtype="float32"), False),
+        MissingMask(),
+        "standard",
+        {"forward": OUT},
+        dict(_SMALL, form="standard", dtype="float32"),
+        False,
+    ),
     "triton_merge_without_between_term": (
-        MergeWithoutBetweenTerm(), "tutorial", {"forward": OUT},
-        dict(_LARGE, form="tutorial", dtype="float32", values="positive"), True),
+        MergeWithoutBetweenTerm(),
+        "tutorial",
+        {"forward": OUT},
+        dict(_LARGE, form="tutorial", dtype="float32", values="positive"),
+        True,
+    ),
     "triton_float16_accumulator": (
-        Float16Accumulator(), "standard", {"forward": r"dtype=float16.*\s+out: worst element"},
-        dict(_LARGE, form="standard", dtype="float16", values="offset"), True),
+        Float16Accumulator(),
+        "standard",
+        {"forward": r"dtype=float16.*\s+out: worst element"},
+        dict(_LARGE, form="standard", dtype="float16", values="offset"),
+        True,
+    ),
     "triton_off_by_one_tail": (
-        OffByOneTail(), "standard", {"forward": OUT},
-        dict(_LARGE, form="standard", dtype="float32"), True),
+        OffByOneTail(),
+        "standard",
+        {"forward": OUT},
+        dict(_LARGE, form="standard", dtype="float32"),
+        True,
+    ),
 }
 
 ALL = [_variant(name, bn, form) for name, (bn, form, _, _, _) in _GALLERY.items()]

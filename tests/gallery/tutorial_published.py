@@ -26,6 +26,7 @@ Everything else holds: the forward and first derivatives are right on well-sprea
 and the weight are saved
 (saved_memory, it claims memory_saving like the tutorial does).
 """
+
 from __future__ import annotations
 
 import torch
@@ -51,7 +52,7 @@ def batch_norm_backward(grad_out, X, sum, sqrt_var, N, eps):
     # (2) the mean and (3) the numerator, rewritten with few NCHW buffers.
     tmp = -((X - _unsqueeze_all(sum) / N) * grad_out).sum(dim=(0, 2, 3))
     d_denom = tmp / (sqrt_var + eps) ** 2
-    d_var = d_denom / (2 * sqrt_var)                     # 0 / 0 = NaN where sqrt_var == 0
+    d_var = d_denom / (2 * sqrt_var)  # 0 / 0 = NaN where sqrt_var == 0
     d_mean_dx = grad_out / _unsqueeze_all(sqrt_var + eps)
     d_mean_dx = _unsqueeze_all(-d_mean_dx.sum(dim=(0, 2, 3)) / N)
     # (1) var_unbiased = sum((X - sum / N)^2) / (N - 1)
@@ -96,14 +97,33 @@ class PublishedFusedConvBN2DFunction(torch.autograd.Function):
         return grad_X, grad_weight, None, None, None, None, None
 
 
-def published_tutorial_fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                          running_var=None, *, stride=1, padding=0, dilation=1, groups=1,
-                          training=True, momentum=0.1, eps=1e-3):
+def published_tutorial_fn(
+    x,
+    weight,
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+):
     """The Variant fn: the tutorial hard-codes every optional feature away (the Variant wrapper
     rejects them before this is called)."""
     return PublishedFusedConvBN2DFunction.apply(x, weight, eps)
 
 
-PUBLISHED = Variant("tutorial_published", published_tutorial_fn, form="tutorial",
-                    supports=frozenset(), memory_saving=True)
+PUBLISHED = Variant(
+    "tutorial_published",
+    published_tutorial_fn,
+    form="tutorial",
+    supports=frozenset(),
+    memory_saving=True,
+)
 PUBLISHED_EXPECTED = frozenset({"gradients", "determinism", "bad_inputs", "second_order"})

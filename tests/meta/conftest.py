@@ -1,5 +1,6 @@
 """Fixtures of the meta tests: a report session of their own, and subprocess runs of
 `pytest verify` shared by the report and replay tests (helpers: tests/meta/helpers.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,11 +28,24 @@ def variant_file(tmp_path_factory) -> Path:
 def _forward_run(tmp_path_factory, variant_file, attr):
     out = tmp_path_factory.mktemp(f"run_{attr.lower()}")
     # The small size tier only: one failing test, hence one report and one replay line.
-    proc = run_cli(["-m", "pytest", "verify/test_forward.py", "-q", "-p", "no:cacheprovider",
-                    "-k", "small",
-                    "--variant", f"{variant_file}:{attr}",
-                    "--verify-repro-dir", str(out / "repro"),
-                    "--verify-summary-json", str(out / "summary.json")])
+    proc = run_cli(
+        [
+            "-m",
+            "pytest",
+            "verify/test_forward.py",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "small",
+            "--variant",
+            f"{variant_file}:{attr}",
+            "--verify-repro-dir",
+            str(out / "repro"),
+            "--verify-summary-json",
+            str(out / "summary.json"),
+        ]
+    )
     return proc, out
 
 

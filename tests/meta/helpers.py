@@ -3,6 +3,7 @@ subprocess runs of the suite's command lines from the checkout.
 
 The source of the variants written to files for `pytest verify --variant FILE:ATTR` subprocesses
 is `VARIANT_FILE`, so those runs do not depend on this package being importable."""
+
 from __future__ import annotations
 
 import os
@@ -49,6 +50,7 @@ BOTH = [GOOD, NO_MEAN]
 def _round(dtype):
     def q(t):
         return t.to(dtype).to(torch.float32)
+
     return q
 
 
@@ -58,11 +60,26 @@ def lower_precision(dtype: torch.dtype, form: str) -> Variant:
     the output in the input's dtype. (CPU float16 convolutions are avoided: they crash upstream.)"""
     q = _round(dtype)
 
-    def fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-           running_var=None, *, stride=1, padding=0, dilation=1, groups=1, training=True,
-           momentum=0.1, eps=1e-3):
+    def fn(
+        x,
+        weight,
+        bias=None,
+        bn_weight=None,
+        bn_bias=None,
+        running_mean=None,
+        running_var=None,
+        *,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        training=True,
+        momentum=0.1,
+        eps=1e-3,
+    ):
         def c(v):
             return q(v.float()).view(1, -1, 1, 1)
+
         b = None if bias is None else q(bias.float())
         y = q(F.conv2d(q(x.float()), q(weight.float()), b, stride, padding, dilation, groups))
         if training:
@@ -94,13 +111,23 @@ def single_precision(form: str) -> Variant:
     its output back up: right maths, wrong precision for a float64 case."""
     inner = builtin_variant("eager" if form == "standard" else "fused_tutorial")
 
-    def fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-           running_var=None, **kwargs):
+    def fn(
+        x,
+        weight,
+        bias=None,
+        bn_weight=None,
+        bn_bias=None,
+        running_mean=None,
+        running_var=None,
+        **kwargs,
+    ):
         def f32(t):
             return None if t is None else t.float()
+
         mean32, var32 = f32(running_mean), f32(running_var)
-        out = inner.fn(f32(x), f32(weight), f32(bias), f32(bn_weight), f32(bn_bias), mean32,
-                       var32, **kwargs)
+        out = inner.fn(
+            f32(x), f32(weight), f32(bias), f32(bn_weight), f32(bn_bias), mean32, var32, **kwargs
+        )
         if running_mean is not None:
             with torch.no_grad():
                 running_mean.copy_(mean32)
@@ -126,5 +153,12 @@ def cli_env() -> dict:
 
 def run_cli(args, *, timeout=120, cwd=ROOT) -> subprocess.CompletedProcess:
     """Run `python ARGS` from the checkout; text output, stdout and stderr together."""
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=cli_env(), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=cli_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout,
+    )

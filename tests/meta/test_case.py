@@ -1,4 +1,5 @@
 """verify.case.Case: JSON round trip, derived sizes, features, and the arrays it regenerates."""
+
 from __future__ import annotations
 
 import itertools
@@ -14,11 +15,31 @@ from verify.case import Case
 from verify.dtypes import unit_roundoff
 from verify.values import VALUE_FAMILIES
 
-FULL = Case(batch=2, in_channels=4, out_channels=6, height=7, width=5, kernel=(3, 2),
-            stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2, bias=True, affine=True,
-            running_stats=True, training=True, momentum=0.37, eps=1e-5, form="standard",
-            dtype="float32", layout="strided", values="offset", seed=2**32 - 1, steps=3,
-            defect="wrong_dtype")
+FULL = Case(
+    batch=2,
+    in_channels=4,
+    out_channels=6,
+    height=7,
+    width=5,
+    kernel=(3, 2),
+    stride=(2, 1),
+    padding=(1, 0),
+    dilation=(1, 2),
+    groups=2,
+    bias=True,
+    affine=True,
+    running_stats=True,
+    training=True,
+    momentum=0.37,
+    eps=1e-5,
+    form="standard",
+    dtype="float32",
+    layout="strided",
+    values="offset",
+    seed=2**32 - 1,
+    steps=3,
+    defect="wrong_dtype",
+)
 MINIMAL = Case(batch=1, in_channels=1, out_channels=1, height=1, width=1, kernel=(1, 1))
 EVAL = FULL.replace(training=False, values="normal", dtype="float64", layout="channels_last")
 
@@ -57,8 +78,9 @@ def test_unknown_field_is_an_error():
 
 
 def test_lists_become_tuples():
-    case = Case(batch=1, in_channels=1, out_channels=1, height=3, width=3, kernel=[2, 2],
-                stride=[1, 2])
+    case = Case(
+        batch=1, in_channels=1, out_channels=1, height=3, width=3, kernel=[2, 2], stride=[1, 2]
+    )
     assert case.kernel == (2, 2) and case.stride == (1, 2)
     assert hash(case) == hash(case.replace())  # still hashable and equal to its copy
 
@@ -68,10 +90,16 @@ def test_lists_become_tuples():
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 def test_derived_sizes_match_reference(geometry, groups, bias):
-    case = Case(batch=3, in_channels=4, out_channels=2 * groups, groups=groups, bias=bias,
-                **geometry)
-    expected = reference.conv2d_output_shape(case.x_shape, case.weight_shape, stride=case.stride,
-                                             padding=case.padding, dilation=case.dilation)
+    case = Case(
+        batch=3, in_channels=4, out_channels=2 * groups, groups=groups, bias=bias, **geometry
+    )
+    expected = reference.conv2d_output_shape(
+        case.x_shape,
+        case.weight_shape,
+        stride=case.stride,
+        padding=case.padding,
+        dilation=case.dilation,
+    )
     assert case.out_shape == tuple(expected)
     assert case.output_hw == tuple(expected[2:])
     assert case.values_per_channel == 3 * expected[2] * expected[3]
@@ -81,18 +109,31 @@ def test_derived_sizes_match_reference(geometry, groups, bias):
     arrays = case.replace(training=False, running_stats=True).arrays()
     assert arrays["x"].shape == case.x_shape and arrays["weight"].shape == case.weight_shape
     assert arrays["grad_out"].shape == case.out_shape
-    out, _, _ = reference.conv_bn(arrays["x"], arrays["weight"], arrays["bias"],
-                                  running_mean=arrays["running_mean"],
-                                  running_var=arrays["running_var"], training=False,
-                                  groups=groups, stride=case.stride, padding=case.padding,
-                                  dilation=case.dilation)
+    out, _, _ = reference.conv_bn(
+        arrays["x"],
+        arrays["weight"],
+        arrays["bias"],
+        running_mean=arrays["running_mean"],
+        running_var=arrays["running_var"],
+        training=False,
+        groups=groups,
+        stride=case.stride,
+        padding=case.padding,
+        dilation=case.dilation,
+    )
     assert out.shape == case.out_shape
 
 
 # -- features ----------------------------------------------------------------------------------
-TOGGLES = dict(stride=dict(stride=(1, 2)), padding=dict(padding=(1, 0)),
-               dilation=dict(dilation=(2, 1)), groups=dict(groups=2), bias=dict(bias=True),
-               affine=dict(affine=True), running_stats=dict(running_stats=True))
+TOGGLES = dict(
+    stride=dict(stride=(1, 2)),
+    padding=dict(padding=(1, 0)),
+    dilation=dict(dilation=(2, 1)),
+    groups=dict(groups=2),
+    bias=dict(bias=True),
+    affine=dict(affine=True),
+    running_stats=dict(running_stats=True),
+)
 
 
 def _combinations():
@@ -108,12 +149,25 @@ def test_features_match_requested_features(training):
         changes = {}
         for name in combo:
             changes.update(TOGGLES[name])
-        case = Case(batch=2, in_channels=2, out_channels=2, height=5, width=5, kernel=(2, 2),
-                    training=training, **changes)
+        case = Case(
+            batch=2,
+            in_channels=2,
+            out_channels=2,
+            height=5,
+            width=5,
+            kernel=(2, 2),
+            training=training,
+            **changes,
+        )
         arrays = case.arrays()
-        call_args = dict(bias=arrays["bias"], bn_weight=arrays["bn_weight"],
-                         bn_bias=arrays["bn_bias"], running_mean=arrays["running_mean"],
-                         running_var=arrays["running_var"], **case.kwargs())
+        call_args = dict(
+            bias=arrays["bias"],
+            bn_weight=arrays["bn_weight"],
+            bn_bias=arrays["bn_bias"],
+            running_mean=arrays["running_mean"],
+            running_var=arrays["running_var"],
+            **case.kwargs(),
+        )
         requested = requested_features(**call_args)
         assert case.features() & (CONV_FEATURES | BN_FEATURES) == requested, case
         expected = set(combo) | ({"running_stats"} if not training else set())
@@ -199,8 +253,15 @@ def test_float64_arrays_are_not_rounded(values):
 
 
 def _conv(case, arrays):
-    return reference.conv2d(arrays["x"], arrays["weight"], arrays["bias"], stride=case.stride,
-                            padding=case.padding, dilation=case.dilation, groups=case.groups)
+    return reference.conv2d(
+        arrays["x"],
+        arrays["weight"],
+        arrays["bias"],
+        stride=case.stride,
+        padding=case.padding,
+        dilation=case.dilation,
+        groups=case.groups,
+    )
 
 
 GEOMETRY = dict(batch=2, in_channels=3, out_channels=4, height=6, width=6, kernel=(3, 3))
@@ -250,7 +311,7 @@ def test_positive_family_is_positive():
 
 
 def test_unit_roundoff():
-    assert unit_roundoff("float64") == 2.0 ** -53 == np.finfo(np.float64).eps / 2
+    assert unit_roundoff("float64") == 2.0**-53 == np.finfo(np.float64).eps / 2
     assert unit_roundoff("float32") == np.finfo(np.float32).eps / 2
     assert unit_roundoff("float16") == np.finfo(np.float16).eps / 2
     assert unit_roundoff("bfloat16") == torch.finfo(torch.bfloat16).eps / 2

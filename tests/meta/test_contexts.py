@@ -1,6 +1,7 @@
 """Calling contexts and the blame line: inputs requiring grad in drawn subsets, stride-0 and
 foreign grad_out layouts, NaN in uninitialised memory, and the split between a kernel's failure
 and the suite's own (an illegal case, an exception in the suite's code)."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,12 +19,24 @@ from verify.report import PropertyFailure
 from verify.strategies.configs import calling_contexts, cases
 
 ALL = frozenset(CONV_FEATURES | BN_FEATURES)
-CASE = Case(batch=2, in_channels=2, out_channels=3, height=4, width=4, kernel=(2, 2), bias=True,
-            affine=True, form="standard", dtype="float32", seed=3)
+CASE = Case(
+    batch=2,
+    in_channels=2,
+    out_channels=3,
+    height=4,
+    width=4,
+    kernel=(2, 2),
+    bias=True,
+    affine=True,
+    form="standard",
+    dtype="float32",
+    seed=3,
+)
 
 
-@pytest.mark.parametrize("layout", ["expanded", "broadcast", "contiguous", "channels_last",
-                                    "strided"])
+@pytest.mark.parametrize(
+    "layout", ["expanded", "broadcast", "contiguous", "channels_last", "strided"]
+)
 def test_grad_out_layouts(layout):
     case = CASE.replace(layout="channels_last", grad_layout=layout)
     tensors = runner.make_inputs(case, case.arrays(), requires_grad=True)
@@ -52,8 +65,9 @@ def test_requires_grad_subset_and_no_gradient_for_the_rest():
 def test_drawn_contexts_cover_every_subset_and_layout():
     seen_subsets, seen_layouts = set(), set()
 
-    @settings(max_examples=300, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=300, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    )
     @given(case=cases(ALL, "standard").flatmap(calling_contexts))
     def draw(case):
         assert case.requires_grad and legality.problems(case) == []
@@ -62,7 +76,7 @@ def test_drawn_contexts_cover_every_subset_and_layout():
 
     draw()
     assert ("weight", "bias", "bn_weight", "bn_bias") in seen_subsets  # a first layer
-    assert ("x", "bn_weight", "bn_bias") in seen_subsets              # a frozen backbone
+    assert ("x", "bn_weight", "bn_bias") in seen_subsets  # a frozen backbone
     assert {"same", "expanded", "broadcast", "contiguous", "channels_last"} <= seen_layouts
 
 
@@ -87,12 +101,13 @@ def _draw(case):
     class Data:
         def draw(self, strategy, label=None):
             return case
+
     return Data()
 
 
 def test_an_illegal_case_is_a_suite_error_not_the_kernels(report_session):
     variant = builtin_variant("eager")
-    illegal = CASE.replace(height=1, width=1, kernel=(3, 3))   # kernel larger than the input
+    illegal = CASE.replace(height=1, width=1, kernel=(3, 3))  # kernel larger than the input
     with pytest.raises(SuiteError, match="not a finding about variant 'eager'.*illegal case"):
         run_example(forward, variant, _draw(illegal), report_session)
     assert not report_session.tallies  # nothing recorded against the kernel

@@ -1,6 +1,7 @@
 """Scale-out and campaigns: `-n 2` gives the same table as a serial run; workers and machines draw
 different examples; a time budget; failures shared through a Hypothesis example database,
 including a real Redis server."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,18 @@ FILES = ["verify/test_forward.py", "verify/test_gradients.py"]
 
 def _suite(out, name, args, files=FILES):
     summary = out / f"{name}.json"
-    proc = run_cli(["-m", "pytest", *files, "-p", "no:cacheprovider",
-                    f"--verify-summary-json={summary}", *args], timeout=600)
+    proc = run_cli(
+        [
+            "-m",
+            "pytest",
+            *files,
+            "-p",
+            "no:cacheprovider",
+            f"--verify-summary-json={summary}",
+            *args,
+        ],
+        timeout=600,
+    )
     rows = json.loads(summary.read_text()) if summary.exists() else None
     return proc, rows
 
@@ -31,14 +42,16 @@ def _suite(out, name, args, files=FILES):
 def serial_and_parallel(tmp_path_factory, variant_file):
     out = tmp_path_factory.mktemp("xdist")
     spec = ["--variant", f"{variant_file}:BOTH"]
-    return (_suite(out, "serial", [*spec, "--verify-isolation", "off"]),
-            _suite(out, "parallel", [*spec, "-n", "2"]))
+    return (
+        _suite(out, "serial", [*spec, "--verify-isolation", "off"]),
+        _suite(out, "parallel", [*spec, "-n", "2"]),
+    )
 
 
 def test_xdist_prints_the_table(serial_and_parallel):
     _, (proc, _) = serial_and_parallel
-    assert proc.returncode == 1, proc.stdout            # meta_no_mean fails
-    assert "2 workers [20 items]" in proc.stdout     # 2 variants x 2 properties x 5 size tiers
+    assert proc.returncode == 1, proc.stdout  # meta_no_mean fails
+    assert "2 workers [20 items]" in proc.stdout  # 2 variants x 2 properties x 5 size tiers
     assert "convbn-verify: examples and worst error" in proc.stdout
     assert "meta_good     forward" in proc.stdout or "meta_good  forward" in proc.stdout
 
@@ -46,10 +59,17 @@ def test_xdist_prints_the_table(serial_and_parallel):
 def test_xdist_summary_json_equals_the_serial_one(serial_and_parallel):
     (serial, serial_rows), (_, parallel_rows) = serial_and_parallel
     assert serial.returncode == 1, serial.stdout
-    key = lambda r: (r["variant"], r["property"], r["tier"])   # noqa: E731
-    assert sorted(map(key, parallel_rows)) == sorted(map(key, serial_rows)) == sorted(
-        (variant, prop, tier) for variant in ("meta_good", "meta_no_mean")
-        for prop in ("forward", "gradients") for tier in SIZE_TIERS)
+    key = lambda r: (r["variant"], r["property"], r["tier"])  # noqa: E731
+    assert (
+        sorted(map(key, parallel_rows))
+        == sorted(map(key, serial_rows))
+        == sorted(
+            (variant, prop, tier)
+            for variant in ("meta_good", "meta_no_mean")
+            for prop in ("forward", "gradients")
+            for tier in SIZE_TIERS
+        )
+    )
     # The ci profile is derandomised: passing rows match exactly, failing rows fail alike.
     by_key = {key(r): r for r in serial_rows}
     for row in parallel_rows:
@@ -60,7 +80,7 @@ def test_xdist_summary_json_equals_the_serial_one(serial_and_parallel):
 
 
 # -- campaigns ----------------------------------------------------------------------------------
-RECORDING_KERNEL = '''\
+RECORDING_KERNEL = """\
 import os
 import torch.nn.functional as F
 from fused import Variant
@@ -74,7 +94,7 @@ def fn(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None, ru
 
 
 V = Variant("recorder", fn, form="standard")
-'''
+"""
 
 
 def test_fuzz_profile_is_random():
@@ -87,27 +107,53 @@ def test_two_campaigns_draw_different_examples(tmp_path, monkeypatch):
     seen = []
     for i in range(2):
         monkeypatch.setenv("CONVBN_SEEN", str(tmp_path / f"seen{i}.txt"))
-        proc, rows = _suite(tmp_path, f"run{i}", [
-            "--variant", f"{tmp_path / 'recorder.py'}:V", "--hypothesis-profile", "fuzz",
-            "--verify-budget", "0.1s", "--verify-db", "none"], files=FILES[:1])
+        proc, rows = _suite(
+            tmp_path,
+            f"run{i}",
+            [
+                "--variant",
+                f"{tmp_path / 'recorder.py'}:V",
+                "--hypothesis-profile",
+                "fuzz",
+                "--verify-budget",
+                "0.1s",
+                "--verify-db",
+                "none",
+            ],
+            files=FILES[:1],
+        )
         assert proc.returncode == 0, proc.stdout
-        assert rows[0]["examples"] == campaign.ROUND_EXAMPLES   # one round: budget spent
+        assert rows[0]["examples"] == campaign.ROUND_EXAMPLES  # one round: budget spent
         seen.append(set((tmp_path / f"seen{i}.txt").read_text().splitlines()))
     assert len(seen[0]) > 10 and len(seen[0] & seen[1]) < len(seen[0]) / 4
 
 
 def test_budget_runs_rounds_until_spent(tmp_path, variant_file):
     started = time.monotonic()
-    proc, rows = _suite(tmp_path, "budget", [
-        "--variant", f"{variant_file}:GOOD", "--hypothesis-profile", "dev",
-        "--verify-budget", "8s", "--verify-db", "none"], files=FILES[:1])
+    proc, rows = _suite(
+        tmp_path,
+        "budget",
+        [
+            "--variant",
+            f"{variant_file}:GOOD",
+            "--hypothesis-profile",
+            "dev",
+            "--verify-budget",
+            "8s",
+            "--verify-db",
+            "none",
+        ],
+        files=FILES[:1],
+    )
     assert proc.returncode == 0, proc.stdout
     assert rows[0]["examples"] >= 2 * campaign.ROUND_EXAMPLES
     assert time.monotonic() - started < 120
 
 
-@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("2h", 7200),
-                                           ("1h30m", 5400), ("45", 45), ("0.5s", 0.5)])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("45", 45), ("0.5s", 0.5)],
+)
 def test_parse_duration(text, seconds):
     assert campaign.parse_duration(text) == seconds
 
@@ -124,11 +170,14 @@ def test_database_specs(tmp_path):
         MultiplexedDatabase,
         ReadOnlyDatabase,
     )
+
     assert campaign.open_database("none") is None
     assert isinstance(campaign.open_database(str(tmp_path / "db")), DirectoryBasedExampleDatabase)
     assert isinstance(campaign.open_database(f"{tmp_path}/db:readonly"), ReadOnlyDatabase)
-    assert isinstance(campaign.open_databases([str(tmp_path / "a"), f"{tmp_path}/b:readonly"]),
-                      MultiplexedDatabase)
+    assert isinstance(
+        campaign.open_databases([str(tmp_path / "a"), f"{tmp_path}/b:readonly"]),
+        MultiplexedDatabase,
+    )
     with pytest.raises(ValueError, match="unknown scheme"):
         campaign.open_database("s3://bucket")
 
@@ -148,12 +197,27 @@ def redis_url(tmp_path):
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     pytest.importorskip("redis", reason="pip install 'convbn-verify[redis]'")
     import redis
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(tmp_path)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
@@ -172,12 +236,15 @@ def redis_url(tmp_path):
 
 
 def _database_snapshot(client) -> dict:
-    return {key: sorted(client.zrange(key, 0, -1)) if client.type(key) == b"zset"
-            else client.dump(key) for key in client.keys("*")}
+    return {
+        key: sorted(client.zrange(key, 0, -1)) if client.type(key) == b"zset" else client.dump(key)
+        for key in client.keys("*")
+    }
 
 
-def test_redis_database_campaign_writes_developer_replays_read_only(redis_url, tmp_path,
-                                                                     variant_file):
+def test_redis_database_campaign_writes_developer_replays_read_only(
+    redis_url, tmp_path, variant_file
+):
     url, client = redis_url
     spec = ["--variant", f"{variant_file}:NO_MEAN", "--hypothesis-profile", "dev"]
     writer, rows = _suite(tmp_path, "writer", [*spec, "--verify-db", url], files=FILES[:1])
@@ -186,10 +253,11 @@ def test_redis_database_campaign_writes_developer_replays_read_only(redis_url, t
     assert saved, "the campaign saved nothing to Redis"
     assert all(key.startswith(b"hypothesis-example:") for key in saved)
 
-    reader, reader_rows = _suite(tmp_path, "reader", [*spec, "--verify-db", f"{url}:readonly"],
-                                 files=FILES[:1])
+    reader, reader_rows = _suite(
+        tmp_path, "reader", [*spec, "--verify-db", f"{url}:readonly"], files=FILES[:1]
+    )
     assert reader.returncode == 1, reader.stdout
-    assert _database_snapshot(client) == saved          # read-only: nothing written
+    assert _database_snapshot(client) == saved  # read-only: nothing written
     # The reader replays the campaign's minimal failures first: the same cases, found at once.
     assert _reported_cases(reader.stdout) == _reported_cases(writer.stdout)
     for before, after in zip(rows, reader_rows, strict=False):

@@ -1,5 +1,6 @@
 """Crash and hang isolation: a kernel that aborts, segfaults or hangs on some case fails the
 property with that case and a replay line, and the rest of the run goes on."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import pytest
 from tests.meta.helpers import ROOT, cli_env, run_cli
 from verify import isolation
 
-CRASHING_KERNELS = '''\
+CRASHING_KERNELS = """\
 import ctypes
 import os
 
@@ -48,7 +49,7 @@ def hangs(x, weight, *args, **kwargs):
 
 ALL = [Variant("good", good, form="standard"), Variant("aborts", aborts, form="standard"),
        Variant("segfaults", segfaults, form="standard"), Variant("hangs", hangs, form="standard")]
-'''
+"""
 PROPERTIES = ("forward", "gradients")
 
 
@@ -57,53 +58,84 @@ def crash_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("crash_run")
     (out / "crashing.py").write_text(CRASHING_KERNELS)
     # The small size tier only: one test per variant and property.
-    proc = run_cli(["-m", "pytest", "verify/test_forward.py", "verify/test_gradients.py",
-                    "-k", "small",
-                    "-p", "no:cacheprovider", "-rN", "--variant", f"{out / 'crashing.py'}:ALL",
-                    "--verify-timeout", "3", "--verify-repro-dir", str(out / "repro"),
-                    "--verify-summary-json", str(out / "summary.json")], timeout=600)
+    proc = run_cli(
+        [
+            "-m",
+            "pytest",
+            "verify/test_forward.py",
+            "verify/test_gradients.py",
+            "-k",
+            "small",
+            "-p",
+            "no:cacheprovider",
+            "-rN",
+            "--variant",
+            f"{out / 'crashing.py'}:ALL",
+            "--verify-timeout",
+            "3",
+            "--verify-repro-dir",
+            str(out / "repro"),
+            "--verify-summary-json",
+            str(out / "summary.json"),
+        ],
+        timeout=600,
+    )
     return proc, out
 
 
 def _report(output: str, variant: str, prop: str) -> str:
     """The failure report of one test, from pytest's failure section."""
     marker = f" test_{prop}[{variant}-small] "
-    start = next(i for i, line in enumerate(output.splitlines())
-                 if marker in line and "___" in line)
-    lines = output.splitlines()[start + 1:]
-    end = next((i for i, line in enumerate(lines) if line.startswith(("___", "===", "---"))),
-               len(lines))
+    start = next(
+        i for i, line in enumerate(output.splitlines()) if marker in line and "___" in line
+    )
+    lines = output.splitlines()[start + 1 :]
+    end = next(
+        (i for i, line in enumerate(lines) if line.startswith(("___", "===", "---"))), len(lines)
+    )
     return "\n".join(lines[:end])
 
 
-@pytest.mark.parametrize("variant, headline, stack", [
-    ("aborts", "crashes on property '{prop}': Fatal Python error: Aborted", "in aborts"),
-    ("segfaults", "crashes on property '{prop}': Fatal Python error: Segmentation fault",
-     "in segfaults"),
-    ("hangs", "hangs on property '{prop}': no result after 3 s (--verify-timeout)", "in hangs"),
-])
+@pytest.mark.parametrize(
+    "variant, headline, stack",
+    [
+        ("aborts", "crashes on property '{prop}': Fatal Python error: Aborted", "in aborts"),
+        (
+            "segfaults",
+            "crashes on property '{prop}': Fatal Python error: Segmentation fault",
+            "in segfaults",
+        ),
+        ("hangs", "hangs on property '{prop}': no result after 3 s (--verify-timeout)", "in hangs"),
+    ],
+)
 @pytest.mark.parametrize("prop", PROPERTIES)
 def test_crash_is_a_failure_report_with_case_and_replay(crash_run, variant, headline, stack, prop):
     proc, out = crash_run
     text = _report(proc.stdout, variant, prop)
     assert f"variant '{variant}' " + headline.format(prop=prop) in text, text
     assert "  case: x(" in text and "the stack when it happened" in text
-    assert stack in text                          # the kernel's own frame
-    [replay] = [line.strip()[len("replay: "):] for line in text.splitlines()
-                if line.strip().startswith("replay: ")]
+    assert stack in text  # the kernel's own frame
+    [replay] = [
+        line.strip()[len("replay: ") :]
+        for line in text.splitlines()
+        if line.strip().startswith("replay: ")
+    ]
     argv = shlex.split(replay)
     assert argv[:3] == [sys.executable, "-m", "verify.replay"]
     assert argv[argv.index("--name") + 1] == variant
     assert argv[argv.index("--property") + 1] == prop
-    assert json.loads(argv[argv.index("--case") + 1])["batch"] >= 3   # the case that crashed
+    assert json.loads(argv[argv.index("--case") + 1])["batch"] >= 3  # the case that crashed
     assert list((out / "repro").glob(f"{variant}-{prop}-*.py"))
 
 
 def test_the_rest_of_the_run_completes(crash_run):
     proc, out = crash_run
     assert proc.returncode == 1, proc.stdout
-    rows = {(r["variant"], r["property"]): r for r in json.loads((out / "summary.json").read_text())
-            if r["tier"] == "small"}
+    rows = {
+        (r["variant"], r["property"]): r
+        for r in json.loads((out / "summary.json").read_text())
+        if r["tier"] == "small"
+    }
     variants = ("good", "aborts", "segfaults", "hangs")
     assert set(rows) == {(v, p) for v in variants for p in PROPERTIES}
     for prop in PROPERTIES:
@@ -118,11 +150,15 @@ def test_the_rest_of_the_run_completes(crash_run):
 def test_replay_line_reproduces_the_crash(crash_run):
     proc, _ = crash_run
     text = _report(proc.stdout, "segfaults", "forward")
-    [replay] = [line.strip()[len("replay: "):] for line in text.splitlines()
-                if line.strip().startswith("replay: ")]
-    done = subprocess.run(shlex.split(replay), cwd=ROOT, env=cli_env(), capture_output=True,
-                          timeout=120)
-    assert done.returncode == -11, done   # SIGSEGV, on the very case of the report
+    [replay] = [
+        line.strip()[len("replay: ") :]
+        for line in text.splitlines()
+        if line.strip().startswith("replay: ")
+    ]
+    done = subprocess.run(
+        shlex.split(replay), cwd=ROOT, env=cli_env(), capture_output=True, timeout=120
+    )
+    assert done.returncode == -11, done  # SIGSEGV, on the very case of the report
 
 
 # -- pieces ---------------------------------------------------------------------------------------
@@ -147,9 +183,10 @@ def test_excerpt_keeps_the_test_thread():
         "Current thread 0x00007f2 (most recent call first):",
         '  File "/x/kernel.py", line 3 in conv_bn',
         '  File "/x/verify/runner.py", line 64 in call_variant',
-        "Extension modules: numpy (total: 1)"]
+        "Extension modules: numpy (total: 1)",
+    ]
     assert isolation._fatal_error(FAULT) == "Fatal Python error: Segmentation fault"
 
 
 def test_note_case_outside_a_worker_does_nothing():
-    isolation.note_case("v", "forward", object())   # no worker: not even case.to_json()
+    isolation.note_case("v", "forward", object())  # no worker: not even case.to_json()

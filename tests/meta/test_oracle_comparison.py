@@ -1,4 +1,5 @@
 """verify.oracle_comparison.compare: pass/fail decisions and the worst element it reports."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,8 @@ def test_element_just_above_bound_fails_and_is_the_worst(index):
 
 def test_worst_is_largest_relative_not_absolute_error():
     actual = EXPECTED.copy()
-    actual[1, 2] += 5e-3          # large absolute error, half its (large) bound
-    actual[0, 1] += 2e-3          # small absolute error, twice its (small) bound
+    actual[1, 2] += 5e-3  # large absolute error, half its (large) bound
+    actual[0, 1] += 2e-3  # small absolute error, twice its (small) bound
     c = compare("out", actual, EXPECTED, ALLOWED)
     assert not c.ok and c.index == (0, 1) and c.ratio == pytest.approx(2.0)
 
@@ -82,7 +83,7 @@ def test_missing_result_fails():
 
 def test_result_where_none_exists():
     assert compare("grad_bias", None, None, None).ok
-    assert compare("grad_bias", np.zeros(3), None, None).ok   # zeros for an absent input are fine
+    assert compare("grad_bias", np.zeros(3), None, None).ok  # zeros for an absent input are fine
     c = compare("grad_bias", np.array([0.0, 1e-30]), None, None)
     assert not c.ok and "non-zero" in c.problem
 
@@ -91,7 +92,7 @@ def test_zero_bound():
     zero = np.zeros_like(EXPECTED)
     assert compare("running_mean", EXPECTED.copy(), EXPECTED, zero).ok
     actual = EXPECTED.copy()
-    actual[0, 2] = np.nextafter(actual[0, 2], np.inf)   # one ulp off a zero bound
+    actual[0, 2] = np.nextafter(actual[0, 2], np.inf)  # one ulp off a zero bound
     c = compare("running_mean", actual, EXPECTED, zero)
     assert not c.ok and c.index == (0, 2)
 

@@ -1,4 +1,5 @@
 """verify.report: failure messages, replay commands, repro scripts, and the end-of-run table."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,17 @@ from verify.case import Case
 from verify.properties import forward
 from verify.variants import BUILTIN_SPEC
 
-CASE = Case(batch=2, in_channels=2, out_channels=3, height=4, width=4, kernel=(2, 2),
-            dtype="float32", seed=11, form="standard")
+CASE = Case(
+    batch=2,
+    in_channels=2,
+    out_channels=3,
+    height=4,
+    width=4,
+    kernel=(2, 2),
+    dtype="float32",
+    seed=11,
+    form="standard",
+)
 
 
 def _case_from_command(command):
@@ -46,7 +56,7 @@ def test_failure_message_contents():
     assert f"  case: {CASE.describe()}" in lines
     assert "  out: worst element (0,)" in lines
     assert lines[-1].startswith(f"  replay: {shlex.quote(sys.executable)} -m verify.replay")
-    assert "repro script" not in message   # no --verify-repro-dir
+    assert "repro script" not in message  # no --verify-repro-dir
 
 
 def test_replay_command_names_the_running_interpreter(monkeypatch):
@@ -101,16 +111,45 @@ def test_tally_and_summary(report_session):
     report_session.record("v2", "gradients", math.inf, CASE, failed=True)
     rows = report_session.summary_rows()
     assert rows == [
-        dict(variant="v1", property="forward", tier="small", examples=3, failures=0,
-             worst_ratio=0.5, worst_case=CASE.replace(seed=3).to_json()),
-        dict(variant="v1", property="forward", tier="large", examples=1, failures=0,
-             worst_ratio=0.75, worst_case=CASE.to_json()),
-        dict(variant="v2", property="gradients", tier="small", examples=1, failures=1,
-             worst_ratio=None, worst_case=CASE.to_json()),
+        dict(
+            variant="v1",
+            property="forward",
+            tier="small",
+            examples=3,
+            failures=0,
+            worst_ratio=0.5,
+            worst_case=CASE.replace(seed=3).to_json(),
+        ),
+        dict(
+            variant="v1",
+            property="forward",
+            tier="large",
+            examples=1,
+            failures=0,
+            worst_ratio=0.75,
+            worst_case=CASE.to_json(),
+        ),
+        dict(
+            variant="v2",
+            property="gradients",
+            tier="small",
+            examples=1,
+            failures=1,
+            worst_ratio=None,
+            worst_case=CASE.to_json(),
+        ),
     ]
     lines = report_session.summary_lines()
-    assert lines[0].split() == ["variant", "property", "size", "tier", "examples", "failed",
-                                "worst", "err/bound"]
+    assert lines[0].split() == [
+        "variant",
+        "property",
+        "size",
+        "tier",
+        "examples",
+        "failed",
+        "worst",
+        "err/bound",
+    ]
     assert lines[1].split() == ["v1", "forward", "small", "3", "0", "0.5"]
     assert lines[2].split() == ["v1", "forward", "large", "1", "0", "0.75"]
     assert lines[3].split() == ["v2", "gradients", "small", "1", "1", "inf"]
@@ -131,18 +170,21 @@ def test_worker_rows_merge_into_the_same_table():
     """What xdist workers hand over (rows recorded since their last hand-over) adds up on the
     controller to the table one process would have made."""
     one, worker_a, worker_b, controller = (report.ReportSession() for _ in range(4))
-    events = [("v1", "forward", 0.25, CASE, False),
-              ("v1", "forward", 0.5, CASE.replace(seed=3), False),
-              ("v2", "gradients", math.inf, CASE, True), ("v1", "forward", 0.125, CASE, False)]
+    events = [
+        ("v1", "forward", 0.25, CASE, False),
+        ("v1", "forward", 0.5, CASE.replace(seed=3), False),
+        ("v2", "gradients", math.inf, CASE, True),
+        ("v1", "forward", 0.125, CASE, False),
+    ]
     for i, (v, p, ratio, case, failed) in enumerate(events):
         one.record(v, p, ratio, case, failed)
         (worker_a if i % 2 else worker_b).record(v, p, ratio, case, failed)
         if i == 1:
             controller.merge_rows(worker_a.take_unsent_rows())
     controller.merge_rows(worker_a.take_unsent_rows() + worker_b.take_unsent_rows())
-    assert worker_a.take_unsent_rows() == []            # handed over once
+    assert worker_a.take_unsent_rows() == []  # handed over once
     assert controller.summary_rows() == one.summary_rows()
-    json.dumps(worker_b.summary_rows())                  # rows are plain JSON
+    json.dumps(worker_b.summary_rows())  # rows are plain JSON
 
 
 # -- a real `pytest verify` run --------------------------------------------------------------
@@ -151,8 +193,16 @@ def test_summary_table_of_a_passing_run(passing_run):
     assert proc.returncode == 0, proc.stdout
     lines = proc.stdout.splitlines()
     i = next(i for i, line in enumerate(lines) if "convbn-verify: examples and worst error" in line)
-    assert lines[i + 1].split() == ["variant", "property", "size", "tier", "examples", "failed",
-                                    "worst", "err/bound"]
+    assert lines[i + 1].split() == [
+        "variant",
+        "property",
+        "size",
+        "tier",
+        "examples",
+        "failed",
+        "worst",
+        "err/bound",
+    ]
     variant, prop, tier, examples, failed, worst = lines[i + 2].split()
     assert (variant, prop, tier, failed) == ("meta_good", "forward", "small", "0")
     assert int(examples) >= 10 and 0 < float(worst) < 1

@@ -1,4 +1,5 @@
 """verify.runner: tensors in the case's dtype and layout, back to NumPy, and run()'s results."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,19 @@ from fused.variant import Variant
 from verify.case import Case
 from verify.runner import TORCH_DTYPES, ContractViolation, make_inputs, run, to_numpy, to_torch
 
-CASE = Case(batch=2, in_channels=3, out_channels=4, height=5, width=6, kernel=(2, 3),
-            bias=True, affine=True, running_stats=True, dtype="float32", seed=7)
+CASE = Case(
+    batch=2,
+    in_channels=3,
+    out_channels=4,
+    height=5,
+    width=6,
+    kernel=(2, 3),
+    bias=True,
+    affine=True,
+    running_stats=True,
+    dtype="float32",
+    seed=7,
+)
 ARRAYS = CASE.arrays()
 
 
@@ -21,7 +33,7 @@ def test_contiguous_values_and_dtype(dtype):
     arrays = case.arrays()
     t = to_torch(arrays["x"], case)
     assert t.dtype == TORCH_DTYPES[dtype] and t.is_contiguous() and t.device.type == "cpu"
-    np.testing.assert_array_equal(to_numpy(t), arrays["x"])   # arrays are already rounded
+    np.testing.assert_array_equal(to_numpy(t), arrays["x"])  # arrays are already rounded
     assert not t.requires_grad and t.is_leaf
 
 
@@ -43,8 +55,9 @@ def test_strided_is_noncontiguous_with_nan_gaps(name):
     assert t.is_leaf
     assert t.stride()[-1] == 2
     np.testing.assert_array_equal(to_numpy(t), ARRAYS[name])
-    storage = torch.as_strided(t.detach(), (t.untyped_storage().nbytes() // t.element_size(),),
-                               (1,), 0)
+    storage = torch.as_strided(
+        t.detach(), (t.untyped_storage().nbytes() // t.element_size(),), (1,), 0
+    )
     values = storage.numpy()
     assert np.all(np.isnan(values[1::2])), "gaps must hold NaN"
     np.testing.assert_array_equal(values[::2], ARRAYS[name].ravel())
@@ -62,7 +75,7 @@ def test_to_numpy_round_trip_is_float64_copy():
     assert a.dtype == np.float64 and a.shape == (2, 3)
     np.testing.assert_array_equal(a, np.arange(6.0).reshape(2, 3))
     a[0, 0] = 99
-    assert t[0, 0].item() == 0   # a copy, never a view of the tensor
+    assert t[0, 0].item() == 0  # a copy, never a view of the tensor
 
 
 def test_make_inputs_running_stats_contiguous_and_without_grad():
@@ -75,8 +88,19 @@ def test_make_inputs_running_stats_contiguous_and_without_grad():
     assert not tensors["grad_out"].requires_grad and not tensors["grad_out"].is_contiguous()
 
 
-def _ignores_inputs(x, weight, bias=None, bn_weight=None, bn_bias=None, running_mean=None,
-                    running_var=None, *, training=True, eps=1e-3, **_):
+def _ignores_inputs(
+    x,
+    weight,
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    training=True,
+    eps=1e-3,
+    **_,
+):
     """Uses neither the conv bias nor bn_bias (a wrong kernel, but a legal call)."""
     y = F.conv2d(x, weight)
     out = F.batch_norm(y, None, None, bn_weight, None, training=True, eps=eps)
@@ -86,8 +110,9 @@ def _ignores_inputs(x, weight, bias=None, bn_weight=None, bn_bias=None, running_
 
 
 def test_run_returns_zero_gradients_for_unused_inputs():
-    kernel = Variant("ignores", _ignores_inputs, form="standard",
-                     supports={"bias", "affine", "running_stats"})
+    kernel = Variant(
+        "ignores", _ignores_inputs, form="standard", supports={"bias", "affine", "running_stats"}
+    )
     results, call = run(kernel, CASE, ARRAYS)
     assert results.grad_bias is not None and results.grad_bn_bias is not None
     np.testing.assert_array_equal(results.grad_bias, np.zeros(4))
@@ -101,8 +126,9 @@ def test_run_returns_zero_gradients_for_unused_inputs():
 
 
 def test_run_without_gradients():
-    kernel = Variant("ignores", _ignores_inputs, form="standard",
-                     supports={"bias", "affine", "running_stats"})
+    kernel = Variant(
+        "ignores", _ignores_inputs, form="standard", supports={"bias", "affine", "running_stats"}
+    )
     results, _ = run(kernel, CASE, ARRAYS, gradients=False)
     assert results.out.shape == CASE.out_shape
     assert results.grad_x is None and results.grad_weight is None

@@ -1,6 +1,7 @@
 """verify.strategies.sizes and the tiers of `cases`: every tier's cases are legal and sized as
 the tier promises, every boundary is reachable on both sides, a size failure shrinks to the
 smallest failing size, and every property test runs at the tiers it declares."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,13 @@ from verify.strategies import sizes
 from verify.strategies.configs import cases
 
 ALL = frozenset(CONV_FEATURES | BN_FEATURES)
-FAST = settings(max_examples=40, deadline=None, database=None, derandomize=True,
-                suppress_health_check=list(HealthCheck))
+FAST = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @pytest.mark.parametrize("tier", sizes.SIZE_TIERS)
@@ -47,33 +53,51 @@ def test_offsets_straddle_each_power_of_two():
     assert max(sizes.offsets_around(16384)) >= 16385
 
 
-@pytest.mark.parametrize("tier,values", [("tile", 255), ("tile", 33), ("split", 4097),
-                                         ("large", 16385), ("large", 16383)])
+@pytest.mark.parametrize(
+    "tier,values",
+    [("tile", 255), ("tile", 33), ("split", 4097), ("large", 16385), ("large", 16383)],
+)
 def test_every_boundary_value_is_reachable(tier, values):
-    found = find(cases(ALL, "standard", tier=tier), lambda c: c.values_per_channel == values,
-                 settings=settings(max_examples=3000, database=None,
-                                   suppress_health_check=list(HealthCheck)))
+    found = find(
+        cases(ALL, "standard", tier=tier),
+        lambda c: c.values_per_channel == values,
+        settings=settings(
+            max_examples=3000, database=None, suppress_health_check=list(HealthCheck)
+        ),
+    )
     assert found.values_per_channel == values
 
 
 def test_channel_and_batch_edges_are_reachable():
     quiet = settings(max_examples=3000, database=None, suppress_health_check=list(HealthCheck))
-    assert find(cases(ALL, "standard", tier="wide"), lambda c: c.out_channels == 129,
-                settings=quiet).out_channels == 129
-    assert find(cases(ALL, "standard", tier="large"), lambda c: c.batch == 16,
-                settings=quiet).batch == 16
-    big = find(cases(frozenset(), "standard", tier="split"),
-               lambda c: c.output_hw[0] * c.output_hw[1] > 1024, settings=quiet)
+    assert (
+        find(
+            cases(ALL, "standard", tier="wide"), lambda c: c.out_channels == 129, settings=quiet
+        ).out_channels
+        == 129
+    )
+    assert (
+        find(cases(ALL, "standard", tier="large"), lambda c: c.batch == 16, settings=quiet).batch
+        == 16
+    )
+    big = find(
+        cases(frozenset(), "standard", tier="split"),
+        lambda c: c.output_hw[0] * c.output_hw[1] > 1024,
+        settings=quiet,
+    )
     assert big.output_hw[0] * big.output_hw[1] > 1024
 
 
 def test_a_size_failure_shrinks_to_the_smallest_failing_size():
     """A kernel wrong past 64 values per channel (a tail bug of a 64-wide block) is reported at 65,
     the smallest failing size, not at whatever size the search first hit."""
-    minimal = find(cases(frozenset(), "standard", tier="tile"),
-                   lambda c: c.values_per_channel > 64 and c.values_per_channel % 64,
-                   settings=settings(max_examples=2000, database=None,
-                                     suppress_health_check=list(HealthCheck)))
+    minimal = find(
+        cases(frozenset(), "standard", tier="tile"),
+        lambda c: c.values_per_channel > 64 and c.values_per_channel % 64,
+        settings=settings(
+            max_examples=2000, database=None, suppress_health_check=list(HealthCheck)
+        ),
+    )
     assert minimal.values_per_channel == 65
     assert minimal.size().startswith("65 values per channel")
 
@@ -98,5 +122,7 @@ def test_the_hypothesis_test_function_keeps_its_source():
 
     from verify import hunt
 
-    assert ("    def search(data):\n        run_example(prop_module, variant, data, tier)\n"
-            in inspect.getsource(hunt.hunt))
+    assert (
+        "    def search(data):\n        run_example(prop_module, variant, data, tier)\n"
+        in inspect.getsource(hunt.hunt)
+    )

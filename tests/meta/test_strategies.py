@@ -1,5 +1,6 @@
 """verify.strategies.configs: every drawn Case is legal, stays within the declared features and
 size limits, and every feature and value family is reachable."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,13 @@ SUPPORT_SETS = {
     "conv_only": frozenset(CONV_FEATURES),
     "stats_half": frozenset({"running_stats", "affine", "float16"}),
 }
-FAST = settings(max_examples=30, deadline=None, database=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FAST = settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 def _input_elements(case):
@@ -45,8 +51,16 @@ def _check_legal(case, supports, form):
     arrays = case.arrays()
     # The oracle accepts the case: no ValueError from its validation.
     out, mean, var = reference.conv_bn(
-        arrays["x"], arrays["weight"], arrays["bias"], arrays["bn_weight"], arrays["bn_bias"],
-        arrays["running_mean"], arrays["running_var"], form=form, **case.kwargs())
+        arrays["x"],
+        arrays["weight"],
+        arrays["bias"],
+        arrays["bn_weight"],
+        arrays["bn_bias"],
+        arrays["running_mean"],
+        arrays["running_var"],
+        form=form,
+        **case.kwargs(),
+    )
     assert out.shape == case.out_shape
     assert (mean is None) == (not case.running_stats)
 
@@ -75,16 +89,32 @@ def test_max_input_elements_respected(case):
 @given(data=st.data())
 @FAST
 def test_restrictions_are_honoured(data):
-    case = data.draw(cases(ALL, "tutorial", dtypes=("float64",), layouts=("strided",),
-                           values=("integers",), training=False, device="cuda"))
+    case = data.draw(
+        cases(
+            ALL,
+            "tutorial",
+            dtypes=("float64",),
+            layouts=("strided",),
+            values=("integers",),
+            training=False,
+            device="cuda",
+        )
+    )
     assert (case.dtype, case.layout, case.values, case.training, case.device) == (
-        "float64", "strided", "integers", False, "cuda")
+        "float64",
+        "strided",
+        "integers",
+        False,
+        "cuda",
+    )
     assert case.running_stats
 
 
 REACHABLE = {
-    **{f"feature:{f}": (lambda feature: lambda c: feature in c.features())(f)
-       for f in sorted(ALL - {"cuda"})},
+    **{
+        f"feature:{f}": (lambda feature: lambda c: feature in c.features())(f)
+        for f in sorted(ALL - {"cuda"})
+    },
     **{f"values:{v}": (lambda family: lambda c: c.values == family)(v) for v in VALUE_FAMILIES},
     **{f"layout:{lay}": (lambda layout: lambda c: c.layout == layout)(lay) for lay in LAYOUTS},
     "eval": lambda c: not c.training,
@@ -103,10 +133,18 @@ REACHABLE = {
 @pytest.mark.parametrize("name", sorted(REACHABLE))
 def test_everything_is_eventually_drawn(name):
     # Generation only: the first hit is enough, shrinking it would only cost time.
-    found = find(cases(ALL, "tutorial"), REACHABLE[name],
-                 settings=settings(max_examples=2000, database=None, deadline=None,
-                                   derandomize=True, phases=[Phase.generate],
-                                   suppress_health_check=list(HealthCheck)))
+    found = find(
+        cases(ALL, "tutorial"),
+        REACHABLE[name],
+        settings=settings(
+            max_examples=2000,
+            database=None,
+            deadline=None,
+            derandomize=True,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
     assert REACHABLE[name](found)
 
 
@@ -129,11 +167,13 @@ GEOMETRY = dict(batch=2, in_channels=3, out_channels=4, height=6, width=6, kerne
 
 def test_has_spread_on_known_cases():
     from verify.case import Case
+
     assert has_spread(Case(**GEOMETRY, values="normal", seed=1))
     assert not has_spread(Case(**GEOMETRY, values="constant", seed=1))  # a zero-variance channel
     # Eval mode never needs spread.
-    assert has_spread(Case(**GEOMETRY, values="constant", seed=1, training=False,
-                           running_stats=True))
+    assert has_spread(
+        Case(**GEOMETRY, values="constant", seed=1, training=False, running_stats=True)
+    )
 
 
 @given(case=cases(ALL, "standard", dtypes=("float64",)).filter(has_spread))
@@ -142,8 +182,15 @@ def test_has_spread_filter_keeps_only_spread_cases(case):
     if not case.training:
         return
     arrays = case.arrays()
-    y = reference.conv2d(arrays["x"], arrays["weight"], arrays["bias"], stride=case.stride,
-                         padding=case.padding, dilation=case.dilation, groups=case.groups)
+    y = reference.conv2d(
+        arrays["x"],
+        arrays["weight"],
+        arrays["bias"],
+        stride=case.stride,
+        padding=case.padding,
+        dilation=case.dilation,
+        groups=case.groups,
+    )
     spread = y.std(axis=(0, 2, 3))
     assert np.all(spread > MIN_RELATIVE_SPREAD * (np.abs(y).max(axis=(0, 2, 3)) + 1.0))
     assert np.all(np.ptp(y, axis=(0, 2, 3)) > 0)
@@ -152,8 +199,14 @@ def test_has_spread_filter_keeps_only_spread_cases(case):
 def test_float16_cases_have_representable_answers():
     from verify import oracle
 
-    @settings(max_examples=40, deadline=None, database=None, derandomize=True,
-              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=40,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=cases(ALL, "tutorial", dtypes=("float16",), values=("constant",)))
     def check(case):
         exact = oracle.expected(case, case.arrays())

@@ -6,6 +6,7 @@ correct float32/float64 kernels <= 0.04; float32 maths rounded to float16 at eve
 >= 15 on `out` (well-conditioned); bfloat16 >= 80 on `out`; a float32 kernel on float64 cases
 >= 1e4.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,12 +21,27 @@ from verify.case import Case
 from verify.oracle_comparison import compare
 from verify.strategies.configs import cases
 
-BASE = Case(batch=2, in_channels=3, out_channels=4, height=6, width=6, kernel=(3, 3),
-            dtype="float32", seed=1)
+BASE = Case(
+    batch=2,
+    in_channels=3,
+    out_channels=4,
+    height=6,
+    width=6,
+    kernel=(3, 3),
+    dtype="float32",
+    seed=1,
+)
 CASES = {
     "normal": BASE,
-    "affine_bias_geometry": BASE.replace(affine=True, bias=True, in_channels=4, groups=2,
-                                         stride=(2, 1), padding=(1, 1), dilation=(1, 2)),
+    "affine_bias_geometry": BASE.replace(
+        affine=True,
+        bias=True,
+        in_channels=4,
+        groups=2,
+        stride=(2, 1),
+        padding=(1, 1),
+        dilation=(1, 2),
+    ),
     "positive": BASE.replace(values="positive"),
     "integers": BASE.replace(values="integers", bias=True),
     "offset": BASE.replace(values="offset"),
@@ -45,8 +61,10 @@ def ratios(kernel, case, *, gradients=True) -> dict:
     exact = oracle.expected(case, arrays, gradients=gradients)
     allowed = tolerance.bounds(case, arrays, exact, gradients=gradients)
     actual, _ = runner.run(kernel, case, arrays, gradients=gradients)
-    return {name: compare(name, getattr(actual, name), value, getattr(allowed, name)).ratio
-            for name, value in exact.items()}
+    return {
+        name: compare(name, getattr(actual, name), value, getattr(allowed, name)).ratio
+        for name, value in exact.items()
+    }
 
 
 # (a) correct kernels pass, with a wide margin
@@ -58,10 +76,20 @@ def test_correct_kernels_within_bounds(name, form, dtype):
     assert max(r.values()) < 0.5, r  # observed <= 0.04
 
 
-@given(case=cases(correct("tutorial").supports, "tutorial", values=(
-    "normal", "positive", "offset", "tiny", "huge", "integers", "constant")))
-@settings(max_examples=25, deadline=None, database=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@given(
+    case=cases(
+        correct("tutorial").supports,
+        "tutorial",
+        values=("normal", "positive", "offset", "tiny", "huge", "integers", "constant"),
+    )
+)
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
 def test_correct_tutorial_kernel_within_bounds_on_drawn_cases(case):
     assert max(ratios(correct("tutorial"), case).values()) <= 1.0
 
@@ -71,7 +99,7 @@ def test_correct_tutorial_kernel_within_bounds_on_drawn_cases(case):
 @pytest.mark.parametrize("name", WELL_CONDITIONED)
 def test_float16_arithmetic_fails_float32_bounds(name, form):
     r = ratios(lower_precision(torch.float16, form), CASES[name].replace(form=form))
-    assert r["out"] > 4, r   # observed >= 15
+    assert r["out"] > 4, r  # observed >= 15
     assert max(r.values()) > 4, r
 
 
@@ -79,15 +107,16 @@ def test_float16_arithmetic_fails_float32_bounds(name, form):
 @pytest.mark.parametrize("name", ["normal", "positive", "train_stats"])
 def test_float16_gradients_fail_float32_bounds(name, form):
     r = ratios(lower_precision(torch.float16, form), CASES[name].replace(form=form))
-    assert max(r["grad_x"], r["grad_weight"]) > 1.5, r   # observed >= 2.9
+    assert max(r["grad_x"], r["grad_weight"]) > 1.5, r  # observed >= 2.9
 
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("name", WELL_CONDITIONED + ("offset", "tiny", "huge", "constant"))
 def test_bfloat16_arithmetic_fails_float32_bounds(name, form):
-    r = ratios(lower_precision(torch.bfloat16, form), CASES[name].replace(form=form),
-               gradients=False)
-    assert r["out"] > 10, r   # observed >= 11 (offset), >= 80 (the others)
+    r = ratios(
+        lower_precision(torch.bfloat16, form), CASES[name].replace(form=form), gradients=False
+    )
+    assert r["out"] > 10, r  # observed >= 11 (offset), >= 80 (the others)
 
 
 # (c) a float32 kernel fails the float64 bounds
@@ -95,7 +124,7 @@ def test_bfloat16_arithmetic_fails_float32_bounds(name, form):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_float32_kernel_fails_float64_bounds(name, form):
     r = ratios(single_precision(form), CASES[name].replace(form=form, dtype="float64"))
-    assert r["out"] > 1e3, r   # observed >= 1e4
+    assert r["out"] > 1e3, r  # observed >= 1e4
 
 
 # (d) the bounds scale with the unit roundoff
@@ -110,11 +139,11 @@ def test_bounds_scale_with_unit_roundoff(name, form, monkeypatch):
     # The relative part of the model scales with u; the underflow floor (tested below) does not.
     monkeypatch.setattr(tolerance, "underflow_unit", lambda dtype: 0.0)
     case32 = CASES[name].replace(form=form)
-    arrays = case32.arrays()               # float32 values: exact in every wider dtype
+    arrays = case32.arrays()  # float32 values: exact in every wider dtype
     _, b32 = _bounds(case32, arrays)
     _, b64 = _bounds(case32.replace(dtype="float64"), arrays)
     _, b16 = _bounds(case32.replace(dtype="bfloat16"), arrays)
-    degenerate = name == "constant" and form == "tutorial"   # sqrt(var) at var=0: ~sqrt(u)
+    degenerate = name == "constant" and form == "tutorial"  # sqrt(var) at var=0: ~sqrt(u)
     for result, bound32 in b32.items():
         bound64, bound16 = getattr(b64, result), getattr(b16, result)
         nonzero = bound32 > 0
@@ -146,7 +175,7 @@ def test_bounds_carry_the_safety_margin(monkeypatch):
     _, doubled = _bounds(case, arrays)
     for result, bound in base.items():
         np.testing.assert_allclose(getattr(doubled, result), 2 * bound, err_msg=result)
-    assert 1 <= tolerance.SAFETY <= 64   # far below 2^13, the float32/float16 roundoff ratio
+    assert 1 <= tolerance.SAFETY <= 64  # far below 2^13, the float32/float16 roundoff ratio
 
 
 # (e) finite, positive bounds wherever the answer is finite and non-zero
@@ -172,8 +201,13 @@ def test_bounds_finite_and_positive(name, form, dtype):
 
 
 @given(case=cases(correct("standard").supports, "standard"))
-@settings(max_examples=30, deadline=None, database=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
 def test_bounds_finite_and_positive_on_drawn_cases(case):
     _assert_sane(case)
 
@@ -192,8 +226,20 @@ def test_bounds_cover_the_underflow_spacing():
     from fused.registry import builtin_variant
     from verify.case import Case
     from verify.runner import run
-    case = Case(batch=1, in_channels=1, out_channels=1, height=1, width=1, kernel=(1, 1),
-                padding=(0, 1), form="tutorial", dtype="float16", values="tiny", seed=28)
+
+    case = Case(
+        batch=1,
+        in_channels=1,
+        out_channels=1,
+        height=1,
+        width=1,
+        kernel=(1, 1),
+        padding=(0, 1),
+        form="tutorial",
+        dtype="float16",
+        values="tiny",
+        seed=28,
+    )
     arrays = case.arrays(1)
     exact, allowed = _bounds(case, arrays)
     assert np.all(allowed.out >= 2.0**-24)
@@ -206,15 +252,16 @@ def test_welford_mean_of_a_constant_channel_errs_linearly():
     """The measurement behind tolerance.SHARED_SUM: torch's Welford statistics of a channel of R
     identical values err by about 0.24 R u |mean| (a random walk would give sqrt(R) u)."""
     rng = np.random.default_rng(0)
-    u = 2.0 ** -53
+    u = 2.0**-53
     for r in (4096, 24577):
         worst = 0.0
         for _ in range(20):
             value = float(rng.standard_normal() * 10 ** rng.uniform(-3, 3))
             mean, _ = torch.batch_norm_update_stats(
-                torch.full((1, 1, 1, r), value, dtype=torch.float64), None, None, 0.0)
+                torch.full((1, 1, 1, r), value, dtype=torch.float64), None, None, 0.0
+            )
             worst = max(worst, abs(mean.item() - value) / abs(value) / (r * u))
-        assert 0.05 < worst <= 2 * tolerance.SHARED_SUM, (r, worst)   # measured 0.22-0.24
+        assert 0.05 < worst <= 2 * tolerance.SHARED_SUM, (r, worst)  # measured 0.22-0.24
 
 
 def test_the_large_tier_false_alarm_stays_fixed(monkeypatch):
@@ -225,8 +272,18 @@ def test_the_large_tier_false_alarm_stays_fixed(monkeypatch):
     from verify.properties import shift_invariance
     from verify.report import PropertyFailure
 
-    case = Case(batch=1, in_channels=1, out_channels=1, height=1, width=6143, kernel=(1, 1),
-                bias=True, values="constant", form="tutorial", dtype="float64")
+    case = Case(
+        batch=1,
+        in_channels=1,
+        out_channels=1,
+        height=1,
+        width=6143,
+        kernel=(1, 1),
+        bias=True,
+        values="constant",
+        form="tutorial",
+        dtype="float64",
+    )
     variant = builtin_variant("fused_tutorial")
     assert shift_invariance.check(variant, case) < 0.1
     monkeypatch.setattr(tolerance, "SHARED_SUM", 0.0)

@@ -1,4 +1,5 @@
 """verify.variants: --variant SPEC loading, its errors, and the CLI's answer to a bad SPEC."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,7 @@ from fused.variant import Variant
 from tests.meta.helpers import run_cli
 from verify.variants import BUILTIN_SPEC, VariantSpecError, load_all, load_variants, select
 
-MODULE = '''
+MODULE = """
 import torch.nn.functional as F
 from fused import Variant
 
@@ -22,7 +23,7 @@ AS_TUPLE = (TWO,)
 DUPLICATE = [ONE, ONE]
 NOT_A_VARIANT = 42
 MIXED = [ONE, "meta_two"]
-'''
+"""
 
 
 @pytest.fixture
@@ -36,7 +37,8 @@ def test_module_attr_spec(module_dir):
     [one] = load_variants("meta_loader_mod:ONE")
     assert isinstance(one, Variant) and one.name == "meta_one"
     assert [(spec, v.name) for spec, v in load_all(["meta_loader_mod:ONE"])] == [
-        ("meta_loader_mod:ONE", "meta_one")]
+        ("meta_loader_mod:ONE", "meta_one")
+    ]
 
 
 def test_file_attr_spec_and_lists(module_dir):
@@ -54,15 +56,18 @@ def test_builtin_spec():
     assert {v.name: spec for spec, v in load_all(None)}["eager"] == BUILTIN_SPEC
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("bad", "expected 'package.module:attr' or 'path/to/file.py:attr'"),
-    (":ONE", "expected 'package.module:attr'"),
-    ("meta_loader_mod:", "expected 'package.module:attr'"),
-    ("no_such_module_xyz:ONE", "cannot import module 'no_such_module_xyz'"),
-    ("meta_loader_mod:NOPE", "has no attribute 'NOPE'"),
-    ("meta_loader_mod:NOT_A_VARIANT", "holds int, not a fused.Variant"),
-    ("meta_loader_mod:MIXED", "holds str, not a fused.Variant"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("bad", "expected 'package.module:attr' or 'path/to/file.py:attr'"),
+        (":ONE", "expected 'package.module:attr'"),
+        ("meta_loader_mod:", "expected 'package.module:attr'"),
+        ("no_such_module_xyz:ONE", "cannot import module 'no_such_module_xyz'"),
+        ("meta_loader_mod:NOPE", "has no attribute 'NOPE'"),
+        ("meta_loader_mod:NOT_A_VARIANT", "holds int, not a fused.Variant"),
+        ("meta_loader_mod:MIXED", "holds str, not a fused.Variant"),
+    ],
+)
 def test_bad_specs(module_dir, spec, message):
     with pytest.raises(VariantSpecError) as info:
         load_variants(spec)
@@ -81,13 +86,25 @@ def test_duplicate_names(module_dir):
     with pytest.raises(VariantSpecError, match="duplicate"):
         select(["meta_loader_mod:ONE", f"{module_dir / 'meta_loader_mod.py'}:MANY"])
     assert [v.name for v in select(["meta_loader_mod:ONE", "meta_loader_mod:TWO"])] == [
-        "meta_one", "meta_two"]
+        "meta_one",
+        "meta_two",
+    ]
 
 
 @pytest.fixture(scope="module")
 def bad_spec_run():
-    return run_cli(["-m", "pytest", "verify/test_forward.py", "-q", "-p", "no:cacheprovider",
-                    "--variant", "bad"])
+    return run_cli(
+        [
+            "-m",
+            "pytest",
+            "verify/test_forward.py",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--variant",
+            "bad",
+        ]
+    )
 
 
 def test_cli_rejects_bad_spec(bad_spec_run):

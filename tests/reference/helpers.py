@@ -49,10 +49,28 @@ class Case:
         return reference.conv_bn_backward(self.grad_out, *self.args(), **self.kwargs)
 
 
-def make_case(seed=0, *, n=2, groups=1, c_in_per_group=2, c_out_per_group=2, hw=(5, 5),
-              kernel=(3, 3), stride=1, padding=0, dilation=1, bias=True, bn_weight=True,
-              bn_bias=True, running_stats=True, training=True, momentum=0.1, eps=1e-3,
-              form="tutorial", x_offset=0.0):
+def make_case(
+    seed=0,
+    *,
+    n=2,
+    groups=1,
+    c_in_per_group=2,
+    c_out_per_group=2,
+    hw=(5, 5),
+    kernel=(3, 3),
+    stride=1,
+    padding=0,
+    dilation=1,
+    bias=True,
+    bn_weight=True,
+    bn_bias=True,
+    running_stats=True,
+    training=True,
+    momentum=0.1,
+    eps=1e-3,
+    form="tutorial",
+    x_offset=0.0,
+):
     """A random case from a seed; every feature is a keyword."""
     rng = np.random.default_rng(seed)
     c_in, c_out = groups * c_in_per_group, groups * c_out_per_group
@@ -62,14 +80,27 @@ def make_case(seed=0, *, n=2, groups=1, c_in_per_group=2, c_out_per_group=2, hw=
     def vec(flag, lo=-1.0, hi=1.0):
         return rng.uniform(lo, hi, c_out) if flag else None
 
-    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                  training=training, momentum=momentum, eps=eps, form=form)
+    kwargs = dict(
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        training=training,
+        momentum=momentum,
+        eps=eps,
+        form=form,
+    )
     conv_kw = {k: kwargs[k] for k in ("stride", "padding", "dilation")}
     out_shape = reference.conv2d_output_shape(x.shape, weight.shape, **conv_kw)
     return Case(
-        x=x, weight=weight, bias=vec(bias), bn_weight=vec(bn_weight, 0.5, 2.0),
-        bn_bias=vec(bn_bias), running_mean=vec(running_stats),
-        running_var=vec(running_stats, 0.5, 2.0), grad_out=rng.standard_normal(out_shape),
+        x=x,
+        weight=weight,
+        bias=vec(bias),
+        bn_weight=vec(bn_weight, 0.5, 2.0),
+        bn_bias=vec(bn_bias),
+        running_mean=vec(running_stats),
+        running_var=vec(running_stats, 0.5, 2.0),
+        grad_out=rng.standard_normal(out_shape),
         kwargs=kwargs,
     )
 
@@ -77,9 +108,21 @@ def make_case(seed=0, *, n=2, groups=1, c_in_per_group=2, c_out_per_group=2, hw=
 # A handful of fixed cases that between them use every feature in both forms and both modes;
 # used where a test must run quickly and deterministically (planted-bug checks).
 FIXED_CASES = [
-    make_case(1, form=form, training=training, padding=pad, stride=stride, dilation=dil,
-              groups=groups, bias=bias, bn_weight=affine, bn_bias=affine, momentum=0.3,
-              eps=eps, running_stats=running or not training)
+    make_case(
+        1,
+        form=form,
+        training=training,
+        padding=pad,
+        stride=stride,
+        dilation=dil,
+        groups=groups,
+        bias=bias,
+        bn_weight=affine,
+        bn_bias=affine,
+        momentum=0.3,
+        eps=eps,
+        running_stats=running or not training,
+    )
     for form in reference.FORMS
     for training in (True, False)
     for pad, stride, dil, groups, bias, affine, running, eps in (
@@ -100,23 +143,36 @@ def cases(draw, *, forms=None, training=None, x_offsets=(0.0, 3.0, 100.0)):
     kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
 
     def int_or_pair(lo, hi):
-        return draw(st.one_of(st.integers(lo, hi), st.tuples(st.integers(lo, hi),
-                                                               st.integers(lo, hi))))
+        return draw(
+            st.one_of(st.integers(lo, hi), st.tuples(st.integers(lo, hi), st.integers(lo, hi)))
+        )
 
     stride, padding, dilation = int_or_pair(1, 3), int_or_pair(0, 2), int_or_pair(1, 2)
     p, d = reference.as_pair(padding, "padding"), reference.as_pair(dilation, "dilation")
     # Smallest input size with a non-empty output, plus a few.
-    hw = tuple(max(1, d[i] * (kernel[i] - 1) + 1 - 2 * p[i]) + draw(st.integers(0, 4))
-               for i in range(2))
+    hw = tuple(
+        max(1, d[i] * (kernel[i] - 1) + 1 - 2 * p[i]) + draw(st.integers(0, 4)) for i in range(2)
+    )
     running = True if not training else draw(st.booleans())
     case = make_case(
         draw(st.integers(0, 2**32 - 1)),
-        n=draw(st.integers(1, 3)), groups=groups, c_in_per_group=draw(st.integers(1, 2)),
-        c_out_per_group=draw(st.integers(1, 2)), hw=hw, kernel=kernel, stride=stride,
-        padding=padding, dilation=dilation, bias=draw(st.booleans()),
-        bn_weight=draw(st.booleans()), bn_bias=draw(st.booleans()), running_stats=running,
-        training=training, momentum=draw(st.floats(0.0, 1.0)),
-        eps=draw(st.sampled_from([1e-5, 1e-3, 0.1, 1.0])), form=form,
+        n=draw(st.integers(1, 3)),
+        groups=groups,
+        c_in_per_group=draw(st.integers(1, 2)),
+        c_out_per_group=draw(st.integers(1, 2)),
+        hw=hw,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        bias=draw(st.booleans()),
+        bn_weight=draw(st.booleans()),
+        bn_bias=draw(st.booleans()),
+        running_stats=running,
+        training=training,
+        momentum=draw(st.floats(0.0, 1.0)),
+        eps=draw(st.sampled_from([1e-5, 1e-3, 0.1, 1.0])),
+        form=form,
         x_offset=draw(st.sampled_from(x_offsets)),
     )
     n, _, h_out, w_out = case.grad_out.shape
@@ -153,8 +209,9 @@ def _torch_conv_bn(case):
     """Forward, running stats and the five gradients by F.conv2d, F.batch_norm (standard form)
     or the tutorial formula written out, and autograd; plus ``scales`` for the error bounds."""
     kw = case.kwargs
-    conv_kw = dict(stride=kw["stride"], padding=kw["padding"], dilation=kw["dilation"],
-                   groups=kw["groups"])
+    conv_kw = dict(
+        stride=kw["stride"], padding=kw["padding"], dilation=kw["dilation"], groups=kw["groups"]
+    )
 
     def leaf(a):
         return None if a is None else torch.tensor(a, dtype=torch.float64, requires_grad=True)
@@ -169,8 +226,9 @@ def _torch_conv_bn(case):
         var_b = y.detach().var(dim=(0, 2, 3), unbiased=False)
     if kw["form"] == "standard":
         denom = (var_b if training else rv).add(eps).sqrt()
-        out = F.batch_norm(y, rm, rv, bn_weight, bn_bias, training=training,
-                           momentum=momentum, eps=eps)  # updates rm, rv in place
+        out = F.batch_norm(
+            y, rm, rv, bn_weight, bn_bias, training=training, momentum=momentum, eps=eps
+        )  # updates rm, rv in place
     else:
         denom = (var_u if training else rv).sqrt() + eps
         if training:
@@ -203,22 +261,30 @@ def _torch_conv_bn(case):
     aw = weight.detach().abs().requires_grad_()
     F.conv2d(ax, aw, **conv_kw).backward(t_map)
     scales = dict(
-        x=ax.grad.abs().max().item(), weight=aw.grad.abs().max().item(),
+        x=ax.grad.abs().max().item(),
+        weight=aw.grad.abs().max().item(),
         bias=t_map.sum(dim=(0, 2, 3)).max().item(),
-        bn_weight=(g.abs() * (y.detach() - _c(y.detach().mean(dim=(0, 2, 3)))).abs()
-                   / _c(denom)).sum(dim=(0, 2, 3)).max().item(),
+        bn_weight=(g.abs() * (y.detach() - _c(y.detach().mean(dim=(0, 2, 3)))).abs() / _c(denom))
+        .sum(dim=(0, 2, 3))
+        .max()
+        .item(),
         bn_bias=g.abs().sum(dim=(0, 2, 3)).max().item(),
     )
-    grads = tuple(None if p is None else np_(p.grad)
-                  for p in (x, weight, bias, bn_weight, bn_bias))
+    grads = tuple(None if p is None else np_(p.grad) for p in (x, weight, bias, bn_weight, bn_bias))
     centre = y.detach().mean(dim=(0, 2, 3)) if training else torch.tensor(case.running_mean)
     # Forward rounding: out = (y - centre) / denom * bn_weight + bn_bias is computed with an
     # absolute error of a few eps_mach times this per element.
     bn_w = 1 if bn_weight is None else _c(bn_weight.detach().abs())
     bn_b = 0 if bn_bias is None else _c(bn_bias.detach().abs())
     out_rounding = (y.detach().abs() + _c(centre.abs())) / _c(denom) * bn_w + bn_b
-    return dict(out=np_(out), running_mean=np_(rm), running_var=np_(rv), grads=grads,
-                scales=scales, out_rounding=np_(out_rounding))
+    return dict(
+        out=np_(out),
+        running_mean=np_(rm),
+        running_var=np_(rv),
+        grads=grads,
+        scales=scales,
+        out_rounding=np_(out_rounding),
+    )
 
 
 def channels_well_spread(case):
@@ -231,8 +297,14 @@ def channels_well_spread(case):
     x, w = torch.tensor(case.x), torch.tensor(case.weight)
     kw = case.kwargs
     with torch_single_thread():
-        y = F.conv2d(x, w, stride=kw["stride"], padding=kw["padding"],
-                     dilation=kw["dilation"], groups=kw["groups"]).numpy()
+        y = F.conv2d(
+            x,
+            w,
+            stride=kw["stride"],
+            padding=kw["padding"],
+            dilation=kw["dilation"],
+            groups=kw["groups"],
+        ).numpy()
     spread = y.std(axis=(0, 2, 3))
     scale = np.abs(y).max(axis=(0, 2, 3)) + 1.0
     return bool(np.all(spread > 1e-4 * scale))
@@ -314,6 +386,7 @@ def check_finite_differences(case, rtol=1e-6, seed=0):
     def loss(name):
         def f(p):
             return float(np.sum(case.grad_out * case.forward(**{name: p})[0]))
+
         return f
 
     failures = {}

@@ -18,7 +18,8 @@ from tests.reference.helpers import (
 
 def _case_id(case):
     return "{form}-{mode}-groups{groups}".format(
-        mode="train" if case.kwargs["training"] else "eval", **case.kwargs)
+        mode="train" if case.kwargs["training"] else "eval", **case.kwargs
+    )
 
 
 @pytest.mark.parametrize("case", FIXED_CASES, ids=_case_id)

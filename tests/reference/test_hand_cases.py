@@ -25,8 +25,9 @@ def test_known_stride_padding_dilation_output():
 
 def test_output_shape_with_pairs():
     # H: (5 + 2*1 - 1*(3-1) - 1) // 2 + 1 = 3;  W: (7 + 0 - 2*(2-1) - 1) // 3 + 1 = 2
-    shape = reference.conv2d_output_shape((1, 1, 5, 7), (4, 1, 3, 2), stride=(2, 3),
-                                          padding=(1, 0), dilation=(1, 2))
+    shape = reference.conv2d_output_shape(
+        (1, 1, 5, 7), (4, 1, 3, 2), stride=(2, 3), padding=(1, 0), dilation=(1, 2)
+    )
     assert shape == (1, 4, 3, 2)
 
 
@@ -51,8 +52,16 @@ def test_one_by_one_conv_forward_and_running_stats(form):
     eps = 1e-3
     # tutorial: var_u = 18, denom = sqrt(18) + eps; standard: var_b = 9, denom = sqrt(9 + eps)
     denom = math.sqrt(18) + eps if form == "tutorial" else math.sqrt(9 + eps)
-    out, rm, rv = reference.conv_bn(X11, W11, B11, running_mean=np.zeros(1),
-                                    running_var=np.ones(1), momentum=0.1, eps=eps, form=form)
+    out, rm, rv = reference.conv_bn(
+        X11,
+        W11,
+        B11,
+        running_mean=np.zeros(1),
+        running_var=np.ones(1),
+        momentum=0.1,
+        eps=eps,
+        form=form,
+    )
     np.testing.assert_allclose(out.ravel(), [-3 / denom, 3 / denom], rtol=1e-14)
     # 0.9 * 0 + 0.1 * 4 = 0.4; 0.9 * 1 + 0.1 * 18 = 2.7 (unbiased in both forms)
     np.testing.assert_allclose(rm, [0.4], rtol=1e-14)
@@ -70,8 +79,9 @@ def test_two_value_channel_gradients(form):
         dl = (g2 - g1) / 2 * eps / (delta / math.sqrt(2) + eps) ** 2
     else:
         dl = (g2 - g1) / 2 * eps / math.sqrt(delta**2 / 4 + eps) ** 3
-    gx, gw, gb, gbw, gbb = reference.conv_bn_backward(G11, X11, W11, B11, np.ones(1),
-                                                       np.zeros(1), eps=eps, form=form)
+    gx, gw, gb, gbw, gbb = reference.conv_bn_backward(
+        G11, X11, W11, B11, np.ones(1), np.zeros(1), eps=eps, form=form
+    )
     grad_y = np.array([-dl, dl])
     # Through the 1x1 conv: grad_x[c, p] = w[c] grad_y[p]; grad_w[c] = sum_p x[c, p] grad_y[p].
     np.testing.assert_allclose(gx.ravel(), np.outer([2.0, -1.0], grad_y).ravel(), rtol=1e-9)
@@ -93,8 +103,9 @@ def test_constant_channel(form, value):
     g = np.array([1.0, -2.0, 4.0]).reshape(3, 1, 1, 1)
     out, _, _ = no_warnings(reference.batch_norm, y, np.array([bn_w]), eps=eps, form=form)
     np.testing.assert_allclose(out, 0.0, atol=1e-12)
-    grad_y, gbw, gbb = no_warnings(reference.batch_norm_backward, g, y, np.array([bn_w]),
-                                   np.zeros(1), eps=eps, form=form)
+    grad_y, gbw, gbb = no_warnings(
+        reference.batch_norm_backward, g, y, np.array([bn_w]), np.zeros(1), eps=eps, form=form
+    )
     denom = eps if form == "tutorial" else math.sqrt(eps)
     want = (g - g.mean()) * bn_w / denom
     # With value 0.1 the computed mean is off by an ulp, so d = y - mean is ~1e-17 rather
@@ -114,6 +125,6 @@ def test_constant_channel_through_the_conv():
     grads = no_warnings(reference.conv_bn_backward, g, x, w, np.array([0.3, -0.2]))
     assert all(np.isfinite(t).all() for t in grads if t is not None)
     _, gw, _ = reference.conv2d_backward(
-        np.concatenate([(g[:, :1] - g[:, :1].mean()) / 1e-3, np.zeros_like(g[:, 1:])], axis=1),
-        x, w)
+        np.concatenate([(g[:, :1] - g[:, :1].mean()) / 1e-3, np.zeros_like(g[:, 1:])], axis=1), x, w
+    )
     np.testing.assert_allclose(grads[1][0], gw[0], rtol=1e-9)

@@ -22,11 +22,11 @@ def planted(module_name, old, new):
     module = importlib.import_module(module_name)
     source = inspect.getsource(module)
     assert source.count(old) == 1, f"mutant text must occur once in {module_name}: {old!r}"
-    namespace = {"__name__": module_name, "__package__": "reference",
-                 "__file__": module.__file__}
+    namespace = {"__name__": module_name, "__package__": "reference", "__file__": module.__file__}
     exec(compile(source.replace(old, new), f"{module.__file__} (mutant)", "exec"), namespace)
-    targets = [m for name, m in sys.modules.items()
-               if name == "reference" or name.startswith("reference.")]
+    targets = [
+        m for name, m in sys.modules.items() if name == "reference" or name.startswith("reference.")
+    ]
     with pytest.MonkeyPatch.context() as mp:
         for name, obj in namespace.items():
             original = getattr(module, name, None)
@@ -40,54 +40,99 @@ def planted(module_name, old, new):
 
 # name: (module, old text, new text, what the bug is)
 MUTANTS = {
-    "tutorial-biased-var": ("reference.batch_norm", "denom = np.sqrt(var_unbiased) + eps",
-                            "denom = np.sqrt(sum_sq / count) + eps"),
-    "tutorial-eps-inside": ("reference.batch_norm", "denom = np.sqrt(var_unbiased) + eps",
-                            "denom = np.sqrt(var_unbiased + eps)"),
-    "tutorial-eval-eps-inside": ("reference.batch_norm", "denom = np.sqrt(running_var) + eps",
-                                 "denom = np.sqrt(running_var + eps)"),
-    "standard-eps-outside": ("reference.batch_norm", "denom = np.sqrt(sum_sq / count + eps)",
-                             "denom = np.sqrt(sum_sq / count) + eps"),
-    "running-var-biased": ("reference.batch_norm", "momentum * norm.var_unbiased",
-                           "momentum * norm.var_unbiased * (norm.values_per_channel - 1)"
-                           " / norm.values_per_channel"),
-    "momentum-swapped": ("reference.batch_norm",
-                         "(1 - momentum) * running_mean + momentum * norm.mean",
-                         "momentum * running_mean + (1 - momentum) * norm.mean"),
-    "eval-stats-returned-as-input": ("reference.batch_norm",
-                                     "return out, running_mean.copy(), running_var.copy()",
-                                     "return out, running_mean, running_var"),
-    "bwd-drop-variance-term": ("reference.batch_norm",
-                               "grad_y -= _c(k * proj / norm.denom**2) * norm.centred", "pass"),
+    "tutorial-biased-var": (
+        "reference.batch_norm",
+        "denom = np.sqrt(var_unbiased) + eps",
+        "denom = np.sqrt(sum_sq / count) + eps",
+    ),
+    "tutorial-eps-inside": (
+        "reference.batch_norm",
+        "denom = np.sqrt(var_unbiased) + eps",
+        "denom = np.sqrt(var_unbiased + eps)",
+    ),
+    "tutorial-eval-eps-inside": (
+        "reference.batch_norm",
+        "denom = np.sqrt(running_var) + eps",
+        "denom = np.sqrt(running_var + eps)",
+    ),
+    "standard-eps-outside": (
+        "reference.batch_norm",
+        "denom = np.sqrt(sum_sq / count + eps)",
+        "denom = np.sqrt(sum_sq / count) + eps",
+    ),
+    "running-var-biased": (
+        "reference.batch_norm",
+        "momentum * norm.var_unbiased",
+        "momentum * norm.var_unbiased * (norm.values_per_channel - 1) / norm.values_per_channel",
+    ),
+    "momentum-swapped": (
+        "reference.batch_norm",
+        "(1 - momentum) * running_mean + momentum * norm.mean",
+        "momentum * running_mean + (1 - momentum) * norm.mean",
+    ),
+    "eval-stats-returned-as-input": (
+        "reference.batch_norm",
+        "return out, running_mean.copy(), running_var.copy()",
+        "return out, running_mean, running_var",
+    ),
+    "bwd-drop-variance-term": (
+        "reference.batch_norm",
+        "grad_y -= _c(k * proj / norm.denom**2) * norm.centred",
+        "pass",
+    ),
     "bwd-drop-mean-term": ("reference.batch_norm", "(gh - _c(gh.mean(axis=axes)))", "gh"),
-    "bwd-standard-unbiased-k": ("reference.batch_norm", "k = 1.0 / (m * norm.denom)",
-                                "k = 1.0 / ((m - 1) * norm.denom)"),
-    "bwd-eval-no-denom": ("reference.batch_norm",
-                          "return gh / _c(norm.denom), grad_bn_weight, grad_bn_bias",
-                          "return gh, grad_bn_weight, grad_bn_bias"),
-    "bwd-bn-weight-grad-undivided": ("reference.batch_norm",
-                                     "grad_out, norm.centred) / norm.denom",
-                                     "grad_out, norm.centred)"),
+    "bwd-standard-unbiased-k": (
+        "reference.batch_norm",
+        "k = 1.0 / (m * norm.denom)",
+        "k = 1.0 / ((m - 1) * norm.denom)",
+    ),
+    "bwd-eval-no-denom": (
+        "reference.batch_norm",
+        "return gh / _c(norm.denom), grad_bn_weight, grad_bn_bias",
+        "return gh, grad_bn_weight, grad_bn_bias",
+    ),
+    "bwd-bn-weight-grad-undivided": (
+        "reference.batch_norm",
+        "grad_out, norm.centred) / norm.denom",
+        "grad_out, norm.centred)",
+    ),
     "bwd-zero-variance-unguarded": (
         "reference.batch_norm",
         "k = np.divide(1.0, (m - 1) * std, out=np.zeros_like(std), where=std > 0)",
-        "k = 1.0 / ((m - 1) * std)"),
-    "conv-grad-x-kernel-not-flipped": ("reference.conv", "w_flip = w_g[..., ::-1, ::-1]",
-                                       "w_flip = w_g"),
-    "conv-padding-one-sided": ("reference.conv", "out[:, :, ph:ph + h, pw:pw + w] = x",
-                               "out[:, :, ph:ph + h, 2 * pw:2 * pw + w] = x"),
-    "conv-dilation-ignored": ("reference.conv", "s_h * dilation[0], s_w * dilation[1]",
-                              "s_h, s_w"),
+        "k = 1.0 / ((m - 1) * std)",
+    ),
+    "conv-grad-x-kernel-not-flipped": (
+        "reference.conv",
+        "w_flip = w_g[..., ::-1, ::-1]",
+        "w_flip = w_g",
+    ),
+    "conv-padding-one-sided": (
+        "reference.conv",
+        "out[:, :, ph:ph + h, pw:pw + w] = x",
+        "out[:, :, ph:ph + h, 2 * pw:2 * pw + w] = x",
+    ),
+    "conv-dilation-ignored": ("reference.conv", "s_h * dilation[0], s_w * dilation[1]", "s_h, s_w"),
     "conv-groups-overlap": ("reference.conv", "cg * s_c, s_c", "s_c, s_c"),
-    "conv-grad-w-taps-transposed": ("reference.conv", '"ngohw,ngchwij->gocij"',
-                                    '"ngohw,ngchwij->gocji"'),
-    "conv-grad-bias-mean": ("reference.conv", "grad_y.sum(axis=(0, 2, 3))",
-                            "grad_y.mean(axis=(0, 2, 3))"),
-    "conv-writes-into-bias": ("reference.conv", "        y += bias[:, None, None]",
-                              "        bias *= 1.0\n        y += bias[:, None, None]"),
-    "composite-bwd-forgets-bias": ("reference.conv_bn",
-                                   "y = conv2d(x, weight, bias, **conv_kw)\n    if grad_out",
-                                   "y = conv2d(x, weight, None, **conv_kw)\n    if grad_out"),
+    "conv-grad-w-taps-transposed": (
+        "reference.conv",
+        '"ngohw,ngchwij->gocij"',
+        '"ngohw,ngchwij->gocji"',
+    ),
+    "conv-grad-bias-mean": (
+        "reference.conv",
+        "grad_y.sum(axis=(0, 2, 3))",
+        "grad_y.mean(axis=(0, 2, 3))",
+    ),
+    "conv-writes-into-bias": (
+        "reference.conv",
+        "        y += bias[:, None, None]",
+        "        bias *= 1.0\n        y += bias[:, None, None]",
+    ),
+    "composite-bwd-forgets-bias": (
+        "reference.conv_bn",
+        "y = conv2d(x, weight, bias, **conv_kw)\n    if grad_out",
+        "y = conv2d(x, weight, None, **conv_kw)\n    if grad_out",
+    ),
     "validation-allows-one-value": ("reference.validation", "if n * h * w < 2:", "if False:"),
 }
 
@@ -102,8 +147,9 @@ def calls_of(module):
             if mark.name == "parametrize":
                 names, values = mark.args[0], mark.args[1]
                 names = [n.strip() for n in names.split(",")] if isinstance(names, str) else names
-                axes.append([dict(zip(names, v if len(names) > 1 else (v,), strict=True))
-                             for v in values])
+                axes.append(
+                    [dict(zip(names, v if len(names) > 1 else (v,), strict=True)) for v in values]
+                )
         for combo in itertools.product(*axes):
             yield fn, {k: v for d in combo for k, v in d.items()}
 
@@ -121,7 +167,6 @@ def failures(module):
     return sorted(set(failed))
 
 
-
 def _torch():
     for case in helpers.FIXED_CASES:
         helpers.check_against_torch(case)
@@ -136,6 +181,7 @@ def _module(module):
     def run():
         failed = failures(module)
         assert not failed, failed
+
     return run
 
 

@@ -10,8 +10,13 @@ BASE = make_case(0, c_out_per_group=4)  # x (2, 2, 5, 5), weight (4, 2, 3, 3) ->
 
 
 def _call(fn="forward", **changes):
-    args = dict(zip(("x", "weight", "bias", "bn_weight", "bn_bias", "running_mean",
-                     "running_var"), BASE.args(), strict=True))
+    args = dict(
+        zip(
+            ("x", "weight", "bias", "bn_weight", "bn_bias", "running_mean", "running_var"),
+            BASE.args(),
+            strict=True,
+        )
+    )
     kwargs = dict(BASE.kwargs)
     for k, v in changes.items():
         (kwargs if k in kwargs else args)[k] = v
@@ -49,10 +54,16 @@ BAD = [
     ("eps-nan", dict(eps=float("nan")), ["eps must be > 0"]),
     ("momentum-high", dict(momentum=1.5), ["momentum must be in [0, 1]"]),
     ("momentum-negative", dict(momentum=-0.1), ["momentum must be in [0, 1]"]),
-    ("eval-without-stats", dict(training=False, running_mean=None, running_var=None),
-     ["eval mode", "running_mean"]),
-    ("one-value-per-channel", dict(x=np.zeros((1, 2, 3, 3))),
-     ["at least two values per channel", "1*1*1 = 1", "(1, 4, 1, 1)"]),
+    (
+        "eval-without-stats",
+        dict(training=False, running_mean=None, running_var=None),
+        ["eval mode", "running_mean"],
+    ),
+    (
+        "one-value-per-channel",
+        dict(x=np.zeros((1, 2, 3, 3))),
+        ["at least two values per channel", "1*1*1 = 1", "(1, 4, 1, 1)"],
+    ),
 ]
 
 
@@ -101,8 +112,12 @@ def test_inputs_are_never_modified(case):
     try:
         case.forward()
         case.backward()
-        y = reference.conv2d(case.x, case.weight, case.bias, **{
-            k: case.kwargs[k] for k in ("stride", "padding", "dilation", "groups")})
+        y = reference.conv2d(
+            case.x,
+            case.weight,
+            case.bias,
+            **{k: case.kwargs[k] for k in ("stride", "padding", "dilation", "groups")},
+        )
         bn_kw = {k: case.kwargs[k] for k in ("training", "eps", "form")}
         reference.batch_norm(y, *case.args()[3:], momentum=0.5, **bn_kw)
         reference.batch_norm_backward(case.grad_out, y, *case.args()[3:], **bn_kw)

@@ -22,7 +22,7 @@ import reference
 
 GROUP = "oracle conv_bn fwd+bwd, x(32,32,28,28) w(64,32,3,3) pad 1, float64 CPU"
 X_SHAPE, W_SHAPE, PADDING = (32, 32, 28, 28), (64, 32, 3, 3), 1
-ROUNDS = 11   # enough for the regression gate's rank test (see verify.benchmarks.harness)
+ROUNDS = 11  # enough for the regression gate's rank test (see verify.benchmarks.harness)
 
 
 def _inputs():
@@ -37,6 +37,7 @@ def _oracle_step(x, w, grad_out):
     def step():
         reference.conv_bn(x, w, padding=PADDING)
         return reference.conv_bn_backward(grad_out, x, w, padding=PADDING)
+
     return step
 
 
@@ -51,6 +52,7 @@ def _torch_step(x, w, grad_out):
         out = F.batch_norm(y, None, None, training=True, eps=1e-3)
         out.backward(gt)
         return xt.grad, wt.grad
+
     return step
 
 
@@ -64,8 +66,9 @@ def test_torch_conv_bn_forward_backward(benchmark):
     benchmark.extra_info["variant"] = "torch float64"
     _record_sizes(benchmark)
     x, w, grad_out = _inputs()
-    gx, gw = benchmark.pedantic(_torch_step(x, w, grad_out), rounds=ROUNDS, iterations=1,
-                                warmup_rounds=1)
+    gx, gw = benchmark.pedantic(
+        _torch_step(x, w, grad_out), rounds=ROUNDS, iterations=1, warmup_rounds=1
+    )
     assert gx.shape == x.shape and gw.shape == w.shape
 
 
@@ -84,15 +87,24 @@ def test_oracle_conv_bn_forward_backward(benchmark):
         torch_step()
         torch_times.append(time.perf_counter() - start)
 
-    grads = benchmark.pedantic(_oracle_step(x, w, grad_out), setup=time_torch if measuring else None,
-                               rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    grads = benchmark.pedantic(
+        _oracle_step(x, w, grad_out),
+        setup=time_torch if measuring else None,
+        rounds=ROUNDS,
+        iterations=1,
+        warmup_rounds=1,
+    )
     assert grads[0].shape == x.shape and grads[1].shape == w.shape
     if not measuring or benchmark.stats is None:
         return  # a plain (non-measuring) run: executed once, no figures
-    torch_times = torch_times[-ROUNDS:]   # the warm-up round ran setup too
+    torch_times = torch_times[-ROUNDS:]  # the warm-up round ran setup too
     oracle_times = benchmark.stats.stats.data
     benchmark.extra_info["torch_median_s"] = float(np.median(torch_times))
-    benchmark.extra_info["oracle_over_torch"] = benchmark.stats.stats.median / float(np.median(torch_times))
+    benchmark.extra_info["oracle_over_torch"] = benchmark.stats.stats.median / float(
+        np.median(torch_times)
+    )
     benchmark.extra_info["torch_threads"] = torch.get_num_threads()
     benchmark.extra_info["baseline"] = "torch float64"
-    benchmark.extra_info["time_vs_baseline"] = [round(o / t, 6) for o, t in zip(oracle_times, torch_times)]
+    benchmark.extra_info["time_vs_baseline"] = [
+        round(o / t, 6) for o, t in zip(oracle_times, torch_times, strict=False)
+    ]

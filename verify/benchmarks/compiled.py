@@ -14,6 +14,7 @@ The compile time is the first call (capture, partition, inductor's C++ builds, o
 reported apart from the step time; inductor's on-disk caches make a second run's first call
 faster than a cold one.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,13 @@ import torch
 
 from verify.benchmarks.models import Workload
 
-__all__ = ["BUDGETS", "budget_label", "compile_backend", "compiled_workload",
-           "per_channel_allowance"]
+__all__ = [
+    "BUDGETS",
+    "budget_label",
+    "compile_backend",
+    "compiled_workload",
+    "per_channel_allowance",
+]
 
 # The budgets the compile peers run at: None is the partitioner's default (1.0); 0.5 is the knob
 # a user turns for memory.
@@ -45,8 +51,11 @@ def per_channel_allowance(workload: Workload) -> int:
     """Bytes of PER_CHANNEL_VECTORS C_out-sized vectors per conv-BN pair of the network."""
     from verify.benchmarks.models import ConvBN
 
-    return sum(PER_CHANNEL_VECTORS * m.weight.shape[0] * m.weight.element_size()
-               for m in workload.model.modules() if isinstance(m, ConvBN))
+    return sum(
+        PER_CHANNEL_VECTORS * m.weight.shape[0] * m.weight.element_size()
+        for m in workload.model.modules()
+        if isinstance(m, ConvBN)
+    )
 
 
 def budget_label(budget: Optional[float]) -> str:
@@ -55,6 +64,7 @@ def budget_label(budget: Optional[float]) -> str:
 
 def compile_backend(budget: Optional[float]):
     """An inductor backend that partitions with `budget` (None: the config as it is)."""
+
     def backend(gm, example_inputs):
         from torch._inductor.compile_fx import compile_fx
 
@@ -72,8 +82,9 @@ def compiled_workload(workload: Workload, budget: Optional[float] = None) -> tup
     training step; returns it and the seconds that first step took (compile included)."""
     model = torch.compile(workload.model, fullgraph=True, backend=compile_backend(budget))
     compiled = replace(workload, model=model)
-    with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
-                                    accumulated_recompile_limit=RECOMPILE_LIMIT):
+    with torch._dynamo.config.patch(
+        recompile_limit=RECOMPILE_LIMIT, accumulated_recompile_limit=RECOMPILE_LIMIT
+    ):
         start = time.perf_counter()
         compiled.step()
         seconds = time.perf_counter() - start

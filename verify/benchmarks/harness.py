@@ -1,4 +1,5 @@
 """Shared measurement of a workload: memory figures (once) and the timed forward+backward step."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,15 @@ import torch
 from verify.benchmarks.models import Workload
 from verify.memory import peak_bytes, saved_tensors
 
-__all__ = ["memory_figures", "describe", "run_benchmark", "build_or_skip",
-           "build_baseline", "BASELINE", "PAIRED_MIN_ROUNDS"]
+__all__ = [
+    "memory_figures",
+    "describe",
+    "run_benchmark",
+    "build_or_skip",
+    "build_baseline",
+    "BASELINE",
+    "PAIRED_MIN_ROUNDS",
+]
 
 # The variant every other one is timed against, round by round (see `run_benchmark`).
 BASELINE = "eager"
@@ -88,15 +96,21 @@ def run_benchmark(benchmark, workload: Workload, group: str, baseline=None) -> N
         baseline_times.append(time.perf_counter() - start)
 
     rounds = _paired_rounds(benchmark, workload, baseline)
-    benchmark.pedantic(workload.step, setup=time_baseline if baseline is not None else None,
-                       rounds=rounds, warmup_rounds=0, iterations=1)
+    benchmark.pedantic(
+        workload.step,
+        setup=time_baseline if baseline is not None else None,
+        rounds=rounds,
+        warmup_rounds=0,
+        iterations=1,
+    )
     workload.zero_grad()
     if baseline is not None:
         baseline.zero_grad()
         data = benchmark.stats.stats.data
         benchmark.extra_info["baseline"] = baseline.variant.name
-        benchmark.extra_info["time_vs_baseline"] = [round(v / b, 6) for v, b in
-                                                    zip(data, baseline_times)]
+        benchmark.extra_info["time_vs_baseline"] = [
+            round(v / b, 6) for v, b in zip(data, baseline_times, strict=False)
+        ]
 
 
 def _paired_rounds(benchmark, workload: Workload, baseline: Workload | None) -> int:
@@ -137,10 +151,13 @@ def build_or_skip(make, variant, device, **kwargs) -> Workload:
         pytest.skip(f"variant {variant.name!r} is unavailable: {variant.unavailable}")
     if getattr(variant, "triton", False):
         from fused.triton_support import interpreting
+
         if interpreting():
-            pytest.skip(f"variant {variant.name!r} is a Triton kernel running on Triton's CPU "
-                        "interpreter (TRITON_INTERPRET=1): its timings would measure the "
-                        "interpreter; benchmark it on a GPU")
+            pytest.skip(
+                f"variant {variant.name!r} is a Triton kernel running on Triton's CPU "
+                "interpreter (TRITON_INTERPRET=1): its timings would measure the "
+                "interpreter; benchmark it on a GPU"
+            )
     if device.type == "cuda" and "cuda" not in variant.supports:
         pytest.skip(f"variant {variant.name!r} does not declare the 'cuda' feature")
     try:
@@ -160,8 +177,10 @@ def compiled_or_skip(benchmark, workload: Workload, budget) -> Workload:
     from verify.benchmarks.compiled import budget_label, compiled_workload
 
     if getattr(benchmark, "disabled", False):
-        pytest.skip("compile peers run only when benchmarks measure (--benchmark-only): "
-                    "compiling costs seconds to a minute per network on CPU")
+        pytest.skip(
+            "compile peers run only when benchmarks measure (--benchmark-only): "
+            "compiling costs seconds to a minute per network on CPU"
+        )
     if "compile" not in workload.variant.supports:
         pytest.skip(f"variant {workload.variant.name!r} does not declare the 'compile' feature")
     compiled, seconds = compiled_workload(workload, budget)

@@ -25,8 +25,8 @@ exits 1 when one is missed. The targets:
   slower than checkpoint (the tutorial's own function: saved bytes only, its time is reported);
 * under torch.compile, for each fused network at each budget: saved bytes no more than the
   compiled eager network's at that budget (up to `compiled.PER_CHANNEL_VECTORS` C-sized vectors
-  per conv-BN pair: a mask or a reciprocal, not activations), and time no more than its time x (1 + the noise
-  allowance).
+  per conv-BN pair: a mask or a reciprocal, not activations), and time no more than its time
+  x (1 + the noise allowance).
 
 Time ratios are medians of per-round ratios: the steps run interleaved (one step of each peer,
 round after round, the order rotated every round, after a warm-up step each), so that load
@@ -38,6 +38,7 @@ plus how far that median itself lands from 1.
 The peak-memory measurement runs torch's profiler, whose kineto backend prints
 "profiler_start/stop" lines on stderr; the tables go to stdout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,11 +51,21 @@ from typing import Callable, Optional
 
 import torch
 
-from verify.benchmarks.compiled import (BUDGETS, budget_label, compiled_workload,
-                                        per_channel_allowance)
+from verify.benchmarks.compiled import (
+    BUDGETS,
+    budget_label,
+    compiled_workload,
+    per_channel_allowance,
+)
 from verify.benchmarks.harness import memory_figures
-from verify.benchmarks.models import (MNIST_BATCH, RESNET_BATCH, MissingFeatures, get_variant,
-                                      mnist_workload, resnet_workload)
+from verify.benchmarks.models import (
+    MNIST_BATCH,
+    RESNET_BATCH,
+    MissingFeatures,
+    get_variant,
+    mnist_workload,
+    resnet_workload,
+)
 from verify.benchmarks.recompute import conv_recompute
 
 FUSED = ("fused_standard", "fused_tutorial", "tutorial_function")
@@ -70,9 +81,9 @@ MODELS = {
     "resnet": (resnet_workload, RESNET_BATCH, "ResNet-style stage (64 -> 128 channels, 28x28)"),
 }
 
-SAVED_TARGET = 0.62        # saved bytes, fused / eager
-TIME_TARGET = 1.05         # fwd+bwd median time, fused / eager
-NOISE_K = 3.0              # standard errors of the same-configuration ratio in the allowance
+SAVED_TARGET = 0.62  # saved bytes, fused / eager
+TIME_TARGET = 1.05  # fwd+bwd median time, fused / eager
+NOISE_K = 3.0  # standard errors of the same-configuration ratio in the allowance
 # Relative standard error of a median vs a mean of normal samples: sqrt(pi / 2).
 MEDIAN_SE = math.sqrt(math.pi / 2)
 # Median absolute deviation -> standard deviation, for normal samples.
@@ -81,8 +92,10 @@ MAD_TO_SIGMA = 1.4826
 RECOMPUTE = "recompute (conv forwards only)"
 TWIN = "compiled eager, again"
 
-TUTORIAL = ("tutorial, RTX 3070 (CUDA, batch 2048): fused 1.56 GB vs unfused 2.68 GB peak "
-            "allocated = **0.58x**")
+TUTORIAL = (
+    "tutorial, RTX 3070 (CUDA, batch 2048): fused 1.56 GB vs unfused 2.68 GB peak "
+    "allocated = **0.58x**"
+)
 
 
 def compiled_label(name: str, budget: Optional[float]) -> str:
@@ -131,8 +144,14 @@ def build_peers(model: str, names, compiled_names, batch: int, device="cpu") -> 
                 continue
             allowance = per_channel_allowance(w)
             w, seconds = compiled_workload(w, budget)
-            peers.append(Peer(compiled_label(name, budget), w.step,
-                              dict(memory_figures(w), per_channel_allowance=allowance), seconds))
+            peers.append(
+                Peer(
+                    compiled_label(name, budget),
+                    w.step,
+                    dict(memory_figures(w), per_channel_allowance=allowance),
+                    seconds,
+                )
+            )
             if name == "eager" and budget is None:
                 w, seconds = compiled_workload(workload("eager"), None)
                 peers.append(Peer(TWIN, w.step, memory_figures(w), seconds))
@@ -140,7 +159,7 @@ def build_peers(model: str, names, compiled_names, batch: int, device="cpu") -> 
 
 
 def time_interleaved(peers, repeats: int) -> None:
-    for peer in peers:      # warm-up
+    for peer in peers:  # warm-up
         peer.run()
     for round_ in range(repeats):
         shift = round_ % len(peers)
@@ -162,7 +181,7 @@ def measure(model: str, names, compiled_names, repeats: int, device="cpu") -> di
 
 def ratio_median(a: Peer, b: Peer) -> float:
     """Median over rounds of a's step time / b's step time in the same round."""
-    return statistics.median(x / y for x, y in zip(a.times, b.times))
+    return statistics.median(x / y for x, y in zip(a.times, b.times, strict=False))
 
 
 def noise_allowance(results) -> Optional[float]:
@@ -173,7 +192,7 @@ def noise_allowance(results) -> Optional[float]:
     twin, base = results.get(TWIN), results.get(compiled_label("eager", None))
     if twin is None or base is None:
         return None
-    logs = [math.log(x / y) for x, y in zip(twin.times, base.times)]
+    logs = [math.log(x / y) for x, y in zip(twin.times, base.times, strict=False)]
     centre = statistics.median(logs)
     sigma = MAD_TO_SIGMA * statistics.median(abs(v - centre) for v in logs)
     spread = MEDIAN_SE * sigma / math.sqrt(len(logs))
@@ -205,13 +224,18 @@ def table(model: str, results, repeats: int) -> str:
             continue
         q1, med, q3 = statistics.quantiles(p.times, n=4, method="inclusive")
         f = p.figures
-        saved = (f"| {_mb(f['saved_bytes'])} | {_ratio(f['saved_bytes'], eager.figures['saved_bytes'])} "
-                 f"| {_mb(f['peak_bytes'])} | {_ratio(f['peak_bytes'], eager.figures['peak_bytes'])} "
-                 if f and eager else "| - | - | - | - ")
+        saved = (
+            f"| {_mb(f['saved_bytes'])} | {_ratio(f['saved_bytes'], eager.figures['saved_bytes'])} "
+            f"| {_mb(f['peak_bytes'])} | {_ratio(f['peak_bytes'], eager.figures['peak_bytes'])} "
+            if f and eager
+            else "| - | - | - | - "
+        )
         vs = f"{ratio_median(p, eager):.2f}x" if eager else "-"
         comp = f"{p.compile_s:.1f} s" if p.compile_s is not None else "-"
-        lines.append(f"| {label} {saved}| {med * 1e3:.0f} ms [{q1 * 1e3:.0f}-{q3 * 1e3:.0f}] "
-                     f"| {vs} | {comp} |")
+        lines.append(
+            f"| {label} {saved}| {med * 1e3:.0f} ms [{q1 * 1e3:.0f}-{q3 * 1e3:.0f}] "
+            f"| {vs} | {comp} |"
+        )
     if model == "mnist":
         lines.append(f"| {TUTORIAL} | | | | | | | |")
     for skip in results[None]:
@@ -224,8 +248,10 @@ def physical_limit(results) -> Optional[str]:
     if eager is None or recompute is None:
         return None
     r = ratio_median(recompute, eager)
-    return (f"recompute = {r:.2f}x eager step; physical limit = eager step + recompute = "
-            f"{1 + r:.2f}x eager")
+    return (
+        f"recompute = {r:.2f}x eager step; physical limit = eager step + recompute = "
+        f"{1 + r:.2f}x eager"
+    )
 
 
 def check_targets(model: str, results) -> list:
@@ -237,19 +263,35 @@ def check_targets(model: str, results) -> list:
         if r is None or eager is None:
             continue
         s = r.figures["saved_bytes"] / eager.figures["saved_bytes"]
-        verdicts.append((s <= SAVED_TARGET,
-                         f"{model} {name}: saved bytes {s:.3f}x eager (target <= {SAVED_TARGET}x)"))
+        verdicts.append(
+            (
+                s <= SAVED_TARGET,
+                f"{model} {name}: saved bytes {s:.3f}x eager (target <= {SAVED_TARGET}x)",
+            )
+        )
         t = ratio_median(r, eager)
         if name not in TIME_TARGETED:
-            verdicts.append((True, f"{model} {name}: fwd+bwd time {t:.3f}x eager (reported, no target)"))
+            verdicts.append(
+                (True, f"{model} {name}: fwd+bwd time {t:.3f}x eager (reported, no target)")
+            )
             continue
-        verdicts.append((t <= TIME_TARGET,
-                         f"{model} {name}: fwd+bwd time {t:.3f}x eager (target <= {TIME_TARGET}x"
-                         + ("" if t <= TIME_TARGET else f"; misses by {t / TIME_TARGET - 1:.1%}") + ")"))
+        verdicts.append(
+            (
+                t <= TIME_TARGET,
+                f"{model} {name}: fwd+bwd time {t:.3f}x eager (target <= {TIME_TARGET}x"
+                + ("" if t <= TIME_TARGET else f"; misses by {t / TIME_TARGET - 1:.1%}")
+                + ")",
+            )
+        )
         if ckpt is not None:
             c = ratio_median(r, ckpt)
-            verdicts.append((c <= 1.0, f"{model} {name}: fwd+bwd time {c:.3f}x checkpoint "
-                             "(target <= 1x" + ("" if c <= 1.0 else f"; misses by {c - 1:.1%}") + ")"))
+            verdicts.append(
+                (
+                    c <= 1.0,
+                    f"{model} {name}: fwd+bwd time {c:.3f}x checkpoint "
+                    "(target <= 1x" + ("" if c <= 1.0 else f"; misses by {c - 1:.1%}") + ")",
+                )
+            )
     allowance = noise_allowance(results)
     for name in TIME_TARGETED:
         for budget in BUDGETS:
@@ -260,31 +302,48 @@ def check_targets(model: str, results) -> list:
             what = f"{model} {compiled_label(name, budget)}"
             extra = peer.figures["saved_bytes"] - base.figures["saved_bytes"]
             slack = peer.figures.get("per_channel_allowance", 0)
-            verdicts.append((extra <= slack, f"{what}: saved bytes "
-                             f"{peer.figures['saved_bytes'] / base.figures['saved_bytes']:.3f}x "
-                             f"compiled eager's, {extra:+,d} bytes (target <= {slack:,d}: "
-                             "per-channel vectors)"))
+            verdicts.append(
+                (
+                    extra <= slack,
+                    f"{what}: saved bytes "
+                    f"{peer.figures['saved_bytes'] / base.figures['saved_bytes']:.3f}x "
+                    f"compiled eager's, {extra:+,d} bytes (target <= {slack:,d}: "
+                    "per-channel vectors)",
+                )
+            )
             if allowance is None:
                 continue
             t = ratio_median(peer, base)
-            verdicts.append((t <= 1 + allowance,
-                             f"{what}: fwd+bwd time {t:.3f}x compiled eager's (target <= 1x within "
-                             f"the noise allowance, {1 + allowance:.3f}x)"))
+            verdicts.append(
+                (
+                    t <= 1 + allowance,
+                    f"{what}: fwd+bwd time {t:.3f}x compiled eager's (target <= 1x within "
+                    f"the noise allowance, {1 + allowance:.3f}x)",
+                )
+            )
     return verdicts
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m verify.benchmarks.headline",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(MODELS),
-                        help="comma-separated networks (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        prog="python -m verify.benchmarks.headline", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help="comma-separated networks (default: %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--repeats", type=int, default=15, help="timed steps per peer")
-    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                        help="comma-separated eager-mode variants (default: %(default)s)")
-    parser.add_argument("--compiled", default=",".join(DEFAULT_COMPILED),
-                        help="comma-separated variants whose networks are compiled, at the "
-                             "default and at each budget; empty for none (default: %(default)s)")
+    parser.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help="comma-separated eager-mode variants (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--compiled",
+        default=",".join(DEFAULT_COMPILED),
+        help="comma-separated variants whose networks are compiled, at the "
+        "default and at each budget; empty for none (default: %(default)s)",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     if args.repeats < 3:
@@ -306,8 +365,10 @@ def main(argv=None) -> int:
             print(f"{model}: {limit}")
         allowance = noise_allowance(results)
         if allowance is not None:
-            print(f"{model}: noise allowance {allowance:.1%} (compiled eager measured twice: "
-                  f"{ratio_median(results[TWIN], results[compiled_label('eager', None)]):.3f}x)")
+            print(
+                f"{model}: noise allowance {allowance:.1%} (compiled eager measured twice: "
+                f"{ratio_median(results[TWIN], results[compiled_label('eager', None)]):.3f}x)"
+            )
         print()
         verdicts += check_targets(model, results)
     for ok, message in verdicts:

@@ -15,6 +15,7 @@ Each conv-BN pair (`ConvBN`) holds its own parameters and calls `variant(...)` w
 features it was built with. Building a network whose required feature the variant lacks raises
 `MissingFeatures`, which the benchmarks turn into a skip.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,10 @@ class MissingFeatures(Exception):
     def __init__(self, variant: Variant, needed, what: str):
         self.variant = variant
         self.missing = sorted(set(needed) - variant.supports)
-        super().__init__(f"{what} needs feature(s) {self.missing} that variant {variant.name!r} "
-                         f"does not support (supports={sorted(variant.supports)})")
+        super().__init__(
+            f"{what} needs feature(s) {self.missing} that variant {variant.name!r} "
+            f"does not support (supports={sorted(variant.supports)})"
+        )
 
 
 def _require(variant: Variant, needed, what: str) -> None:
@@ -67,10 +70,23 @@ def _require(variant: Variant, needed, what: str) -> None:
 class ConvBN(nn.Module):
     """One conv-BN pair computed by `variant`, with its own parameters and buffers."""
 
-    def __init__(self, variant: Variant, in_channels: int, out_channels: int, kernel_size: int, *,
-                 stride: int = 1, padding: int = 0, bias: bool = False, affine: bool = False,
-                 running_stats: bool = False, eps: float = EPS, momentum: float = MOMENTUM,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        variant: Variant,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = False,
+        affine: bool = False,
+        running_stats: bool = False,
+        eps: float = EPS,
+        momentum: float = MOMENTUM,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         needed = set()
         if stride != 1:
@@ -87,8 +103,9 @@ class ConvBN(nn.Module):
         factory = {"device": device, "dtype": dtype}
         self.variant = variant
         self.stride, self.padding, self.eps, self.momentum = stride, padding, eps, momentum
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size,
-                                               **factory))
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels, kernel_size, kernel_size, **factory)
+        )
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as nn.Conv2d and the tutorial
         if bias:
             bound = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
@@ -114,8 +131,16 @@ class ConvBN(nn.Module):
             kwargs["stride"] = self.stride
         if self.padding != 0:
             kwargs["padding"] = self.padding
-        return self.variant(x, self.weight, self.bias, self.bn_weight, self.bn_bias,
-                            self.running_mean, self.running_var, **kwargs)
+        return self.variant(
+            x,
+            self.weight,
+            self.bias,
+            self.bn_weight,
+            self.bn_bias,
+            self.running_mean,
+            self.running_var,
+            **kwargs,
+        )
 
 
 class MnistNet(nn.Module):
@@ -150,7 +175,8 @@ RESNET_OPTIONAL = frozenset({"affine", "running_stats"})
 
 
 class ResNetStage(nn.Module):
-    """A basic block and a downsampling block (64 -> 128 channels, stride 2), conv-BN by `variant`."""
+    """A basic block and a downsampling block (64 -> 128 channels, stride 2), conv-BN by
+    `variant`."""
 
     def __init__(self, variant: Variant, channels: int = 64, device=None, dtype=None):
         super().__init__()
@@ -158,7 +184,9 @@ class ResNetStage(nn.Module):
         opts = {f: f in variant.supports for f in sorted(RESNET_OPTIONAL)}
         opts.update(device=device, dtype=dtype)
         wide = 2 * channels
-        self.features = sorted(RESNET_REQUIRED | {f for f in RESNET_OPTIONAL if f in variant.supports})
+        self.features = sorted(
+            RESNET_REQUIRED | {f for f in RESNET_OPTIONAL if f in variant.supports}
+        )
         self.block1_a = ConvBN(variant, channels, channels, 3, padding=1, **opts)
         self.block1_b = ConvBN(variant, channels, channels, 3, padding=1, **opts)
         self.block2_a = ConvBN(variant, channels, wide, 3, stride=2, padding=1, **opts)
@@ -211,8 +239,9 @@ class Workload:
             torch.cuda.synchronize(self.device)
 
 
-def mnist_workload(variant: Variant, batch: int = MNIST_BATCH, device="cpu", seed: int = 0,
-                   dtype=torch.float32) -> Workload:
+def mnist_workload(
+    variant: Variant, batch: int = MNIST_BATCH, device="cpu", seed: int = 0, dtype=torch.float32
+) -> Workload:
     """The tutorial's network on a batch of 28x28 single-channel images with class targets."""
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
@@ -221,12 +250,20 @@ def mnist_workload(variant: Variant, batch: int = MNIST_BATCH, device="cpu", see
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MnistNet(variant, device=device, dtype=dtype).train()
-    return Workload("mnist_net", variant, model, x, lambda out: F.nll_loss(out, target), batch,
-                    features=[])
+    return Workload(
+        "mnist_net", variant, model, x, lambda out: F.nll_loss(out, target), batch, features=[]
+    )
 
 
-def resnet_workload(variant: Variant, batch: int = RESNET_BATCH, device="cpu", seed: int = 0,
-                    channels: int = 64, size: int = 28, dtype=torch.float32) -> Workload:
+def resnet_workload(
+    variant: Variant,
+    batch: int = RESNET_BATCH,
+    device="cpu",
+    seed: int = 0,
+    channels: int = 64,
+    size: int = 28,
+    dtype=torch.float32,
+) -> Workload:
     """The ResNet-style stage on a (batch, 64, 28, 28) activation. Backward starts from the
     stage's output with a fixed random gradient (dense, as from a real loss) instead of through a
     loss function, so nothing but the stage saves tensors for backward."""
@@ -237,9 +274,19 @@ def resnet_workload(variant: Variant, batch: int = RESNET_BATCH, device="cpu", s
         torch.manual_seed(seed)
         model = ResNetStage(variant, channels, device=device, dtype=dtype).train()
     out_size = (size + 2 - 3) // 2 + 1
-    probe = torch.randn(batch, 2 * channels, out_size, out_size, generator=gen, dtype=dtype).to(device)
-    return Workload("resnet_stage", variant, model, x, lambda out: out, batch,
-                    features=model.features, grad=probe)
+    probe = torch.randn(batch, 2 * channels, out_size, out_size, generator=gen, dtype=dtype).to(
+        device
+    )
+    return Workload(
+        "resnet_stage",
+        variant,
+        model,
+        x,
+        lambda out: out,
+        batch,
+        features=model.features,
+        grad=probe,
+    )
 
 
 # --------------------------------------------------------------------------------------------

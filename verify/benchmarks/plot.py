@@ -14,6 +14,7 @@ horizontal offset, and earlier lines are drawn wider under later ones, so lines 
 for some runs only stay visible. Legends sit under their panel. The x axis is
 the run, oldest first, labelled by commit id (``*``: uncommitted changes) and date.
 """
+
 from __future__ import annotations
 
 import math
@@ -98,7 +99,7 @@ def _columns_of(runs, lines) -> list:
 
 def _close(a, b, rel: float) -> bool:
     """Every finite value of series `a` within `rel` of series `b`'s (NaN where both are NaN)."""
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=False):
         x, y = u[0], v[0]
         if math.isnan(x) or math.isnan(y):
             if math.isnan(x) != math.isnan(y):
@@ -112,7 +113,7 @@ def _merge_overlapping(series):
     """[(label, values)] -> [(label text, values)]: series that would hide each other (equal, or
     within _NEAR of each other at every run) are drawn once, labelled ``a = b`` (identical) or
     ``a ~ b`` (within _NEAR)."""
-    merged = []   # [first values, [(label, exact)]]
+    merged = []  # [first values, [(label, exact)]]
     for label, values in series:
         for entry in merged:
             if _close(entry[0], values, _NEAR):
@@ -156,16 +157,23 @@ def plot_history(runs, path, title: str | None = None) -> str:
 
     nrows = max(1, len(group_names))
     ncols = max((len(c) for c in layout.values()), default=1)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 5.0 * nrows + 0.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 5.0 * nrows + 0.8), squeeze=False)
     xs = list(range(len(runs)))
-    tick_labels = [f"{run.label}\n{(run.datetime or '')[5:16].replace('T', ' ')}".rstrip()
-                   for run in runs]
+    tick_labels = [
+        f"{run.label}\n{(run.datetime or '')[5:16].replace('T', ' ')}".rstrip() for run in runs
+    ]
     step = max(1, math.ceil(len(runs) / 10))
     for r, group in enumerate(group_names):
         columns = layout[group]
-        baseline = next((b.baseline for run in runs for b in run.benchmarks.values()
-                         if (b.group or "(no group)") == group and b.baseline), None)
+        baseline = next(
+            (
+                b.baseline
+                for run in runs
+                for b in run.benchmarks.values()
+                if (b.group or "(no group)") == group and b.baseline
+            ),
+            None,
+        )
         for c in range(ncols):
             ax = axes[r][c]
             if c >= len(columns):
@@ -176,8 +184,9 @@ def plot_history(runs, path, title: str | None = None) -> str:
             for label, fullname in groups[group].items():
                 points = [_value(run.benchmarks.get(fullname), column) for run in runs]
                 if any(p is not None for p in points):
-                    series.append((label, tuple(p if p is not None else (math.nan,) * 3
-                                                for p in points)))
+                    series.append(
+                        (label, tuple(p if p is not None else (math.nan,) * 3 for p in points))
+                    )
             # Memory figures of several variants coincide (every fused kernel saves the same
             # buffers): draw them once and say so. Time series are never merged, and are spread
             # sideways a little so that near-equal ones do not hide each other.
@@ -192,35 +201,72 @@ def plot_history(runs, path, title: str | None = None) -> str:
                 colour = colours[first]
                 # Earlier series are drawn wider, later ones on top of them thinner: where two
                 # lines coincide for some runs only, the one underneath still shows as a rim.
-                wide = 0.0 if column in (RATIO, ABSOLUTE) else \
-                    (len(merged) - 1 - k) / max(1, len(merged) - 1)
-                ax.plot(x, [v[0] for v in values], marker=markers[first], ms=4 + 3 * wide,
-                        lw=1.2 + 2.4 * wide, color=colour, zorder=2 + k,
-                        label="\n".join(textwrap.wrap(text, 44)))
+                wide = (
+                    0.0
+                    if column in (RATIO, ABSOLUTE)
+                    else (len(merged) - 1 - k) / max(1, len(merged) - 1)
+                )
+                ax.plot(
+                    x,
+                    [v[0] for v in values],
+                    marker=markers[first],
+                    ms=4 + 3 * wide,
+                    lw=1.2 + 2.4 * wide,
+                    color=colour,
+                    zorder=2 + k,
+                    label="\n".join(textwrap.wrap(text, 44)),
+                )
                 if column in (RATIO, ABSOLUTE):
-                    ax.fill_between(x, [v[1] for v in values], [v[2] for v in values],
-                                    color=colour, alpha=0.15, lw=0)
+                    ax.fill_between(
+                        x,
+                        [v[1] for v in values],
+                        [v[2] for v in values],
+                        color=colour,
+                        alpha=0.15,
+                        lw=0,
+                    )
             if column == RATIO:
                 ax.axhline(1.0, color="grey", lw=0.8, ls=":")
             ax.grid(True, alpha=0.3)
             ax.set_title(_title(column, baseline), fontsize=9)
             if c == 0:
-                ax.annotate("\n".join(textwrap.wrap(group, 60)), (0, 1), xycoords="axes fraction",
-                            xytext=(0, 22), textcoords="offset points", fontsize=11,
-                            fontweight="bold", va="bottom")
+                ax.annotate(
+                    "\n".join(textwrap.wrap(group, 60)),
+                    (0, 1),
+                    xycoords="axes fraction",
+                    xytext=(0, 22),
+                    textcoords="offset points",
+                    fontsize=11,
+                    fontweight="bold",
+                    va="bottom",
+                )
             ax.set_xticks(xs[::step])
-            slanted = len(xs[::step]) > 4   # more labels than fit side by side
+            slanted = len(xs[::step]) > 4  # more labels than fit side by side
             labels = [t.replace("\n", " ") if slanted else t for t in tick_labels[::step]]
-            ax.set_xticklabels(labels, fontsize=7, rotation=35 if slanted else 0,
-                               ha="right" if slanted else "center")
+            ax.set_xticklabels(
+                labels,
+                fontsize=7,
+                rotation=35 if slanted else 0,
+                ha="right" if slanted else "center",
+            )
             # below the panel (inside it, the legend hides the lines), clear of the tick labels
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.62 if slanted else -0.2),
-                      ncol=2, frameon=False)
+            ax.legend(
+                fontsize=7,
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.62 if slanted else -0.2),
+                ncol=2,
+                frameon=False,
+            )
             if len(runs) == 1:
                 ax.set_xlim(-0.5, 0.5)
             ax.tick_params(axis="y", labelsize=8)
-    fig.suptitle(title or f"Benchmark history: {len(runs)} run(s), oldest first "
-                          f"(x: commit, date)", fontsize=12, fontweight="bold", x=0.01, ha="left")
+    fig.suptitle(
+        title or f"Benchmark history: {len(runs)} run(s), oldest first (x: commit, date)",
+        fontsize=12,
+        fontweight="bold",
+        x=0.01,
+        ha="left",
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.985), h_pad=3.0)
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -16,7 +16,8 @@
   with different core counts. 1, because the reference machine has 2 cores shared with other
   jobs: there a 2-thread step stalls whenever one of its threads is preempted, the per-round
   time ratios the regression gate compares spread about twice as wide as with 1 thread, and a
-  run takes twice as long (README, "Benchmarks"). Pass ``--bench-threads 2`` on a dedicated machine to measure parallel kernels.
+  run takes twice as long (README, "Benchmarks"). Pass ``--bench-threads 2`` on a dedicated
+  machine to measure parallel kernels.
 * After pytest-benchmark's time tables, a memory table per group (`verify.benchmarks.summary`):
   saved and peak bytes, their ratio to eager, and the paired time ratio to eager.
 * Saved runs (``--benchmark-save``/``--benchmark-autosave``) keep per-round data, as if
@@ -24,6 +25,7 @@
 * Machine info of saved/JSON runs gains a ``torch`` entry: version, thread count, device and
   device name, CUDA/cuDNN versions.
 """
+
 from __future__ import annotations
 
 import platform
@@ -48,10 +50,19 @@ DEFAULT_THREADS = 1
 
 def pytest_addoption(parser):
     group = parser.getgroup("convbn-benchmarks", "convbn-verify benchmarks")
-    group.addoption("--bench-device", default="auto", choices=("auto", "cpu", "cuda"),
-                    help="device the benchmarks run on (default: auto, CUDA when available)")
-    group.addoption("--bench-threads", type=int, default=DEFAULT_THREADS, metavar="N",
-                    help="torch.set_num_threads(N) while a benchmark runs (default: %(default)s)")
+    group.addoption(
+        "--bench-device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="device the benchmarks run on (default: auto, CUDA when available)",
+    )
+    group.addoption(
+        "--bench-threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help="torch.set_num_threads(N) while a benchmark runs (default: %(default)s)",
+    )
 
 
 def measuring_requested(config) -> bool:
@@ -111,8 +122,10 @@ class _MachineInfo:
             return
         sort = getattr(session, "sort", None)
         if sort:
-            groups = [(name, sorted(benches, key=lambda b: (b.get(sort) is None, b.get(sort) or 0)))
-                      for name, benches in groups]
+            groups = [
+                (name, sorted(benches, key=lambda b: (b.get(sort) is None, b.get(sort) or 0)))
+                for name, benches in groups
+            ]
         for line in format_memory_tables(groups):
             terminalreporter.write_line(line)
 
@@ -127,7 +140,9 @@ class _MachineInfo:
             "device": str(device),
             "device_name": device_name(device),
             "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "cudnn": torch.backends.cudnn.version()
+            if torch.backends.cudnn.is_available()
+            else None,
         }
 
 

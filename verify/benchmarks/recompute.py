@@ -8,6 +8,7 @@ returns a callable that runs exactly those convolutions, through the kernel's ow
 memory layouts and CPU half-precision route), on the inputs each conv-BN pair saw in one forward
 pass of `workload`.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -27,16 +28,26 @@ def conv_recompute(workload: Workload) -> Callable[[], None]:
     if not pairs:
         raise ValueError(f"{workload.name}: the network has no conv-BN pair (models.ConvBN)")
     inputs = {}
-    handles = [m.register_forward_pre_hook(lambda m, args: inputs.__setitem__(m, args[0].detach()))
-               for m in pairs]
+    handles = [
+        m.register_forward_pre_hook(lambda m, args: inputs.__setitem__(m, args[0].detach()))
+        for m in pairs
+    ]
     try:
         with torch.no_grad():
             workload.forward()
     finally:
         for handle in handles:
             handle.remove()
-    calls = [(inputs[m], m.weight.detach(), None if m.bias is None else m.bias.detach(),
-              (m.stride,) * 2, (m.padding,) * 2) for m in pairs]
+    calls = [
+        (
+            inputs[m],
+            m.weight.detach(),
+            None if m.bias is None else m.bias.detach(),
+            (m.stride,) * 2,
+            (m.padding,) * 2,
+        )
+        for m in pairs
+    ]
 
     def recompute() -> None:
         with torch.no_grad():

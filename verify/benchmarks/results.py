@@ -5,6 +5,7 @@
 what is wrong with it. `load_history(directory)` loads every saved run of a storage directory
 (layout ``DIR/<machine-id>/NNNN_<name>.json``), oldest first.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,11 @@ def bytes_figures(extra_info) -> dict:
     """The numeric ``extra_info`` entries whose key ends in ``bytes``."""
     if not isinstance(extra_info, dict):
         return {}
-    return {k: v for k, v in extra_info.items()
-            if isinstance(k, str) and k.endswith("bytes") and _number(v)}
+    return {
+        k: v
+        for k, v in extra_info.items()
+        if isinstance(k, str) and k.endswith("bytes") and _number(v)
+    }
 
 
 @dataclass
@@ -49,7 +53,7 @@ class Benchmark:
     q3: float
     rounds: int
     extra_info: dict = field(default_factory=dict)
-    data: list | None = None    # per-round times (seconds), when the file kept them
+    data: list | None = None  # per-round times (seconds), when the file kept them
 
     @property
     def baseline(self) -> str | None:
@@ -85,12 +89,12 @@ class Run:
     """A pytest-benchmark result file."""
 
     path: str
-    benchmarks: dict            # fullname -> Benchmark, in file order
+    benchmarks: dict  # fullname -> Benchmark, in file order
     commit_id: str | None = None
     commit_dirty: bool = False
     datetime: str | None = None
     machine: str | None = None
-    threads: int | None = None   # torch threads the benchmarks ran with (machine_info.torch)
+    threads: int | None = None  # torch threads the benchmarks ran with (machine_info.torch)
 
     @property
     def label(self) -> str:
@@ -106,10 +110,14 @@ def _parse_benchmark(path, index: int, entry) -> Benchmark:
         raise BenchmarkFileError(path, f"not a pytest-benchmark file: {where} is not an object")
     name = entry.get("fullname") or entry.get("name")
     if not isinstance(name, str) or not name:
-        raise BenchmarkFileError(path, f"not a pytest-benchmark file: {where} has no 'fullname'/'name'")
+        raise BenchmarkFileError(
+            path, f"not a pytest-benchmark file: {where} has no 'fullname'/'name'"
+        )
     stats = entry.get("stats")
     if not isinstance(stats, dict):
-        raise BenchmarkFileError(path, f"not a pytest-benchmark file: {where} ({name}) has no 'stats' object")
+        raise BenchmarkFileError(
+            path, f"not a pytest-benchmark file: {where} ({name}) has no 'stats' object"
+        )
     missing = [k for k in ("median", "q1", "q3") if not _number(stats.get(k))]
     if missing:
         raise BenchmarkFileError(path, f"benchmark {name} has no numeric stats {missing}")
@@ -118,11 +126,22 @@ def _parse_benchmark(path, index: int, entry) -> Benchmark:
         raise BenchmarkFileError(path, f"benchmark {name}: 'extra_info' is not an object")
     rounds = stats.get("rounds")
     data = stats.get("data")
-    data = [float(v) for v in data] if isinstance(data, list) and data and all(
-        _number(v) for v in data) else None
-    return Benchmark(fullname=name, name=str(entry.get("name") or name), group=entry.get("group"),
-                     median=float(stats["median"]), q1=float(stats["q1"]), q3=float(stats["q3"]),
-                     rounds=int(rounds) if _number(rounds) else 0, extra_info=extra, data=data)
+    data = (
+        [float(v) for v in data]
+        if isinstance(data, list) and data and all(_number(v) for v in data)
+        else None
+    )
+    return Benchmark(
+        fullname=name,
+        name=str(entry.get("name") or name),
+        group=entry.get("group"),
+        median=float(stats["median"]),
+        q1=float(stats["q1"]),
+        q3=float(stats["q3"]),
+        rounds=int(rounds) if _number(rounds) else 0,
+        extra_info=extra,
+        data=data,
+    )
 
 
 def load_run(path) -> Run:
@@ -141,8 +160,11 @@ def load_run(path) -> Run:
     except json.JSONDecodeError as exc:
         raise BenchmarkFileError(path, f"is not valid JSON ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        raise BenchmarkFileError(path, "not a pytest-benchmark JSON file (no top-level 'benchmarks' list; "
-                                       "write one with `pytest --benchmark-json PATH`)")
+        raise BenchmarkFileError(
+            path,
+            "not a pytest-benchmark JSON file (no top-level 'benchmarks' list; "
+            "write one with `pytest --benchmark-json PATH`)",
+        )
     benchmarks = {}
     for i, entry in enumerate(data["benchmarks"]):
         bench = _parse_benchmark(path, i, entry)
@@ -151,12 +173,15 @@ def load_run(path) -> Run:
         benchmarks[bench.fullname] = bench
     commit = data.get("commit_info") if isinstance(data.get("commit_info"), dict) else {}
     machine = data.get("machine_info") if isinstance(data.get("machine_info"), dict) else {}
-    return Run(path=str(path), benchmarks=benchmarks,
-               commit_id=commit.get("id") if isinstance(commit.get("id"), str) else None,
-               commit_dirty=bool(commit.get("dirty")),
-               datetime=data.get("datetime") if isinstance(data.get("datetime"), str) else None,
-               machine=machine.get("node") if isinstance(machine.get("node"), str) else None,
-               threads=_threads(machine))
+    return Run(
+        path=str(path),
+        benchmarks=benchmarks,
+        commit_id=commit.get("id") if isinstance(commit.get("id"), str) else None,
+        commit_dirty=bool(commit.get("dirty")),
+        datetime=data.get("datetime") if isinstance(data.get("datetime"), str) else None,
+        machine=machine.get("node") if isinstance(machine.get("node"), str) else None,
+        threads=_threads(machine),
+    )
 
 
 def _threads(machine_info: dict):
@@ -178,11 +203,15 @@ def load_history(directory) -> list:
     root = Path(directory)
     if not root.is_dir():
         raise BenchmarkFileError(directory, "no such benchmark storage directory")
-    paths = [p for p in list(root.glob("*.json")) + list(root.glob("*/*.json"))
-             if _COUNTER.match(p.name)]
+    paths = [
+        p for p in list(root.glob("*.json")) + list(root.glob("*/*.json")) if _COUNTER.match(p.name)
+    ]
     if not paths:
-        raise BenchmarkFileError(directory, "holds no saved runs (expected <machine-id>/NNNN_*.json, "
-                                            "as written by `pytest --benchmark-autosave`)")
+        raise BenchmarkFileError(
+            directory,
+            "holds no saved runs (expected <machine-id>/NNNN_*.json, "
+            "as written by `pytest --benchmark-autosave`)",
+        )
     runs = [(load_run(p), int(_COUNTER.match(p.name).group(1))) for p in paths]
     runs.sort(key=lambda rc: (rc[0].datetime or "", rc[1], rc[0].path))
     return [run for run, _ in runs]

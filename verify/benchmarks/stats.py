@@ -4,6 +4,7 @@ No SciPy: the project does not depend on it, and the gate needs one test. The p-
 normal approximation with a continuity and tie correction, which is within a few percent of the
 exact distribution from about 8 samples per side (the benchmarks time at least 11 rounds).
 """
+
 from __future__ import annotations
 
 import math
@@ -43,9 +44,9 @@ def mann_whitney_greater(base, head) -> float:
     counts = {}
     for v in values:
         counts[v] = counts.get(v, 0) + 1
-    ties = sum(t ** 3 - t for t in counts.values())
+    ties = sum(t**3 - t for t in counts.values())
     variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
-    if variance <= 0:       # every value equal
+    if variance <= 0:  # every value equal
         return 1.0
     z = (u_head - n1 * n2 / 2 - 0.5) / math.sqrt(variance)
     return 0.5 * math.erfc(z / math.sqrt(2))

@@ -19,6 +19,7 @@ runs. A boundary between two segments whose medians differ by more than the thre
 reported at the first run (commit) of the new segment. The fit is exact (dynamic programming over
 all segmentations, O(n^3) for n runs; fine for the hundreds of runs a storage directory holds).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,9 +43,9 @@ _MIN_SEGMENT = 2
 class Step:
     benchmark: str
     figure: str
-    index: int          # first run of the new level
-    commit: str         # its label (commit id, '*' when dirty)
-    before: float       # median level before and after
+    index: int  # first run of the new level
+    commit: str  # its label (commit id, '*' when dirty)
+    before: float  # median level before and after
     after: float
 
     @property
@@ -60,7 +61,7 @@ def _l1_cost(values) -> float:
 def _noise(values) -> float:
     """Robust standard deviation of one value, from consecutive differences (a step moves only
     one of them, so it barely shows)."""
-    diffs = [abs(b - a) for a, b in zip(values, values[1:])]
+    diffs = [abs(b - a) for a, b in zip(values, values[1:], strict=False)]
     if not diffs:
         return _MIN_NOISE
     # median |difference| of two normal values is 0.954 sigma
@@ -81,7 +82,7 @@ def segment(values, penalty: float | None = None) -> list:
     best = [0.0] + [math.inf] * n
     start = [0] * (n + 1)
     for j in range(1, n + 1):
-        for i in range(j - _MIN_SEGMENT + 1):   # segments of at least _MIN_SEGMENT runs
+        for i in range(j - _MIN_SEGMENT + 1):  # segments of at least _MIN_SEGMENT runs
             if best[i] == math.inf:
                 continue
             cost = best[i] + _l1_cost(values[i:j]) + penalty
@@ -100,11 +101,14 @@ def find_steps(values, threshold: float = 0.12, exact: bool = False) -> list:
     exact: every change is a step (exact figures: saved bytes). Otherwise steps come from
     `segment` on log values, kept when the level moved by more than `threshold` (relative)."""
     if exact:
-        return [(i, values[i - 1], values[i]) for i in range(1, len(values))
-                if values[i] != values[i - 1]]
+        return [
+            (i, values[i - 1], values[i])
+            for i in range(1, len(values))
+            if values[i] != values[i - 1]
+        ]
     logs = [math.log(v) for v in values]
     bounds = segment(logs) + [len(values)]
-    levels = [statistics.median(values[a:b]) for a, b in zip(bounds, bounds[1:])]
+    levels = [statistics.median(values[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
     steps = []
     for k in range(1, len(levels)):
         before, after = levels[k - 1], levels[k]
@@ -160,25 +164,38 @@ def _variant_steps(runs, threshold: float) -> list:
     kernel moves all of them (on the recorded runs, fused_standard's index held within 8% over
     six runs of one commit and stepped 1.21x at the planted slowdown, where no single
     benchmark's series showed a step)."""
-    series = {}   # variant -> fullname -> {run index: median ratio}
+    series = {}  # variant -> fullname -> {run index: median ratio}
     for i, run in enumerate(runs):
         for name, bench in run.benchmarks.items():
             variant = bench.extra_info.get("variant")
             if variant and bench.ratios:
-                series.setdefault(str(variant), {}).setdefault(name, {})[i] = \
-                    statistics.median(bench.ratios)
+                series.setdefault(str(variant), {}).setdefault(name, {})[i] = statistics.median(
+                    bench.ratios
+                )
     steps = []
     for variant, benches in series.items():
         if len(benches) < 2:
-            continue   # one benchmark: its own series already says it all
+            continue  # one benchmark: its own series already says it all
         levels = {name: statistics.median(points.values()) for name, points in benches.items()}
         indices = sorted({i for points in benches.values() for i in points})
-        index = [statistics.median([points[i] / levels[name] for name, points in benches.items()
-                                    if i in points]) for i in indices]
+        index = [
+            statistics.median(
+                [points[i] / levels[name] for name, points in benches.items() if i in points]
+            )
+            for i in indices
+        ]
         for k, before, after in find_steps(index, threshold):
             i = indices[k]
-            steps.append(Step(f"variant {variant} ({len(benches)} benchmarks)", "time index", i,
-                              runs[i].label, before, after))
+            steps.append(
+                Step(
+                    f"variant {variant} ({len(benches)} benchmarks)",
+                    "time index",
+                    i,
+                    runs[i].label,
+                    before,
+                    after,
+                )
+            )
     return steps
 
 
@@ -186,18 +203,25 @@ def format_steps(steps, n_runs: int, threshold: float) -> str:
     if n_runs < 2:
         return "Steps: need at least two runs."
     if not steps:
-        return (f"Steps: none (no time level moved by more than {threshold:.0%}, no bytes figure "
-                f"changed) across {n_runs} runs.")
-    lines = [f"Steps across {n_runs} runs (time: levels moved > {threshold:.0%}; bytes: any change), "
-             f"at the first run of the new level:"]
+        return (
+            f"Steps: none (no time level moved by more than {threshold:.0%}, no bytes figure "
+            f"changed) across {n_runs} runs."
+        )
+    lines = [
+        f"Steps across {n_runs} runs (time: levels moved > {threshold:.0%}; bytes: any change), "
+        f"at the first run of the new level:"
+    ]
     ups = [s for s in steps if s.after > s.before]
     for title, group in (("UP (worse)", ups), ("down", [s for s in steps if s.after <= s.before])):
         if not group:
             continue
         lines.append(f"  {title}:")
         for s in sorted(group, key=lambda s: (s.index, s.benchmark, s.figure)):
-            lines.append(f"    commit {s.commit} (run {s.index}): {s.benchmark.rsplit('::', 1)[-1]} {s.figure} "
-                         f"{_fmt(s.before, s.figure)} -> {_fmt(s.after, s.figure)} ({s.ratio:.3f}x)")
+            lines.append(
+                f"    commit {s.commit} (run {s.index}): "
+                f"{s.benchmark.rsplit('::', 1)[-1]} {s.figure} "
+                f"{_fmt(s.before, s.figure)} -> {_fmt(s.after, s.figure)} ({s.ratio:.3f}x)"
+            )
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ pytest-benchmark's tables show time only; the memory figures (``extra_info`` key
 groups and row order, with each figure's ratio to the group's baseline variant and the median of
 the paired per-round time ratios (``time_vs_baseline``, see `verify.benchmarks.harness`).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -67,7 +68,7 @@ def format_memory_tables(groups) -> list:
         base_name = (base.get("extra_info") or {}).get("variant") if base else None
         header = ["Name"]
         for key in columns:
-            header.append(f"{key[:-len('_bytes')] if key.endswith('_bytes') else key} (MB)")
+            header.append(f"{key[: -len('_bytes')] if key.endswith('_bytes') else key} (MB)")
             if base is not None:
                 header.append(f"vs {base_name}")
         paired = any((b.get("extra_info") or {}).get("time_vs_baseline") for b in benches)
@@ -88,8 +89,13 @@ def format_memory_tables(groups) -> list:
                 row.append(_time_ratio(b))
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        body = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                          enumerate(zip(r, widths))).rstrip() for r in rows]
+        body = [
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=False))
+            ).rstrip()
+            for r in rows
+        ]
         width = max(len(line) for line in body)
         title = f" memory {name!r}: {len(benches)} tests "
         lines.append("")
@@ -99,7 +105,9 @@ def format_memory_tables(groups) -> list:
         lines.extend(body[1:])
         lines.append("-" * width)
     if lines:
-        lines.append("Memory: bytes per forward+backward step (MB = 1e6 bytes). saved: what autograd "
-                     "keeps for backward (exact); peak: most allocated during the step. Ratios vs the "
-                     "group's baseline; time ratios pair each round with a baseline step.")
+        lines.append(
+            "Memory: bytes per forward+backward step (MB = 1e6 bytes). saved: what autograd "
+            "keeps for backward (exact); peak: most allocated during the step. Ratios vs the "
+            "group's baseline; time ratios pair each round with a baseline step."
+        )
     return lines

@@ -33,14 +33,22 @@ their own; NOISY when the median is above the threshold without that majority; o
 lone benchmark that is SLOWER on its own while its variant is ok is reported as "drift". A variant
 with fewer than DEFAULT_MIN_BENCHMARKS benchmarks is not judged on time (its figures are shown).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from verify.benchmarks.stats import mann_whitney_greater, quartiles
 
-__all__ = ["TimeVerdict", "VariantVerdict", "judge_time", "judge_variants",
-           "DEFAULT_TIME_THRESHOLD", "DEFAULT_ALPHA", "DEFAULT_MIN_BENCHMARKS"]
+__all__ = [
+    "TimeVerdict",
+    "VariantVerdict",
+    "judge_time",
+    "judge_variants",
+    "DEFAULT_TIME_THRESHOLD",
+    "DEFAULT_ALPHA",
+    "DEFAULT_MIN_BENCHMARKS",
+]
 
 # The minimum effect. Over 30 ordered pairs of 6 runs of one commit on the shared machine, the
 # median change of a variant over its 5 benchmarks reached 1.112x (tests/data/gate/); the planted
@@ -60,11 +68,11 @@ OK, SLOWER, NOISY, UNJUDGED, DRIFT = "ok", "SLOWER", "NOISY", "not judged", "dri
 
 @dataclass
 class TimeVerdict:
-    outcome: str            # OK, SLOWER, NOISY or UNJUDGED
-    measure: str            # "vs <baseline>", "absolute" or "absolute (quartiles)"
-    base: tuple             # (q1, median, q3) of BASE's figure
+    outcome: str  # OK, SLOWER, NOISY or UNJUDGED
+    measure: str  # "vs <baseline>", "absolute" or "absolute (quartiles)"
+    base: tuple  # (q1, median, q3) of BASE's figure
     head: tuple
-    estimate: float         # median(HEAD) / median(BASE)
+    estimate: float  # median(HEAD) / median(BASE)
     p: float | None = None  # None when judged from quartiles
 
     @property
@@ -82,8 +90,13 @@ def _samples(bench, paired: bool):
     return bench.data
 
 
-def judge_time(base, head, threshold: float = DEFAULT_TIME_THRESHOLD,
-               alpha: float = DEFAULT_ALPHA, absolute: bool = False) -> TimeVerdict:
+def judge_time(
+    base,
+    head,
+    threshold: float = DEFAULT_TIME_THRESHOLD,
+    alpha: float = DEFAULT_ALPHA,
+    absolute: bool = False,
+) -> TimeVerdict:
     """The verdict on one benchmark present in both runs (`verify.benchmarks.results.Benchmark`)."""
     paired = base.baseline is not None and base.baseline == head.baseline
     b, h = _samples(base, paired), _samples(head, paired)
@@ -117,10 +130,10 @@ class VariantVerdict:
 
     variant: str
     measure: str
-    benchmarks: int         # how many were judged
-    slower: int             # how many were SLOWER on their own
-    estimate: float         # median of their estimates
-    outcome: str            # OK, SLOWER, NOISY or UNJUDGED (too few benchmarks)
+    benchmarks: int  # how many were judged
+    slower: int  # how many were SLOWER on their own
+    estimate: float  # median of their estimates
+    outcome: str  # OK, SLOWER, NOISY or UNJUDGED (too few benchmarks)
 
 
 def _median(values):
@@ -129,8 +142,11 @@ def _median(values):
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def judge_variants(verdicts, threshold: float = DEFAULT_TIME_THRESHOLD,
-                   min_benchmarks: int = DEFAULT_MIN_BENCHMARKS) -> dict:
+def judge_variants(
+    verdicts,
+    threshold: float = DEFAULT_TIME_THRESHOLD,
+    min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
+) -> dict:
     """{variant: VariantVerdict} from `verdicts`, an iterable of (variant, TimeVerdict) of the
     benchmarks in both runs; benchmarks not judged (UNJUDGED) are left out, and a variant with
     fewer than `min_benchmarks` judged benchmarks is UNJUDGED."""
@@ -150,6 +166,7 @@ def judge_variants(verdicts, threshold: float = DEFAULT_TIME_THRESHOLD,
             outcome = SLOWER
         else:
             outcome = NOISY
-        result[variant] = VariantVerdict(variant, group[0].measure, len(group), slower, estimate,
-                                         outcome)
+        result[variant] = VariantVerdict(
+            variant, group[0].measure, len(group), slower, estimate, outcome
+        )
     return result

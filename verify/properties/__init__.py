@@ -6,8 +6,9 @@ check(variant, case), which returns the worst error as a fraction of its bound o
 test `verify/test_<NAME>.py`, and `<NAME>` in failure reports and the end-of-run table.
 
 PROPERTIES is in run order: the numeric properties first (what the kernel computes), then the
-calling contexts and invariants, the derivative checks, memory, ops and compile, and the contract rules
-last, so that under `-x` the first failure a user reads is the most important one."""
+calling contexts and invariants, the derivative checks, memory, ops and compile, and the contract
+rules last, so that under `-x` the first failure a user reads is the most important one."""
+
 from verify.properties import (
     bad_inputs,
     compile,
@@ -26,6 +27,23 @@ from verify.properties import (
     shift_invariance,
 )
 
-PROPERTIES = {module.NAME: module for module in (
-    forward, gradients, running_stats, grad_mode, determinism, shift_invariance, no_mutation,
-    finite_differences, gradcheck, second_order, saved_memory, opcheck, compile, cuda, bad_inputs)}
+PROPERTIES = {
+    module.NAME: module
+    for module in (
+        forward,
+        gradients,
+        running_stats,
+        grad_mode,
+        determinism,
+        shift_invariance,
+        no_mutation,
+        finite_differences,
+        gradcheck,
+        second_order,
+        saved_memory,
+        opcheck,
+        compile,
+        cuda,
+        bad_inputs,
+    )
+}

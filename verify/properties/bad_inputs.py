@@ -1,5 +1,6 @@
 """Bad input gets a clear exception, and nothing is half-updated: the running statistics are
 bit-for-bit unchanged after the error."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -68,8 +69,14 @@ def _break(scenario: str, case, tensors: dict, supports: frozenset) -> tuple[dic
         t["running_var"] = torch.ones(case.out_channels + 1, dtype=dtype)
     elif scenario == "undeclared_feature":
         missing = sorted((CONV_FEATURES | BN_FEATURES) - supports)[0]
-        kwargs.update({"stride": {"stride": 2}, "padding": {"padding": 1},
-                       "dilation": {"dilation": 2}, "groups": {"groups": 2}}.get(missing, {}))
+        kwargs.update(
+            {
+                "stride": {"stride": 2},
+                "padding": {"padding": 1},
+                "dilation": {"dilation": 2},
+                "groups": {"groups": 2},
+            }.get(missing, {})
+        )
         if missing == "bias":
             t["bias"] = torch.zeros(case.out_channels, dtype=dtype)
         elif missing == "affine":
@@ -84,26 +91,57 @@ def check(variant, case) -> float:
     scenario = case.defect
     tensors = runner.make_inputs(case, case.arrays(), requires_grad=True)
     tensors, overrides = _break(scenario, case, tensors, variant.supports)
-    before = {n: None if tensors[n] is None else tensors[n].clone()
-              for n in ("running_mean", "running_var")}
+    before = {
+        n: None if tensors[n] is None else tensors[n].clone()
+        for n in ("running_mean", "running_var")
+    }
     expected = UnsupportedFeatureError if scenario == "undeclared_feature" else CLEAR_ERRORS
     kwargs = dict(case.kwargs(), **overrides)
     try:
-        out = variant(tensors["x"], tensors["weight"], tensors["bias"], tensors["bn_weight"],
-                      tensors["bn_bias"], tensors["running_mean"], tensors["running_var"], **kwargs)
+        out = variant(
+            tensors["x"],
+            tensors["weight"],
+            tensors["bias"],
+            tensors["bn_weight"],
+            tensors["bn_bias"],
+            tensors["running_mean"],
+            tensors["running_var"],
+            **kwargs,
+        )
     except expected:
         pass
     except Exception as error:  # noqa: BLE001 - any other exception is the finding
-        fail(variant, NAME, case, [f"scenario {scenario!r}: raised {type(error).__name__}: "
-                                   f"{error} (expected one of {_names(expected)})"])
+        fail(
+            variant,
+            NAME,
+            case,
+            [
+                f"scenario {scenario!r}: raised {type(error).__name__}: "
+                f"{error} (expected one of {_names(expected)})"
+            ],
+        )
     else:
         summary = "NaN" if torch.isnan(out).any() else "a tensor"
-        fail(variant, NAME, case, [f"scenario {scenario!r}: no exception; returned {summary} of "
-                                   f"shape {tuple(out.shape)} (expected {_names(expected)})"])
+        fail(
+            variant,
+            NAME,
+            case,
+            [
+                f"scenario {scenario!r}: no exception; returned {summary} of "
+                f"shape {tuple(out.shape)} (expected {_names(expected)})"
+            ],
+        )
     for name, old in before.items():
         if old is not None and tensors[name] is not None and not torch.equal(old, tensors[name]):
-            fail(variant, NAME, case, [f"scenario {scenario!r}: {name} was modified although "
-                                       "the call raised (half-updated state)"])
+            fail(
+                variant,
+                NAME,
+                case,
+                [
+                    f"scenario {scenario!r}: {name} was modified although "
+                    "the call raised (half-updated state)"
+                ],
+            )
     return 0.0
 
 

@@ -1,6 +1,7 @@
 """The building blocks of a property's `check`: fail with a report, compare results against their
 bounds, check one call against the oracle, and the case filter the numerical-derivative properties
 share. Running a property as a Hypothesis test is `verify.hunt`'s job."""
+
 from __future__ import annotations
 
 import math
@@ -21,19 +22,37 @@ def fail(variant, prop: str, case, details: list[str], ratio: float = math.inf) 
     raise PropertyFailure(variant.name, prop, case, details, ratio)
 
 
-def assert_close(variant, prop: str, case, actual: Results, exact: Results, allowed: Results,
-                 names, *, context: str = "") -> float:
+def assert_close(
+    variant,
+    prop: str,
+    case,
+    actual: Results,
+    exact: Results,
+    allowed: Results,
+    names,
+    *,
+    context: str = "",
+) -> float:
     """Every named result of `actual` within `allowed` of `exact`; returns the worst ratio."""
     __tracebackhide__ = True
     largest = largest_finite(case.dtype)
-    comparisons = [compare(name, getattr(actual, name), getattr(exact, name),
-                           getattr(allowed, name), largest=largest) for name in names]
+    comparisons = [
+        compare(
+            name,
+            getattr(actual, name),
+            getattr(exact, name),
+            getattr(allowed, name),
+            largest=largest,
+        )
+        for name in names
+    ]
     worst = max((c.ratio for c in comparisons), default=0.0)
     failed = [c for c in comparisons if not c.ok]
     if failed:
         details = ([context] if context else []) + [c.describe() for c in failed]
-        details += [c.describe() for c in comparisons
-                    if c.ok and getattr(exact, c.name) is not None]
+        details += [
+            c.describe() for c in comparisons if c.ok and getattr(exact, c.name) is not None
+        ]
         fail(variant, prop, case, details, ratio=worst)
     return worst
 
@@ -41,8 +60,9 @@ def assert_close(variant, prop: str, case, actual: Results, exact: Results, allo
 def training_step_results(case) -> tuple:
     """What a call with backward must get right: the output, the gradients of the inputs that
     require grad, and the running stats after backward."""
-    return (("out",) + tuple("grad_" + n for n in case.requires_grad)
-            + ("running_mean", "running_var"))
+    return (
+        ("out",) + tuple("grad_" + n for n in case.requires_grad) + ("running_mean", "running_var")
+    )
 
 
 def check_against_oracle(variant, prop: str, case, names, *, gradients: bool) -> float:
@@ -66,8 +86,15 @@ def has_spread(case: Case) -> bool:
     if not case.training:
         return True
     arrays = case.arrays()
-    y = reference.conv2d(arrays["x"], arrays["weight"], arrays["bias"], stride=case.stride,
-                         padding=case.padding, dilation=case.dilation, groups=case.groups)
+    y = reference.conv2d(
+        arrays["x"],
+        arrays["weight"],
+        arrays["bias"],
+        stride=case.stride,
+        padding=case.padding,
+        dilation=case.dilation,
+        groups=case.groups,
+    )
     spread = y.std(axis=(0, 2, 3))
     scale = np.abs(y).max(axis=(0, 2, 3)) + 1.0
     return bool(np.all(spread > MIN_RELATIVE_SPREAD * scale))

@@ -17,6 +17,7 @@ an inductor codegen bug is in the part both share, so the ci-sized run uses `aot
 examples of the small tier, and the fuzz profile (max_examples >= FUZZ_FROM) uses inductor.
 CONVBN_COMPILE_BACKEND=inductor|aot_eager|... picks the backend explicitly.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,8 @@ NAME = "compile"
 APPLIES_TO = "variants that declare 'compile'"
 # Every compile is a new graph however small the case: the small tier, few examples.
 SIZE_TIERS = ("small",)
-EXAMPLE_SHARE = 0.2       # of the profile's examples (ci: 5 of 25; fuzz: 400 of 2000)
-FUZZ_FROM = 500           # max_examples from which the default backend is inductor
+EXAMPLE_SHARE = 0.2  # of the profile's examples (ci: 5 of 25; fuzz: 400 of 2000)
+FUZZ_FROM = 500  # max_examples from which the default backend is inductor
 BACKEND_ENV = "CONVBN_COMPILE_BACKEND"
 
 
@@ -42,7 +43,9 @@ def backend() -> str:
     chosen = os.environ.get(BACKEND_ENV, "").strip()
     if chosen:
         return chosen
-    return "inductor" if settings.default.max_examples >= FUZZ_FROM else "aot_eager"
+    profile = settings.default
+    assert profile is not None  # Hypothesis always has a current profile
+    return "inductor" if profile.max_examples >= FUZZ_FROM else "aot_eager"
 
 
 def compiled(variant):
@@ -59,8 +62,10 @@ def strategy(variant, tier: str = "small"):
 
 
 def check(variant, case) -> float:
-    inference = check_against_oracle(compiled(variant), NAME, case,
-                                     ("out", "running_mean", "running_var"), gradients=False)
-    training = check_against_oracle(compiled(variant), NAME, case, training_step_results(case),
-                                    gradients=True)
+    inference = check_against_oracle(
+        compiled(variant), NAME, case, ("out", "running_mean", "running_var"), gradients=False
+    )
+    training = check_against_oracle(
+        compiled(variant), NAME, case, training_step_results(case), gradients=True
+    )
     return max(inference, training)

@@ -3,6 +3,7 @@ declares "cuda"; the tests are marked `cuda` and skip cleanly otherwise.
 
 TF32 is switched off while checking: a float32 kernel that computes in TF32 computes in lower
 precision than it claims (10 mantissa bits), which is exactly what the bounds are built to catch."""
+
 from __future__ import annotations
 
 import contextlib
@@ -42,9 +43,14 @@ def check(variant, case) -> float:
         on_cuda, _ = runner.run(variant, case, arrays)
     on_cpu, _ = runner.run(variant, case.replace(device="cpu"), arrays)
     names = oracle.RESULT_NAMES
-    worst = assert_close(variant, NAME, case, on_cuda, exact, allowed, names,
-                         context="CUDA against the oracle")
+    worst = assert_close(
+        variant, NAME, case, on_cuda, exact, allowed, names, context="CUDA against the oracle"
+    )
     # Both devices are within `allowed` of the oracle, so within twice that of each other.
     doubled = oracle.Results(**{n: None if v is None else 2 * v for n, v in allowed.items()})
-    return max(worst, assert_close(variant, NAME, case, on_cuda, on_cpu, doubled, names,
-                                   context="CUDA against CPU"))
+    return max(
+        worst,
+        assert_close(
+            variant, NAME, case, on_cuda, on_cpu, doubled, names, context="CUDA against CPU"
+        ),
+    )

@@ -5,6 +5,7 @@ merged in arrival order); then each must still be within the bounds of the oracl
 Every call the suite makes fills uninitialised memory with NaN (`verify.runner`), so a kernel
 that reads memory it never wrote fails here and in the oracle comparisons, instead of depending on
 what the allocator happened to hold."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,11 +34,19 @@ def check(variant, case) -> float:
             differs = ~((a == b) | (np.isnan(a) & np.isnan(b)))
             if differs.any():
                 index = tuple(int(i) for i in np.argwhere(differs)[0])
-                fail(variant, NAME, case, [
-                    f"{name}: two identical calls differ at {index}: {a[index]!r} then "
-                    f"{b[index]!r} ({int(differs.sum())} of {a.size} elements differ); declare "
-                    "'nondeterministic' in supports if the kernel is meant to be"])
+                fail(
+                    variant,
+                    NAME,
+                    case,
+                    [
+                        f"{name}: two identical calls differ at {index}: {a[index]!r} then "
+                        f"{b[index]!r} ({int(differs.sum())} of {a.size} elements differ); declare "
+                        "'nondeterministic' in supports if the kernel is meant to be"
+                    ],
+                )
     exact = oracle.expected(case, arrays)
     allowed = tolerance.bounds(case, arrays, exact)
-    return max(assert_close(variant, NAME, case, result, exact, allowed, names,
-                            context=f"call {i} of 2") for i, result in ((1, first), (2, second)))
+    return max(
+        assert_close(variant, NAME, case, result, exact, allowed, names, context=f"call {i} of 2")
+        for i, result in ((1, first), (2, second))
+    )

@@ -4,6 +4,7 @@ Independent of the oracle: along a random direction v in (x, weight, bias, bn_we
 the loss L(t) = sum(grad_out * f(params + t v)) must have derivative <grads, v>. Central differences
 at steps h and h/2 give both the derivative (Richardson-extrapolated) and an estimate of its
 truncation error; the bound adds the rounding error of L amplified by 1/h."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,9 @@ SAFETY = 4.0
 
 
 def strategy(variant, tier: str = "small"):
-    return cases(variant.supports, variant.form, dtypes=("float64",),
-                 values=SMOOTH_FAMILIES).filter(has_spread)
+    return cases(
+        variant.supports, variant.form, dtypes=("float64",), values=SMOOTH_FAMILIES
+    ).filter(has_spread)
 
 
 def check(variant, case) -> float:
@@ -43,8 +45,9 @@ def check(variant, case) -> float:
 
     out = fn(*parameters)
     grads = torch.autograd.grad(out, parameters, grad_out, allow_unused=True)
-    analytic = float(sum((g * d).sum() for g, d in zip(grads, directions, strict=True)
-                         if g is not None))
+    analytic = float(
+        sum((g * d).sum() for g, d in zip(grads, directions, strict=True) if g is not None)
+    )
 
     def loss(t: float) -> float:
         with torch.no_grad():
@@ -57,15 +60,22 @@ def check(variant, case) -> float:
     coarse, fine = central(STEP), central(STEP / 2)
     numeric = (4 * fine - coarse) / 3
     magnitude = float((grad_out * out.detach()).abs().sum())
-    allowed = SAFETY * (abs(fine - coarse) + ROUNDING_ULPS * unit_roundoff(case.dtype)
-                        * magnitude / STEP)
+    allowed = SAFETY * (
+        abs(fine - coarse) + ROUNDING_ULPS * unit_roundoff(case.dtype) * magnitude / STEP
+    )
     if allowed > 0:
         ratio = abs(analytic - numeric) / allowed
     else:
         ratio = 0.0 if analytic == numeric else np.inf
     if not np.isfinite(analytic) or not ratio <= 1.0:
-        fail(variant, NAME, case, [
-            f"directional derivative: backward gives {analytic!r}, finite differences give "
-            f"{numeric!r} (steps {STEP:g} -> {coarse!r}, {STEP / 2:g} -> {fine!r}); "
-            f"|diff| {abs(analytic - numeric):.3e} > allowed {allowed:.3e}"])
+        fail(
+            variant,
+            NAME,
+            case,
+            [
+                f"directional derivative: backward gives {analytic!r}, finite differences give "
+                f"{numeric!r} (steps {STEP:g} -> {coarse!r}, {STEP / 2:g} -> {fine!r}); "
+                f"|diff| {abs(analytic - numeric):.3e} > allowed {allowed:.3e}"
+            ],
+        )
     return ratio

@@ -1,6 +1,7 @@
 """Forward output and new running statistics against `reference.conv_bn`, train and eval, at
 every size tier. Called without autograd; the output with autograd on is checked by `gradients`
 and `grad_mode`."""
+
 from __future__ import annotations
 
 from verify.properties.checks import check_against_oracle
@@ -14,5 +15,6 @@ def strategy(variant, tier: str = "small"):
 
 
 def check(variant, case) -> float:
-    return check_against_oracle(variant, NAME, case, ("out", "running_mean", "running_var"),
-                                gradients=False)
+    return check_against_oracle(
+        variant, NAME, case, ("out", "running_mean", "running_var"), gradients=False
+    )

@@ -2,6 +2,7 @@
 in training and eval mode, give the oracle's output and running statistics, as the same call with
 autograd on does; and they keep no autograd graph (a kernel that re-enables grad inside keeps its
 saved tensors alive through every calibration pass)."""
+
 from __future__ import annotations
 
 import torch
@@ -31,9 +32,11 @@ def _call(variant, case, arrays, mode):
     tensors = runner.make_inputs(case, arrays, requires_grad=True)
     with mode():
         out = runner.call_variant(variant, case, tensors)
-    return out, oracle.Results(out=runner.to_numpy(out),
-                               running_mean=runner.to_numpy(tensors["running_mean"]),
-                               running_var=runner.to_numpy(tensors["running_var"]))
+    return out, oracle.Results(
+        out=runner.to_numpy(out),
+        running_mean=runner.to_numpy(tensors["running_mean"]),
+        running_var=runner.to_numpy(tensors["running_var"]),
+    )
 
 
 def check(variant, case) -> float:
@@ -41,11 +44,37 @@ def check(variant, case) -> float:
     exact = oracle.expected(case, arrays, gradients=False)
     allowed = tolerance.bounds(case, arrays, exact, gradients=False)
     _, enabled = _call(variant, case, arrays, torch.enable_grad)
-    worst = assert_close(variant, NAME, case, enabled, exact, allowed, RESULTS,
-                         context="with autograd on (the reference call)")
+    worst = assert_close(
+        variant,
+        NAME,
+        case,
+        enabled,
+        exact,
+        allowed,
+        RESULTS,
+        context="with autograd on (the reference call)",
+    )
     out, in_mode = _call(variant, case, arrays, MODES[case.grad_mode])
     if out.requires_grad or out.grad_fn is not None:
-        fail(variant, NAME, case, [f"under torch.{case.grad_mode}() the output requires grad "
-                                   "(an autograd graph was built and its saved tensors are kept)"])
-    return max(worst, assert_close(variant, NAME, case, in_mode, exact, allowed, RESULTS,
-                                   context=f"under torch.{case.grad_mode}()"))
+        fail(
+            variant,
+            NAME,
+            case,
+            [
+                f"under torch.{case.grad_mode}() the output requires grad "
+                "(an autograd graph was built and its saved tensors are kept)"
+            ],
+        )
+    return max(
+        worst,
+        assert_close(
+            variant,
+            NAME,
+            case,
+            in_mode,
+            exact,
+            allowed,
+            RESULTS,
+            context=f"under torch.{case.grad_mode}()",
+        ),
+    )

@@ -2,6 +2,7 @@
 against finite differences of the variant's own forward. Small cases only (each example
 differentiates numerically; the gradients property covers the size tiers). Second order is its own
 property, `second_order`."""
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,13 @@ SMOOTH_FAMILIES = ("normal", "positive")
 
 def smooth_cases(variant):
     """Small float64 cases whose channels all vary enough to be differentiated numerically."""
-    return cases(variant.supports, variant.form, dtypes=("float64",), values=SMOOTH_FAMILIES,
-                 max_input_elements=256).filter(has_spread)
+    return cases(
+        variant.supports,
+        variant.form,
+        dtypes=("float64",),
+        values=SMOOTH_FAMILIES,
+        max_input_elements=256,
+    ).filter(has_spread)
 
 
 def strategy(variant, tier: str = "small"):

@@ -5,6 +5,7 @@ a frozen backbone's weight does not), and grad_out comes in x's layout, another 
 expanded as `out.sum()` hands it over. An input that does not require grad must get no gradient.
 Also the output with autograd on, and the running stats after backward (backward must not update
 them again)."""
+
 from __future__ import annotations
 
 from verify.properties.checks import check_against_oracle, training_step_results

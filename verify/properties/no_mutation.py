@@ -1,5 +1,6 @@
 """No input is modified except the running statistics, and a repeated shape with new values gives
 new results (a kernel that caches answers by shape, or reuses stale buffers, fails)."""
+
 from __future__ import annotations
 
 import torch
@@ -24,20 +25,32 @@ def check(variant, case) -> float:
         # Snapshot through the strided view's base too: writing into the NaN gaps is a mutation.
         snapshots = {n: _storage_copy(tensors[n]) for n in UNTOUCHABLE if tensors[n] is not None}
         if not case.training:
-            snapshots.update({n: _storage_copy(tensors[n])
-                              for n in ("running_mean", "running_var")})
+            snapshots.update(
+                {n: _storage_copy(tensors[n]) for n in ("running_mean", "running_var")}
+            )
         out = runner.call_variant(variant, case, tensors)
         runner.backward(out, tensors["grad_out"])
-        modified = [n for n, snap in snapshots.items()
-                    if not _same(snap, _storage_copy(tensors[n]))]
+        modified = [
+            n for n, snap in snapshots.items() if not _same(snap, _storage_copy(tensors[n]))
+        ]
         if modified:
             fail(variant, NAME, case, [f"call {step + 1} modified its input(s) {modified}"])
         exact = oracle.expected(case, arrays, gradients=False)
         allowed = tolerance.bounds(case, arrays, exact, gradients=False)
         actual = oracle.Results(out=runner.to_numpy(out))
-        worst = max(worst, assert_close(
-            variant, NAME, case, actual, exact, allowed, ("out",),
-            context=f"call {step + 1} of 2 with the same shapes and new values"))
+        worst = max(
+            worst,
+            assert_close(
+                variant,
+                NAME,
+                case,
+                actual,
+                exact,
+                allowed,
+                ("out",),
+                context=f"call {step + 1} of 2 with the same shapes and new values",
+            ),
+        )
     return worst
 
 

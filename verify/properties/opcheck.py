@@ -1,6 +1,7 @@
 """Every `torch.library` custom op a variant calls passes `torch.library.opcheck` on the arguments
 it was really called with: schema (declared mutation and aliasing), fake/meta kernel, autograd
 registration, and AOT dispatch. Variants that call no custom op are skipped."""
+
 from __future__ import annotations
 
 import torch
@@ -30,10 +31,12 @@ class _CustomOpCalls(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func.namespace not in BUILTIN_NAMESPACES:
+
             def copy(a):
                 if isinstance(a, torch.Tensor):
                     return a.detach().clone().requires_grad_(a.requires_grad)
                 return a
+
             self.calls.append((func, tree_map(copy, args), tree_map(copy, kwargs)))
         return func(*args, **kwargs)
 
@@ -52,19 +55,28 @@ def strategy(variant, tier: str = "small"):
     # opcheck compares eager and AOT-dispatched gradients with its own fixed tolerance, so its
     # cases are well conditioned (a large offset makes legitimate rounding differences exceed it):
     # it checks how the op is registered, the numbers are the other properties' business.
-    return cases(variant.supports, variant.form, dtypes=("float32", "float64"),
-                 values=WELL_CONDITIONED)
+    return cases(
+        variant.supports, variant.form, dtypes=("float32", "float64"), values=WELL_CONDITIONED
+    )
 
 
 def check(variant, case) -> float:
     calls = custom_op_calls(variant, case)
     if not calls:
         import pytest
+
         pytest.skip(f"property {NAME!r} applies to {APPLIES_TO}; {variant.name!r} calls none")
     for op, args, kwargs in calls:
         try:
             torch.library.opcheck(op, args, kwargs)
         except Exception as error:  # noqa: BLE001 - opcheck reports through several types
-            fail(variant, NAME, case, [f"torch.library.opcheck({op}) failed: "
-                                       f"{type(error).__name__}: {str(error)[:1500]}"])
+            fail(
+                variant,
+                NAME,
+                case,
+                [
+                    f"torch.library.opcheck({op}) failed: "
+                    f"{type(error).__name__}: {str(error)[:1500]}"
+                ],
+            )
     return 0.0

@@ -1,5 +1,6 @@
 """Several consecutive training steps track the running statistics exactly as the oracle does;
 a following eval step uses them, matches the oracle, and leaves them bit-for-bit unchanged."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,7 @@ STATS = ("running_mean", "running_var")
 @st.composite
 def _case_and_steps(draw, variant, tier):
     case = draw(cases(variant.supports, variant.form, tier=tier, training=True))
-    return case.replace(running_stats=True, momentum=draw(momenta()),
-                        steps=draw(st.integers(2, 4)))
+    return case.replace(running_stats=True, momentum=draw(momenta()), steps=draw(st.integers(2, 4)))
 
 
 def strategy(variant, tier: str = "small"):
@@ -32,8 +32,10 @@ def strategy(variant, tier: str = "small"):
 def check(variant, case) -> float:
     steps = case.steps
     first = case.arrays(0)
-    stats = {name: runner.to_torch(first[name], case, layout="contiguous", dtype=case.stats_dtype)
-             for name in STATS}
+    stats = {
+        name: runner.to_torch(first[name], case, layout="contiguous", dtype=case.stats_dtype)
+        for name in STATS
+    }
     expected_stats = {name: first[name] for name in STATS}
     allowed_stats = {name: np.zeros_like(first[name]) for name in STATS}
     worst = 0.0
@@ -49,9 +51,19 @@ def check(variant, case) -> float:
         for name in STATS:
             allowed_stats[name] = (1 - case.momentum) * allowed_stats[name] + getattr(bound, name)
         actual = oracle.Results(**{name: runner.to_numpy(stats[name]) for name in STATS})
-        worst = max(worst, assert_close(
-            variant, NAME, case, actual, exact, oracle.Results(**allowed_stats), STATS,
-            context=f"after training step {step + 1} of {steps}"))
+        worst = max(
+            worst,
+            assert_close(
+                variant,
+                NAME,
+                case,
+                actual,
+                exact,
+                oracle.Results(**allowed_stats),
+                STATS,
+                context=f"after training step {step + 1} of {steps}",
+            ),
+        )
         expected_stats = {name: getattr(exact, name) for name in STATS}
         if any(np.any(np.abs(v) > largest_finite(case.dtype)) for v in expected_stats.values()):
             # The exact running stats overflow the dtype: the kernel holds inf, legitimately, and
@@ -77,5 +89,13 @@ def _eval_step(variant, case, steps, stats) -> float:
     exact = oracle.expected(eval_case, arrays, gradients=False)
     allowed = tolerance.bounds(eval_case, arrays, exact, gradients=False)
     actual = oracle.Results(out=runner.to_numpy(out))
-    return assert_close(variant, NAME, eval_case, actual, exact, allowed, ("out",),
-                        context=f"eval step after {steps} training steps")
+    return assert_close(
+        variant,
+        NAME,
+        eval_case,
+        actual,
+        exact,
+        allowed,
+        ("out",),
+        context=f"eval step after {steps} training steps",
+    )

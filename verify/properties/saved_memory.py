@@ -2,6 +2,7 @@
 backward than eager Conv2d+BatchNorm2d on the same call, and at most one activation-sized buffer
 (its input) plus per-channel vectors. Bytes are counted with saved_tensors_hooks, each storage
 once: exact and machine independent."""
+
 from __future__ import annotations
 
 from hypothesis import strategies as st
@@ -24,8 +25,16 @@ PER_CHANNEL_VECTORS = 8
 
 @st.composite
 def _sizeable_case(draw, variant, tier):
-    case = draw(cases(variant.supports, variant.form, tier=tier, training=True,
-                      dtypes=("float32",), layouts=("contiguous",)))
+    case = draw(
+        cases(
+            variant.supports,
+            variant.form,
+            tier=tier,
+            training=True,
+            dtypes=("float32",),
+            layouts=("contiguous",),
+        )
+    )
     per_sample = case.values_per_channel // case.batch
     batch = max(case.batch, -(-MIN_VALUES_PER_CHANNEL // per_sample))
     return case.replace(batch=batch)
@@ -37,8 +46,9 @@ def strategy(variant, tier: str = "small"):
 
 def _activation_bytes(fn, case, arrays):
     tensors = runner.make_inputs(case, arrays, requires_grad=True)
-    parameters = [tensors[n] for n in ("weight", "bias", "bn_weight", "bn_bias")
-                  if tensors[n] is not None]
+    parameters = [
+        tensors[n] for n in ("weight", "bias", "bn_weight", "bn_bias") if tensors[n] is not None
+    ]
     saved = saved_tensors(lambda: runner.call_variant(fn, case, tensors), params=parameters)
     return saved.activation_bytes, tensors["x"].untyped_storage().nbytes()
 
@@ -50,8 +60,15 @@ def check(variant, case) -> float:
     itemsize = 4
     allowance = input_bytes + PER_CHANNEL_VECTORS * case.out_channels * itemsize
     if fused_bytes >= eager_bytes or fused_bytes > allowance:
-        fail(variant, NAME, case, [
-            f"saves {fused_bytes} activation bytes for backward; eager Conv2d+BatchNorm2d saves "
-            f"{eager_bytes}; a memory-saving kernel may keep its input ({input_bytes} bytes) and "
-            f"at most {PER_CHANNEL_VECTORS} per-channel vectors ({allowance} bytes in all)"])
+        fail(
+            variant,
+            NAME,
+            case,
+            [
+                f"saves {fused_bytes} activation bytes for backward; eager Conv2d+BatchNorm2d "
+                f"saves {eager_bytes}; a memory-saving kernel may keep its input "
+                f"({input_bytes} bytes) and "
+                f"at most {PER_CHANNEL_VECTORS} per-channel vectors ({allowance} bytes in all)"
+            ],
+        )
     return fused_bytes / eager_bytes

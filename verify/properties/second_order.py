@@ -3,6 +3,7 @@
 must either raise a clear error or be right: a first-derivative-correct kernel whose second
 derivative is silently wrong (a backward written with non-differentiable shortcuts, yet not marked
 once_differentiable) fails here, apart from the first-order properties. Small cases only."""
+
 from __future__ import annotations
 
 import torch
@@ -24,14 +25,18 @@ def check(variant, case) -> float:
     tensors = runner.make_inputs(case, case.arrays(), requires_grad=True)
     fn, parameters = runner.function_of_parameters(variant, case, tensors)
     grad_out = tensors["grad_out"]
-    if "double_backward" not in variant.supports and not _double_backward_runs(fn, parameters,
-                                                                                grad_out):
+    if "double_backward" not in variant.supports and not _double_backward_runs(
+        fn, parameters, grad_out
+    ):
         return 0.0  # a clear error is the honest answer for an undeclared feature
     try:
         torch.autograd.gradgradcheck(fn, parameters, (grad_out,), fast_mode=True)
     except GradcheckError as error:
-        declared = ("declared double_backward" if "double_backward" in variant.supports else
-                    "double backward does not raise, so it must be right")
+        declared = (
+            "declared double_backward"
+            if "double_backward" in variant.supports
+            else "double backward does not raise, so it must be right"
+        )
         fail(variant, NAME, case, [f"gradgradcheck failed ({declared}): " + str(error)[:1500]])
     return 0.0
 

@@ -7,6 +7,7 @@ variant has no bias and no padding) must leave the training output unchanged, mo
 mean by exactly momentum * delta, and in eval mode move the output by delta times the channel's
 scale. Each is checked on the variant's own two answers: the difference of the two calls must
 match the oracle's difference within the sum of both bounds."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,9 @@ def _shifted(case, arrays):
     rng = np.random.default_rng([case.seed, 0x5F])
     shifted = dict(arrays)
     if case.bias:
-        shifted["bias"] = round_to_dtype(arrays["bias"] + rng.standard_normal(case.out_channels),
-                                         case.dtype)
+        shifted["bias"] = round_to_dtype(
+            arrays["bias"] + rng.standard_normal(case.out_channels), case.dtype
+        )
     else:
         # Rounding makes the shift inexact; both oracle answers see the same rounded inputs.
         shifted["x"] = round_to_dtype(arrays["x"] + 2.0 ** int(rng.integers(-2, 3)), case.dtype)
@@ -52,17 +54,37 @@ def check(variant, case) -> float:
     names = ("out", "running_mean", "running_var")
     actual = [runner.run(variant, case, a, gradients=False)[0] for a in (arrays, shifted)]
     exact = [oracle.expected(case, a, gradients=False) for a in (arrays, shifted)]
-    allowed = [tolerance.bounds(case, a, e, gradients=False)
-               for a, e in zip((arrays, shifted), exact, strict=True)]
+    allowed = [
+        tolerance.bounds(case, a, e, gradients=False)
+        for a, e in zip((arrays, shifted), exact, strict=True)
+    ]
 
     def difference(pair):
-        return oracle.Results(**{n: None if getattr(pair[0], n) is None
-                                 else getattr(pair[1], n) - getattr(pair[0], n) for n in names})
+        return oracle.Results(
+            **{
+                n: None
+                if getattr(pair[0], n) is None
+                else getattr(pair[1], n) - getattr(pair[0], n)
+                for n in names
+            }
+        )
 
-    total = oracle.Results(**{n: None if getattr(allowed[0], n) is None
-                              else getattr(allowed[0], n) + getattr(allowed[1], n) for n in names})
+    total = oracle.Results(
+        **{
+            n: None
+            if getattr(allowed[0], n) is None
+            else getattr(allowed[0], n) + getattr(allowed[1], n)
+            for n in names
+        }
+    )
     how = "conv bias" if case.bias else "input (a constant added to x)"
-    return assert_close(variant, NAME, case, difference(actual), difference(exact), total, names,
-                        context="change between two calls that shift the conv output "
-                                f"through the {how}")
-
+    return assert_close(
+        variant,
+        NAME,
+        case,
+        difference(actual),
+        difference(exact),
+        total,
+        names,
+        context=f"change between two calls that shift the conv output through the {how}",
+    )

@@ -4,6 +4,7 @@ Small composable pieces: one strategy per concern (geometry, batch-norm options,
 by `cases`. Sizes stay small so one example runs in milliseconds, and every integer shrinks toward
 the simplest legal value, so a failure is reported on a minimal configuration.
 """
+
 from __future__ import annotations
 
 from hypothesis import assume
@@ -30,8 +31,14 @@ def _pair(draw, values, enabled: bool, default: int):
 
 
 @st.composite
-def geometry(draw, supports: frozenset, *, tier: str = "small", min_values_per_channel: int = 2,
-             max_input_elements: int = MAX_INPUT_ELEMENTS):
+def geometry(
+    draw,
+    supports: frozenset,
+    *,
+    tier: str = "small",
+    min_values_per_channel: int = 2,
+    max_input_elements: int = MAX_INPUT_ELEMENTS,
+):
     """Batch, channels, spatial size and conv parameters in size tier `tier`
     (`verify.strategies.sizes`). Returns a dict of Case fields.
 
@@ -69,10 +76,18 @@ def geometry(draw, supports: frozenset, *, tier: str = "small", min_values_per_c
         p = min(p, (unpadded - 1) // 2)
         legal_padding.append(p)
         in_hw.append(unpadded - 2 * p)
-    fields = dict(batch=batch, in_channels=in_per_group * groups,
-                  out_channels=out_per_group * groups, height=in_hw[0], width=in_hw[1],
-                  kernel=kernel, stride=stride, padding=tuple(legal_padding), dilation=dilation,
-                  groups=groups)
+    fields = dict(
+        batch=batch,
+        in_channels=in_per_group * groups,
+        out_channels=out_per_group * groups,
+        height=in_hw[0],
+        width=in_hw[1],
+        kernel=kernel,
+        stride=stride,
+        padding=tuple(legal_padding),
+        dilation=dilation,
+        groups=groups,
+    )
     probe = Case(**fields)
     # Training needs two values per channel; raise the batch rather than reject the example.
     while probe.values_per_channel < min_values_per_channel:
@@ -96,10 +111,14 @@ def batch_norm_options(draw, supports: frozenset, *, training=None):
         training = draw(st.sampled_from((True, False, True))) if has_stats else True
     running_stats = True if not training else (draw(st.booleans()) if has_stats else False)
     momentum = draw(momenta()) if running_stats and training else 0.1
-    return dict(training=training, running_stats=running_stats, momentum=momentum,
-                affine="affine" in supports and draw(st.booleans()),
-                bias="bias" in supports and draw(st.booleans()),
-                eps=draw(st.sampled_from(EPS_VALUES)))
+    return dict(
+        training=training,
+        running_stats=running_stats,
+        momentum=momentum,
+        affine="affine" in supports and draw(st.booleans()),
+        bias="bias" in supports and draw(st.booleans()),
+        eps=draw(st.sampled_from(EPS_VALUES)),
+    )
 
 
 def eps_values(dtype: str) -> tuple:
@@ -122,24 +141,46 @@ def value_families(values) -> tuple:
 
 
 @st.composite
-def cases(draw, supports: frozenset, form: str, *, tier: str = "small", dtypes=None,
-          layouts=LAYOUTS, values=VALUE_FAMILIES, training=None, device: str = "cpu",
-          max_input_elements: int = MAX_INPUT_ELEMENTS):
+def cases(
+    draw,
+    supports: frozenset,
+    form: str,
+    *,
+    tier: str = "small",
+    dtypes=None,
+    layouts=LAYOUTS,
+    values=VALUE_FAMILIES,
+    training=None,
+    device: str = "cpu",
+    max_input_elements: int = MAX_INPUT_ELEMENTS,
+):
     """A complete `Case` in size tier `tier` using only features in `supports` (plus always-on
     dtypes and layouts)."""
     bn = draw(batch_norm_options(supports, training=training))
-    geo = draw(geometry(supports, tier=tier, min_values_per_channel=2 if bn["training"] else 1,
-                        max_input_elements=max_input_elements))
+    geo = draw(
+        geometry(
+            supports,
+            tier=tier,
+            min_values_per_channel=2 if bn["training"] else 1,
+            max_input_elements=max_input_elements,
+        )
+    )
     dtype = draw(st.sampled_from(tuple(dtypes or dtypes_for(supports))))
     if bn["eps"] not in eps_values(dtype):
         bn["eps"] = draw(st.sampled_from(eps_values(dtype)))
     # Mixed precision (torch.autocast's layout): half activations, float32 batch-norm parameters.
     mixed = dtype in HALF_DTYPES and "autocast" in supports and draw(st.booleans())
-    return Case(**geo, **bn, form=form, dtype=dtype,
-                layout=draw(st.sampled_from(tuple(layouts))),
-                values=draw(st.sampled_from(value_families(values))),
-                seed=draw(st.integers(0, 2**32 - 1)), device=device,
-                param_dtype="float32" if mixed else "")
+    return Case(
+        **geo,
+        **bn,
+        form=form,
+        dtype=dtype,
+        layout=draw(st.sampled_from(tuple(layouts))),
+        values=draw(st.sampled_from(value_families(values))),
+        seed=draw(st.integers(0, 2**32 - 1)),
+        device=device,
+        param_dtype="float32" if mixed else "",
+    )
 
 
 # Who requires grad in real training: everything; a network's first layer (not x); a frozen
@@ -160,8 +201,12 @@ REQUIRES_GRAD_SUBSETS = (
 def calling_contexts(draw, case: Case):
     """`case` with a drawn subset of inputs requiring grad and a drawn grad_out layout. Names
     of inputs the case does not have are dropped; a subset left empty falls back to x."""
-    present = {"x", "weight"} | ({"bias"} if case.bias else set()) | (
-        {"bn_weight", "bn_bias"} if case.affine else set())
+    present = (
+        {"x", "weight"}
+        | ({"bias"} if case.bias else set())
+        | ({"bn_weight", "bn_bias"} if case.affine else set())
+    )
     subset = tuple(n for n in draw(st.sampled_from(REQUIRES_GRAD_SUBSETS)) if n in present)
-    return case.replace(requires_grad=subset or ("x",),
-                        grad_layout=draw(st.sampled_from(GRAD_LAYOUTS)))
+    return case.replace(
+        requires_grad=subset or ("x",), grad_layout=draw(st.sampled_from(GRAD_LAYOUTS))
+    )

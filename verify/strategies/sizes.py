@@ -19,6 +19,7 @@ Within a tier Hypothesis draws the values per channel from one ascending list of
 tier's boundaries (2^k - 1, 2^k, 2^k + 1, and awkward remainders), and the batch and image shape
 that factor it by index, so a size failure shrinks to the smallest failing size of its tier.
 """
+
 from __future__ import annotations
 
 from hypothesis import strategies as st
@@ -43,8 +44,18 @@ MAX_PER_GROUP = {"small": 3, "tile": 3, "split": 2, "large": 2, "wide": 3}
 def offsets_around(boundary: int) -> tuple:
     """Sizes next to a power of two, ascending: a remainder of about 3/4, 2^k - 1, 2^k, 2^k + 1,
     2^k + 3, and one and a half blocks plus one."""
-    return tuple(sorted({boundary - boundary // 4 - 1, boundary - 1, boundary, boundary + 1,
-                         boundary + 3, boundary + boundary // 2 + 1}))
+    return tuple(
+        sorted(
+            {
+                boundary - boundary // 4 - 1,
+                boundary - 1,
+                boundary,
+                boundary + 1,
+                boundary + 3,
+                boundary + boundary // 2 + 1,
+            }
+        )
+    )
 
 
 def reduction_sizes(tier: str) -> tuple:
