@@ -22,6 +22,8 @@ LAYOUTS = ("contiguous", "channels_last", "strided")
 # the batch with a stride-0 batch dimension.
 GRAD_LAYOUTS = ("same",) + LAYOUTS + ("expanded", "broadcast")
 DIFFERENTIABLE = ("x", "weight", "bias", "bn_weight", "bn_bias")
+# The positional arguments of a `Variant` call, in order.
+INPUTS = DIFFERENTIABLE + ("running_mean", "running_var")
 # The grad modes a kernel is called under: real training, and calibration/inference passes.
 GRAD_MODES = ("enabled", "no_grad", "inference_mode")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 import reference
-from verify.case import Case
+from verify.case import INPUTS, Case
 
 RESULT_NAMES = (
     "out",
@@ -42,10 +42,7 @@ class Results:
 
 
 def _inputs(arrays: dict) -> tuple:
-    return tuple(
-        arrays[k]
-        for k in ("x", "weight", "bias", "bn_weight", "bn_bias", "running_mean", "running_var")
-    )
+    return tuple(arrays[k] for k in INPUTS)
 
 
 def expected(case: Case, arrays: dict, *, gradients: bool = True) -> Results:

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 import torch.utils.deterministic
 
-from verify.case import Case
+from verify.case import DIFFERENTIABLE, INPUTS, Case
 from verify.dtypes import DTYPES
 from verify.oracle import Results
 
 TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}
-PARAMETER_NAMES = ("x", "weight", "bias", "bn_weight", "bn_bias")
+PARAMETER_NAMES = DIFFERENTIABLE
 PER_CHANNEL_NAMES = ("bn_weight", "bn_bias", "running_mean", "running_var")
 
 
@@ -125,20 +125,16 @@ def make_inputs(case: Case, arrays: dict, *, requires_grad: bool) -> dict:
     return tensors
 
 
+def positional(tensors: dict) -> tuple:
+    """The positional arguments of a `Variant` call from the tensors of a case."""
+    return tuple(tensors[name] for name in INPUTS)
+
+
 def call_variant(variant, case: Case, tensors: dict, **overrides):
     """The kernel's forward on `tensors` with the case's keyword arguments; anything it raises
     comes out as `KernelRaised`."""
     try:
-        return variant(
-            tensors["x"],
-            tensors["weight"],
-            tensors["bias"],
-            tensors["bn_weight"],
-            tensors["bn_bias"],
-            tensors["running_mean"],
-            tensors["running_var"],
-            **dict(case.kwargs(), **overrides),
-        )
+        return variant(*positional(tensors), **dict(case.kwargs(), **overrides))
     except Exception as error:  # noqa: BLE001 - whatever the kernel raises is the finding
         raise KernelRaised("forward", error) from error
 

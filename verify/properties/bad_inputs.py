@@ -98,16 +98,7 @@ def check(variant, case) -> float:
     expected = UnsupportedFeatureError if scenario == "undeclared_feature" else CLEAR_ERRORS
     kwargs = dict(case.kwargs(), **overrides)
     try:
-        out = variant(
-            tensors["x"],
-            tensors["weight"],
-            tensors["bias"],
-            tensors["bn_weight"],
-            tensors["bn_bias"],
-            tensors["running_mean"],
-            tensors["running_var"],
-            **kwargs,
-        )
+        out = variant(*runner.positional(tensors), **kwargs)
     except expected:
         pass
     except Exception as error:  # noqa: BLE001 - any other exception is the finding
