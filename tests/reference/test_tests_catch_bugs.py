@@ -108,11 +108,20 @@ MUTANTS = {
     ),
     "conv-padding-one-sided": (
         "reference.conv",
-        "out[:, :, ph:ph + h, pw:pw + w] = x",
-        "out[:, :, ph:ph + h, 2 * pw:2 * pw + w] = x",
+        "out[:, :, ph : ph + h, pw : pw + w] = x",
+        "out[:, :, ph : ph + h, 2 * pw : 2 * pw + w] = x",
     ),
-    "conv-dilation-ignored": ("reference.conv", "s_h * dilation[0], s_w * dilation[1]", "s_h, s_w"),
-    "conv-groups-overlap": ("reference.conv", "cg * s_c, s_c", "s_c, s_c"),
+    # The mutant texts follow `ruff format`'s layout of reference/conv.py (one stride a line).
+    "conv-dilation-ignored": (
+        "reference.conv",
+        "s_h * dilation[0],\n            s_w * dilation[1],",
+        "s_h,\n            s_w,",
+    ),
+    "conv-groups-overlap": (
+        "reference.conv",
+        "cg * s_c,\n            s_c,",
+        "s_c,\n            s_c,",
+    ),
     "conv-grad-w-taps-transposed": (
         "reference.conv",
         '"ngohw,ngchwij->gocij"',
