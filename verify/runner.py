@@ -16,7 +16,6 @@ from verify.dtypes import DTYPES
 from verify.oracle import Results
 
 TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}
-PARAMETER_NAMES = DIFFERENTIABLE
 PER_CHANNEL_NAMES = ("bn_weight", "bn_bias", "running_mean", "running_var")
 
 
@@ -111,7 +110,7 @@ def make_inputs(case: Case, arrays: dict, *, requires_grad: bool) -> dict:
     """The call's tensors. With `requires_grad`, the inputs named in `case.requires_grad` require
     grad; per-channel inputs are in the case's stats dtype (float32 under autocast)."""
     tensors = {}
-    for name in PARAMETER_NAMES:
+    for name in DIFFERENTIABLE:
         tensors[name] = to_torch(
             arrays[name],
             case,
@@ -149,7 +148,7 @@ def backward(out, grad_out) -> None:
 
 def differentiable(tensors: dict) -> list:
     """Names of the inputs that require grad in this call."""
-    return [n for n in PARAMETER_NAMES if tensors[n] is not None and tensors[n].requires_grad]
+    return [n for n in DIFFERENTIABLE if tensors[n] is not None and tensors[n].requires_grad]
 
 
 class ContractViolation(AssertionError):
@@ -175,7 +174,7 @@ def run(variant, case: Case, arrays: dict, *, gradients: bool = True) -> tuple[R
                 f"returned an output with no autograd graph although {wanted} require grad"
             )
         backward(out, tensors["grad_out"])
-        for name in PARAMETER_NAMES:
+        for name in DIFFERENTIABLE:
             tensor = tensors[name]
             if tensor is None:
                 continue
@@ -197,7 +196,7 @@ def function_of_parameters(variant, case: Case, tensors: dict):
     """(fn, parameters): fn(*parameters) calls the variant with those differentiable inputs and
     fresh copies of the running stats, so repeated evaluations (gradcheck, finite differences)
     all see the same state."""
-    names = [n for n in PARAMETER_NAMES if tensors[n] is not None]
+    names = [n for n in DIFFERENTIABLE if tensors[n] is not None]
 
     def fn(*parameters):
         call = dict(tensors, **dict(zip(names, parameters, strict=True)))
