@@ -11,10 +11,10 @@ from torch import Tensor
 
 from fused.dtypes import HALF_DTYPES
 
-__all__ = ["conv_forward", "conv_backward"]
+__all__ = ["conv_forward", "conv_backward", "cpu_half"]
 
 
-def _cpu_half(x: Tensor) -> bool:
+def cpu_half(x: Tensor) -> bool:
     # PyTorch 2.13's CPU half-precision convolutions are wrong on some legal geometries, found by
     # `pytest verify`: float16 forward segfaults (width 1, 1-wide kernel, stride 2, padding 1,
     # dilation 2), and bfloat16 channels_last weight gradients read uninitialised memory (NaN or
@@ -34,7 +34,7 @@ def conv_forward(
     groups: int,
 ) -> Tensor:
     """Conv2d forward through the native kernel (output in the conv's natural memory format)."""
-    if _cpu_half(x):
+    if cpu_half(x):
         upcast = conv_forward(
             x.float(),
             weight.float(),
@@ -64,7 +64,7 @@ def conv_backward(
     """(grad_x, grad_weight, grad_bias) of Conv2d in one native call; None where not asked for."""
     if not any(output_mask):
         return None, None, None
-    if _cpu_half(x):
+    if cpu_half(x):
         grads = conv_backward(
             grad_y.float(),
             x.float(),

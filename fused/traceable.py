@@ -29,7 +29,8 @@ from torch import Tensor
 
 from fused import batch_norm_math as bnm
 from fused.arguments import check_conv_bn_arguments
-from fused.dtypes import HALF_DTYPES, stat_dtype
+from fused.dtypes import stat_dtype
+from fused.native_conv import cpu_half
 
 __all__ = ["conv_bn_traceable", "compiling", "compile_aware"]
 
@@ -42,7 +43,7 @@ def compiling() -> bool:
 
 
 def _conv(x, weight, bias, cfg):
-    if x.dtype in HALF_DTYPES and x.device.type == "cpu":
+    if cpu_half(x):
         # Same route as the eager kernel (see fused.native_conv): CPU half convs in float32;
         # the result stays float32 until the normalised output is rounded once.
         x, weight = x.float(), weight.float()
