@@ -1,32 +1,64 @@
-"""The one argument validator of the kernels in `fused/`: every kernel validates a call here
-before it computes or modifies anything, so all of them reject the same bad calls with the same
-`ValueError` messages. (The NumPy oracle in `reference/` keeps a validator of its own on purpose:
-the suite checks the kernels against it, so it must not share their code.)"""
+"""The one argument validator of the kernels in `fused/`, and the validated call it returns.
+
+Every kernel validates a call here before it computes or modifies anything (through
+`fused.entry.conv_bn_entry`), so all of them reject the same bad calls with the same `ValueError`
+messages, and all of them read their arguments from one `ConvBNCall`. The signature of
+`check_conv_bn_arguments` is the contract's `Variant` fn signature, extended with `form` and
+`num_batches_tracked`: it is written here once, and every kernel's entry point takes it from here.
+(The NumPy oracle in `reference/` keeps a validator of its own on purpose: the suite checks the
+kernels against it, so it must not share their code.)"""
 
 from __future__ import annotations
 
 import numbers
-from typing import Optional
+from typing import NamedTuple, Optional, Tuple
 
 from torch import Tensor
 
 from fused.variant import FORMS
 
-__all__ = ["ConvConfig", "check_conv_bn_arguments"]
+__all__ = ["ConvConfig", "NormConfig", "ConvBNCall", "check_conv_bn_arguments"]
 
 
-class ConvConfig(tuple):
-    """(stride, padding, dilation, groups) normalised to pairs of ints and an int."""
+class ConvConfig(NamedTuple):
+    """The convolution's options, normalised: `conv_forward(x, weight, bias, *conv)` reads them
+    in `F.conv2d`'s order."""
 
-    __slots__ = ()
+    stride: Tuple[int, int]
+    padding: Tuple[int, int]
+    dilation: Tuple[int, int]
+    groups: int
 
-    def __new__(cls, stride, padding, dilation, groups):
-        return super().__new__(cls, (stride, padding, dilation, groups))
 
-    stride = property(lambda self: self[0])
-    padding = property(lambda self: self[1])
-    dilation = property(lambda self: self[2])
-    groups = property(lambda self: self[3])
+class NormConfig(NamedTuple):
+    """The batch norm's options. `momentum` is the running statistics' blend factor; None only
+    for a cumulative average whose count is still to be read (see `fused.entry`)."""
+
+    training: bool
+    momentum: Optional[float]
+    eps: float
+    form: str
+
+
+class ConvBNCall(NamedTuple):
+    """A validated fused Conv2d+BatchNorm call: the tensors as given, the options normalised."""
+
+    x: Tensor
+    weight: Tensor
+    bias: Optional[Tensor]
+    bn_weight: Optional[Tensor]
+    bn_bias: Optional[Tensor]
+    running_mean: Optional[Tensor]
+    running_var: Optional[Tensor]
+    num_batches_tracked: Optional[Tensor]
+    conv: ConvConfig
+    norm: NormConfig
+
+    def keywords(self) -> dict:
+        """The call as keyword arguments of `check_conv_bn_arguments` (feature detection, and
+        the kernels that hand the call on to a function of the contract's signature)."""
+        tensors = dict(zip(self._fields[:8], self[:8], strict=True))
+        return {**tensors, **self.conv._asdict(), **self.norm._asdict()}
 
 
 def _as_pair(value, name: str) -> tuple:
@@ -74,9 +106,9 @@ def check_conv_bn_arguments(
     eps=1e-3,
     form="standard",
     num_batches_tracked=None,
-) -> ConvConfig:
+) -> ConvBNCall:
     """Validate a fused Conv2d+BatchNorm call without touching anything; raise ValueError with a
-    clear message on any problem. Returns the normalised convolution configuration."""
+    clear message on any problem. Returns the call, its options normalised."""
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     if not isinstance(x, Tensor) or not isinstance(weight, Tensor):
@@ -155,4 +187,16 @@ def check_conv_bn_arguments(
             raise ValueError("momentum=None (cumulative moving average) needs num_batches_tracked")
     elif running_mean is None:
         raise ValueError("eval mode (training=False) needs running_mean and running_var")
-    return ConvConfig(stride, padding, dilation, groups)
+    momentum = None if momentum is None else float(momentum)
+    return ConvBNCall(
+        x=x,
+        weight=weight,
+        bias=bias,
+        bn_weight=bn_weight,
+        bn_bias=bn_bias,
+        running_mean=running_mean,
+        running_var=running_var,
+        num_batches_tracked=num_batches_tracked,
+        conv=ConvConfig(stride, padding, dilation, groups),
+        norm=NormConfig(bool(training), momentum, float(eps), form),
+    )

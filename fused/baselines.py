@@ -11,9 +11,9 @@
   statistics without touching the running buffers (it is re-run in backward), returns them
   detached, and the buffers are updated afterwards, outside the checkpoint, under `no_grad`.
 
-Both validate their arguments with the kernels' shared validator (`fused.arguments`) before
-anything runs, so they reject the same calls as every built-in kernel and a call that raises
-leaves the running statistics untouched.
+Both are kernels behind `fused.entry.conv_bn_entry`, like every built-in kernel: the same
+validation before anything runs (a call that raises leaves the running statistics untouched), and
+`num_batches_tracked` counted as nn.BatchNorm2d counts it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from fused.arguments import check_conv_bn_arguments
+from fused.arguments import ConvBNCall
+from fused.entry import conv_bn_entry
 
 __all__ = ["eager_conv_bn", "checkpoint_conv_bn"]
 
@@ -36,69 +37,38 @@ def _dense(t):
     return None if t is None else t.contiguous()
 
 
-def eager_conv_bn(
-    x,
-    weight,
-    bias=None,
-    bn_weight=None,
-    bn_bias=None,
-    running_mean=None,
-    running_var=None,
-    *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    training=True,
-    momentum=0.1,
-    eps=1e-3,
-):
-    """`F.conv2d` then `F.batch_norm` (standard form); running stats updated in place."""
-    check_conv_bn_arguments(
-        x,
-        weight,
-        bias,
-        bn_weight,
-        bn_bias,
-        running_mean,
-        running_var,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        training=training,
-        momentum=momentum,
-        eps=eps,
-        form="standard",
-    )
-    y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    bn_weight, bn_bias = _dense(bn_weight), _dense(bn_bias)
+def _batch_norm(y, bn_weight, bn_bias, running_mean, running_var, norm):
+    # A cumulative average's factor is resolved by the entry point: momentum is None only when
+    # there are no running statistics to blend.
+    momentum = 0.0 if norm.momentum is None else norm.momentum
     return F.batch_norm(
         y,
         running_mean,
         running_var,
-        bn_weight,
-        bn_bias,
-        training=training,
-        momentum=momentum,
-        eps=eps,
+        _dense(bn_weight),
+        _dense(bn_bias),
+        norm.training,
+        momentum,
+        norm.eps,
     )
 
 
-def _conv_bn_train(
-    x, weight, bias, bn_weight, bn_bias, stride, padding, dilation, groups, eps, want_stats
-):
+def _conv_bn(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, conv, norm):
+    """`F.conv2d` then `F.batch_norm`; in training, running stats (if given) updated in place."""
+    y = F.conv2d(x, weight, bias, *conv)
+    return _batch_norm(y, bn_weight, bn_bias, running_mean, running_var, norm)
+
+
+def _eager_kernel(call: ConvBNCall):
+    return _conv_bn(*call[:7], call.conv, call.norm)
+
+
+def _batch_moments(x, weight, bias, bn_weight, bn_bias, conv, norm):
     """Conv + training-mode BN from batch statistics only: safe to run twice (no side effects).
-
-    With `want_stats`, also returns the detached batch mean and unbiased variance of the conv
-    output, for the caller to update the running statistics once.
-    """
-    y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    out = F.batch_norm(
-        y, None, None, _dense(bn_weight), _dense(bn_bias), training=True, momentum=0.0, eps=eps
-    )
-    if not want_stats:
-        return out
+    Also returns the detached batch mean and unbiased variance of the conv output, for the caller
+    to update the running statistics once."""
+    y = F.conv2d(x, weight, bias, *conv)
+    out = _batch_norm(y, bn_weight, bn_bias, None, None, norm)
     with torch.no_grad():
         # Low-precision dtypes: accumulate in float32 like F.batch_norm's CPU/CUDA kernels do.
         acc = y if y.dtype in (torch.float32, torch.float64) else y.float()
@@ -106,106 +76,39 @@ def _conv_bn_train(
     return out, mean, var
 
 
-def _conv_bn_eval(
-    x,
-    weight,
-    bias,
-    bn_weight,
-    bn_bias,
-    running_mean,
-    running_var,
-    stride,
-    padding,
-    dilation,
-    groups,
-    eps,
-):
-    y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    return F.batch_norm(
-        y, running_mean, running_var, _dense(bn_weight), _dense(bn_bias), training=False, eps=eps
-    )
-
-
-def checkpoint_conv_bn(
-    x,
-    weight,
-    bias=None,
-    bn_weight=None,
-    bn_bias=None,
-    running_mean=None,
-    running_var=None,
-    *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    training=True,
-    momentum=0.1,
-    eps=1e-3,
-):
+def _checkpoint_kernel(call: ConvBNCall):
     """Conv2d + BatchNorm2d (standard form) under non-reentrant activation checkpointing.
 
     Saves only the inputs for backward; recomputes conv and batch norm there. Running stats are
     updated once per call (never again during recomputation), with the unbiased batch variance.
     """
-    check_conv_bn_arguments(
-        x,
-        weight,
-        bias,
-        bn_weight,
-        bn_bias,
-        running_mean,
-        running_var,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        training=training,
-        momentum=momentum,
-        eps=eps,
-        form="standard",
-    )
-    if not training:
+    x, weight, bias, bn_weight, bn_bias, running_mean, running_var, _, conv, norm = call
+    if not norm.training:
         # Snapshots (C-sized): recomputation in backward must see the statistics of the forward,
         # even if the caller updates its buffers in place in between.
-        rm, rv = running_mean.detach().clone(), running_var.detach().clone()
-        return checkpoint(
-            _conv_bn_eval,
-            x,
-            weight,
-            bias,
-            bn_weight,
-            bn_bias,
-            rm,
-            rv,
-            stride,
-            padding,
-            dilation,
-            groups,
-            eps,
-            use_reentrant=False,
-        )
-
-    want_stats = running_mean is not None
-    result = checkpoint(
-        _conv_bn_train,
-        x,
-        weight,
-        bias,
-        bn_weight,
-        bn_bias,
-        stride,
-        padding,
-        dilation,
-        groups,
-        eps,
-        want_stats,
-        use_reentrant=False,
-    )
-    if not want_stats:
-        return result
-    out, mean, var = result
+        stats = running_mean.detach().clone(), running_var.detach().clone()
+        tensors = (x, weight, bias, bn_weight, bn_bias, *stats)
+        return checkpoint(_conv_bn, *tensors, conv, norm, use_reentrant=False)
+    tensors = (x, weight, bias, bn_weight, bn_bias)
+    if running_mean is None:
+        return checkpoint(_conv_bn, *tensors, None, None, conv, norm, use_reentrant=False)
+    out, mean, var = checkpoint(_batch_moments, *tensors, conv, norm, use_reentrant=False)
     with torch.no_grad():
+        momentum = norm.momentum
         running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
         running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
     return out
+
+
+eager_conv_bn = conv_bn_entry(
+    _eager_kernel,
+    name="eager_conv_bn",
+    forms=("standard",),
+    doc="`F.conv2d` then `F.batch_norm` (standard form); running stats updated in place.",
+)
+checkpoint_conv_bn = conv_bn_entry(
+    _checkpoint_kernel,
+    name="checkpoint_conv_bn",
+    forms=("standard",),
+    doc=_checkpoint_kernel.__doc__ or "",
+)

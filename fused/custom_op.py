@@ -1,8 +1,10 @@
 """The fused Conv2d + BatchNorm2d as a `torch.library` custom op, "convbn::memory_saving_conv_bn".
 
 The op is opaque to `torch.compile` (its forward is the same `forward_math` as
-`fused.functional.memory_saving_conv_bn`), has a fake (meta) kernel for tracing, declares its
-in-place mutation of the running statistics and `num_batches_tracked` (`mutates_args`), and an
+`fused.functional.memory_saving_conv_bn`), has a fake (meta) kernel for tracing, leaves the
+in-place update of the running statistics to a second op that declares it
+("convbn::track_batch_", `mutates_args`; `num_batches_tracked` is counted before, by the entry
+point, as nn.BatchNorm2d counts it), and has an
 autograd formula registered with `torch.library.register_autograd` whose `setup_context` saves only
 the conv input, the conv weight/bias, bn_weight and C-sized statistics. Its backward is the same
 `backward_math` (conv recompute, batch-norm backward, native conv backward).
@@ -21,16 +23,15 @@ denominator and the biased batch variance (a copy of running_var in eval); the P
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 import torch
 from torch import Tensor
 
 from fused import batch_norm_math as bnm
 from fused import native_conv
-from fused.arguments import ConvConfig, check_conv_bn_arguments
-from fused.functional import backward_math, forward_math, track_batch
-from fused.traceable import compile_aware
+from fused.arguments import ConvBNCall, ConvConfig, NormConfig
+from fused.entry import conv_bn_entry
+from fused.functional import backward_math, differentiable, forward_math, saved_variance
+from fused.traceable import traceable_kernel
 
 __all__ = ["memory_saving_conv_bn_op", "OP_NAME"]
 
@@ -39,176 +40,101 @@ UPDATE_OP_NAME = "convbn::track_batch_"
 BACKWARD_OP_NAME = "convbn::memory_saving_conv_bn_backward"
 
 
-@torch.library.custom_op(OP_NAME, mutates_args=())
-def _conv_bn_op(
-    x: Tensor,
-    weight: Tensor,
-    bias: Optional[Tensor],
-    bn_weight: Optional[Tensor],
-    bn_bias: Optional[Tensor],
-    running_mean: Optional[Tensor],
-    running_var: Optional[Tensor],
-    stride: List[int],
-    padding: List[int],
-    dilation: List[int],
-    groups: int,
-    training: bool,
-    eps: float,
-    form: str,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+# The options both the forward and the backward op take after their tensors, in this order.
+_OPTIONS_SCHEMA = (
+    "int[] stride, int[] padding, int[] dilation, int groups, bool training, float eps, str form"
+)
+
+
+def _op_options(call: ConvBNCall) -> tuple:
+    """The call's options as the ops take them (`_OPTIONS_SCHEMA`)."""
+    conv, norm = call.conv, call.norm
+    return (*map(list, conv[:3]), conv.groups, norm.training, norm.eps, norm.form)
+
+
+def _from_op_options(stride, padding, dilation, groups, training, eps, form):
+    conv = ConvConfig(tuple(stride), tuple(padding), tuple(dilation), groups)
+    return conv, NormConfig(training, None, eps, form)
+
+
+def _op_call(inputs) -> ConvBNCall:
+    """The `ConvBNCall` of the forward op's inputs (running statistics are read in eval only)."""
+    tensors, (conv, norm) = inputs[:7], _from_op_options(*inputs[7:])
+    if norm.training:
+        tensors = tensors[:5] + (None, None)
+    return ConvBNCall(*tensors, None, conv, norm)
+
+
+@torch.library.custom_op(
+    OP_NAME,
+    mutates_args=(),
+    schema="(Tensor x, Tensor weight, Tensor? bias, Tensor? bn_weight, Tensor? bn_bias, "
+    f"Tensor? running_mean, Tensor? running_var, {_OPTIONS_SCHEMA}) "
+    "-> (Tensor, Tensor, Tensor, Tensor)",
+)
+def _conv_bn_op(*inputs):
     """Functional part: (out, mean, invstd, var). Running stats are read in eval only."""
-    cfg = ConvConfig(tuple(stride), tuple(padding), tuple(dilation), groups)
-    if training:
-        running_mean = running_var = None
-    out, mean, invstd, var = forward_math(
-        x,
-        weight,
-        bias,
-        bn_weight,
-        bn_bias,
-        running_mean,
-        running_var,
-        None,
-        cfg,
-        training,
-        None,
-        eps,
-        form,
-    )
+    out, mean, invstd, var = forward_math(_op_call(inputs))
     if var is None:
+        running_var = inputs[6]
         var = running_var.to(mean.dtype, copy=True)
     return out, mean, invstd, var
 
 
-@torch.library.custom_op(
-    UPDATE_OP_NAME, mutates_args=("running_mean", "running_var", "num_batches_tracked")
-)
+@torch.library.custom_op(UPDATE_OP_NAME, mutates_args=("running_mean", "running_var"))
 def _track_batch(
-    running_mean: Optional[Tensor],
-    running_var: Optional[Tensor],
-    num_batches_tracked: Optional[Tensor],
-    mean: Tensor,
-    var: Tensor,
-    n: int,
-    momentum: Optional[float],
+    running_mean: Tensor, running_var: Tensor, mean: Tensor, var: Tensor, n: int, momentum: float
 ) -> None:
-    """Mutating part: increment num_batches_tracked, blend batch stats into the running ones."""
-    track_batch(running_mean, running_var, num_batches_tracked, mean, var, n, momentum)
+    """Mutating part: blend the batch statistics into the running ones."""
+    bnm.update_running_stats(running_mean, running_var, mean, var, n, momentum)
 
 
 @_track_batch.register_fake
-def _track_batch_fake(running_mean, running_var, num_batches_tracked, mean, var, n, momentum):
+def _track_batch_fake(*_inputs):
     return None
 
 
 @_conv_bn_op.register_fake
-def _conv_bn_op_fake(
-    x,
-    weight,
-    bias,
-    bn_weight,
-    bn_bias,
-    running_mean,
-    running_var,
-    stride,
-    padding,
-    dilation,
-    groups,
-    training,
-    eps,
-    form,
-):
-    out = native_conv.conv_forward(x, weight, bias, stride, padding, dilation, groups)
-    sd = bnm.stat_dtype(x.dtype)
-    channels = weight.shape[0]
-    stats = [x.new_empty((channels,), dtype=sd) for _ in range(3)]
+def _conv_bn_op_fake(*inputs):
+    call = _op_call(inputs)
+    out = native_conv.conv_forward(call.x, call.weight, call.bias, *call.conv)
+    sd = bnm.stat_dtype(call.x.dtype)
+    channels = call.weight.shape[0]
+    stats = [call.x.new_empty((channels,), dtype=sd) for _ in range(3)]
     return (out, *stats)
 
 
 def _setup_context(ctx, inputs, output):
-    (
-        x,
-        weight,
-        bias,
-        bn_weight,
-        _bn_bias,
-        _rm,
-        _rv,
-        stride,
-        padding,
-        dilation,
-        groups,
-        training,
-        eps,
-        form,
-    ) = inputs
+    call = _op_call(inputs)
     _out, mean, invstd, var = output
-    keep_var = var if (training and form == "tutorial") else None
-    ctx.save_for_backward(x, weight, bias, bn_weight, mean, invstd, keep_var)
-    ctx.cfg = ConvConfig(tuple(stride), tuple(padding), tuple(dilation), groups)
-    ctx.training, ctx.eps, ctx.form = training, eps, form
+    ctx.save_for_backward(
+        call.x, call.weight, call.bias, call.bn_weight, mean, invstd, saved_variance(var, call.norm)
+    )
+    ctx.op_options = _op_options(call)
 
 
-@torch.library.custom_op(BACKWARD_OP_NAME, mutates_args=())
-def _conv_bn_backward_op(
-    grad_out: Tensor,
-    x: Tensor,
-    weight: Tensor,
-    bias: Optional[Tensor],
-    bn_weight: Optional[Tensor],
-    mean: Tensor,
-    invstd: Tensor,
-    var: Optional[Tensor],
-    stride: List[int],
-    padding: List[int],
-    dilation: List[int],
-    groups: int,
-    training: bool,
-    eps: float,
-    form: str,
-    needs_grad: List[bool],
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+@torch.library.custom_op(
+    BACKWARD_OP_NAME,
+    mutates_args=(),
+    schema="(Tensor grad_out, Tensor x, Tensor weight, Tensor? bias, Tensor? bn_weight, "
+    f"Tensor mean, Tensor invstd, Tensor? var, {_OPTIONS_SCHEMA}, bool[] needs_grad) "
+    "-> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+)
+def _conv_bn_backward_op(grad_out, *saved_options_needs):
     """(grad_x, grad_weight, grad_bias, grad_bn_weight, grad_bn_bias); an empty tensor stands
     for a gradient that was not asked for (ops cannot return None)."""
-    cfg = ConvConfig(tuple(stride), tuple(padding), tuple(dilation), groups)
-    grads = backward_math(
-        grad_out,
-        x,
-        weight,
-        bias,
-        bn_weight,
-        mean,
-        invstd,
-        var,
-        cfg,
-        training,
-        eps,
-        form,
-        tuple(needs_grad),
-    )
+    saved, needs_grad = saved_options_needs[:7], saved_options_needs[14]
+    conv, norm = _from_op_options(*saved_options_needs[7:14])
+    grads = backward_math(grad_out, saved, conv, norm, tuple(needs_grad))
+    x = saved[0]
     return tuple(g if g is not None else x.new_empty((0,)) for g in grads)
 
 
 @_conv_bn_backward_op.register_fake
-def _conv_bn_backward_op_fake(
-    grad_out,
-    x,
-    weight,
-    bias,
-    bn_weight,
-    mean,
-    invstd,
-    var,
-    stride,
-    padding,
-    dilation,
-    groups,
-    training,
-    eps,
-    form,
-    needs_grad,
-):
-    need_x, need_w, need_b, need_bnw, need_bnb = needs_grad
+def _conv_bn_backward_op_fake(grad_out, *saved_options_needs):
+    x, weight, bias, bn_weight = saved_options_needs[:4]
+    conv, _ = _from_op_options(*saved_options_needs[7:14])
+    need_x, need_w, need_b, need_bnw, need_bnb = saved_options_needs[14]
 
     def empty():  # a distinct tensor per output, as the real kernel returns
         return x.new_empty((0,))
@@ -216,17 +142,9 @@ def _conv_bn_backward_op_fake(
     grad_x, grad_w, grad_b = empty(), empty(), empty()
     if need_x or need_w or need_b:
         # Same kernels as the real backward, so the fake strides match the real ones.
-        grad_y = native_conv.conv_forward(x, weight, bias, stride, padding, dilation, groups)
+        grad_y = native_conv.conv_forward(x, weight, bias, *conv)
         gx, gw, gb = native_conv.conv_backward(
-            grad_y,
-            x,
-            weight,
-            bias is not None,
-            stride,
-            padding,
-            dilation,
-            groups,
-            (need_x, need_w, need_b),
+            grad_y, x, weight, bias is not None, *conv, (need_x, need_w, need_b)
         )
         grad_x = gx if need_x else empty()
         grad_w = gw if need_w else empty()
@@ -239,27 +157,8 @@ def _conv_bn_backward_op_fake(
 
 
 def _backward(ctx, grad_out, _grad_mean, _grad_invstd, _grad_var):
-    x, weight, bias, bn_weight, mean, invstd, var = ctx.saved_tensors
     needs = [bool(v) for v in ctx.needs_input_grad[:5]]
-    cfg = ctx.cfg
-    grads = _conv_bn_backward_op(
-        grad_out,
-        x,
-        weight,
-        bias,
-        bn_weight,
-        mean,
-        invstd,
-        var,
-        list(cfg.stride),
-        list(cfg.padding),
-        list(cfg.dilation),
-        cfg.groups,
-        ctx.training,
-        ctx.eps,
-        ctx.form,
-        needs,
-    )
+    grads = _conv_bn_backward_op(grad_out, *ctx.saved_tensors, *ctx.op_options, needs)
     grads = tuple(g if need else None for g, need in zip(grads, needs, strict=True))
     return grads + (None,) * 9
 
@@ -267,72 +166,21 @@ def _backward(ctx, grad_out, _grad_mean, _grad_invstd, _grad_var):
 _conv_bn_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-@compile_aware
-def memory_saving_conv_bn_op(
-    x: Tensor,
-    weight: Tensor,
-    bias: Optional[Tensor] = None,
-    bn_weight: Optional[Tensor] = None,
-    bn_bias: Optional[Tensor] = None,
-    running_mean: Optional[Tensor] = None,
-    running_var: Optional[Tensor] = None,
-    *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups: int = 1,
-    training: bool = True,
-    momentum: Optional[float] = 0.1,
-    eps: float = 1e-3,
-    form: str = "standard",
-    num_batches_tracked: Optional[Tensor] = None,
-) -> Tensor:
-    """`fused.functional.memory_saving_conv_bn` through the "convbn::memory_saving_conv_bn" custom
-    op (same arguments, same validation, same numbers); under `torch.compile(fullgraph=True)`, the
-    same function in plain ops (`fused.traceable`)."""
-    cfg = check_conv_bn_arguments(
-        x,
-        weight,
-        bias,
-        bn_weight,
-        bn_bias,
-        running_mean,
-        running_var,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        training=training,
-        momentum=momentum,
-        eps=eps,
-        form=form,
-        num_batches_tracked=num_batches_tracked,
-    )
-    out, mean, _invstd, var = _conv_bn_op(
-        x,
-        weight,
-        bias,
-        bn_weight,
-        bn_bias,
-        running_mean,
-        running_var,
-        list(cfg.stride),
-        list(cfg.padding),
-        list(cfg.dilation),
-        cfg.groups,
-        bool(training),
-        float(eps),
-        form,
-    )
-    if training and (running_mean is not None or num_batches_tracked is not None):
-        n = out.shape[0] * out.shape[2] * out.shape[3]
-        _track_batch(
-            running_mean,
-            running_var,
-            num_batches_tracked,
-            mean.detach(),
-            var.detach(),
-            n,
-            None if momentum is None else float(momentum),
-        )
+def _custom_op_kernel(call: ConvBNCall) -> Tensor:
+    out, mean, _invstd, var = _conv_bn_op(*differentiable(call), *call[5:7], *_op_options(call))
+    norm = call.norm
+    if norm.training and call.running_mean is not None:
+        n = bnm.values_per_channel(out)
+        momentum = norm.momentum
+        _track_batch(call.running_mean, call.running_var, mean.detach(), var.detach(), n, momentum)
     return out
+
+
+memory_saving_conv_bn_op = conv_bn_entry(
+    _custom_op_kernel,
+    name="memory_saving_conv_bn_op",
+    under_compile=traceable_kernel,
+    doc="""`fused.functional.memory_saving_conv_bn` through the "convbn::memory_saving_conv_bn"
+    custom op (same arguments, same validation, same numbers); under
+    `torch.compile(fullgraph=True)`, the same function in plain ops (`fused.traceable`).""",
+)

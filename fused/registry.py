@@ -33,20 +33,20 @@ plain ops under torch.compile) and eager; not the tutorial's function, checkpoin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fused.baselines import checkpoint_conv_bn, eager_conv_bn
 from fused.custom_op import memory_saving_conv_bn_op
+from fused.entry import with_form
 from fused.functional import memory_saving_conv_bn
 from fused.triton_support import triton_missing_reason
 from fused.tutorial import tutorial_variant_fn
-from fused.variant import BN_FEATURES, CONV_FEATURES, FORMS, Variant
+from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
 
 __all__ = [
     "BUILTIN_VARIANTS",
     "TRITON_VARIANTS",
     "builtin_variant",
-    "fused_tutorial_fn",
-    "fused_standard_fn",
-    "custom_op_standard_fn",
 ]
 
 _ALL_CONV_BN = CONV_FEATURES | BN_FEATURES
@@ -54,53 +54,13 @@ _ALL_CONV_BN = CONV_FEATURES | BN_FEATURES
 _LOW_PRECISION = frozenset({"float16", "bfloat16", "autocast"})
 
 
-def _with_form(op, form: str):
-    """`op(..., form=form)` in the Variant fn signature."""
-
-    def fn(
-        x,
-        weight,
-        bias=None,
-        bn_weight=None,
-        bn_bias=None,
-        running_mean=None,
-        running_var=None,
-        *,
-        stride=1,
-        padding=0,
-        dilation=1,
-        groups=1,
-        training=True,
-        momentum=0.1,
-        eps=1e-3,
-    ):
-        return op(
-            x,
-            weight,
-            bias,
-            bn_weight,
-            bn_bias,
-            running_mean,
-            running_var,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            training=training,
-            momentum=momentum,
-            eps=eps,
-            form=form,
-        )
-
-    fn.__name__ = fn.__qualname__ = f"{op.__name__}_{form}"
-    fn.__doc__ = f"`{op.__name__}(..., form={form!r})` in the Variant fn signature."
-    return fn
+_FUSED_SUPPORTS = _ALL_CONV_BN | _LOW_PRECISION
 
 
-# The fused variants trace `fused.traceable`'s plain ops under torch.compile (`compile_aware`).
-fused_tutorial_fn = _with_form(memory_saving_conv_bn, "tutorial")
-fused_standard_fn = _with_form(memory_saving_conv_bn, "standard")
-custom_op_standard_fn = _with_form(memory_saving_conv_bn_op, "standard")
+def _fused(name: str, entry, form: str, supports: frozenset) -> Variant:
+    """A memory-saving fused kernel's entry point with its form fixed, as a variant."""
+    return Variant(name, with_form(entry, form), form=form, supports=supports, memory_saving=True)
+
 
 _TRITON_MISSING = triton_missing_reason()
 
@@ -111,20 +71,23 @@ def _triton_variants() -> tuple:
         def fn(*args, **kwargs):
             raise AssertionError("unreachable: Variant.__call__ refuses unavailable variants")
 
-        fns = {form: fn for form in FORMS}
-    else:
-        from fused.triton_conv_bn import triton_conv_bn
+        return tuple(
+            Variant(
+                f"triton_{form}",
+                fn,
+                form=form,
+                supports=_FUSED_SUPPORTS | {"cuda"},
+                memory_saving=True,
+                triton=True,
+                unavailable=_TRITON_MISSING,
+            )
+            for form in ("standard", "tutorial")
+        )
+    from fused.triton_conv_bn import triton_conv_bn
 
-        fns = {form: _with_form(triton_conv_bn, form) for form in FORMS}
     return tuple(
-        Variant(
-            f"triton_{form}",
-            fns[form],
-            form=form,
-            supports=_ALL_CONV_BN | _LOW_PRECISION | {"cuda"},
-            memory_saving=True,
-            triton=True,
-            unavailable=_TRITON_MISSING,
+        replace(
+            _fused(f"triton_{form}", triton_conv_bn, form, _FUSED_SUPPORTS | {"cuda"}), triton=True
         )
         for form in ("standard", "tutorial")
     )
@@ -138,26 +101,11 @@ BUILTIN_VARIANTS: tuple[Variant, ...] = (
         supports=frozenset(),
         memory_saving=True,
     ),
-    Variant(
-        "fused_tutorial",
-        fused_tutorial_fn,
-        form="tutorial",
-        supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"},
-        memory_saving=True,
-    ),
-    Variant(
-        "fused_standard",
-        fused_standard_fn,
-        form="standard",
-        supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"},
-        memory_saving=True,
-    ),
-    Variant(
-        "custom_op_standard",
-        custom_op_standard_fn,
-        form="standard",
-        supports=_ALL_CONV_BN | _LOW_PRECISION | {"compile"},
-        memory_saving=True,
+    # These trace `fused.traceable`'s plain ops under torch.compile (`fused.entry`).
+    _fused("fused_tutorial", memory_saving_conv_bn, "tutorial", _FUSED_SUPPORTS | {"compile"}),
+    _fused("fused_standard", memory_saving_conv_bn, "standard", _FUSED_SUPPORTS | {"compile"}),
+    _fused(
+        "custom_op_standard", memory_saving_conv_bn_op, "standard", _FUSED_SUPPORTS | {"compile"}
     ),
     Variant(
         "eager",

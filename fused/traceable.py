@@ -10,45 +10,39 @@ written (with their in-place writes turned into copies), and the budget cannot t
 So under compile the layer states the same numbers in ops the partitioner sees through; the
 measurements behind this choice are in the README ("Under torch.compile").
 
-`conv_bn_traceable` takes `fused.functional.memory_saving_conv_bn`'s arguments, validates them the
-same way, and computes the same function: the standard form through `F.batch_norm` (what
-nn.BatchNorm2d compiles to), the tutorial form (and the standard one with momentum=None) in
-elementwise ops and `var_mean`, statistics in the statistics dtype (float32 for half inputs),
-running statistics and `num_batches_tracked` updated in place (momentum=None: cumulative average,
-without reading the counter back to Python, which would break the graph).
+`traceable_kernel` is the kernel the fused entry points (`fused.entry.conv_bn_entry`) trace
+instead of their own while torch.compile traces them; `conv_bn_traceable` is its entry point. It
+computes the same function as `fused.functional.memory_saving_conv_bn`: the standard form through
+`F.batch_norm` (what nn.BatchNorm2d compiles to), the tutorial form (and the standard one with
+momentum=None) in elementwise ops and `var_mean`, statistics in the statistics dtype (float32 for
+half inputs), running statistics and `num_batches_tracked` updated in place (momentum=None:
+cumulative average, without reading the counter back to Python, which would break the graph).
 """
 
 from __future__ import annotations
-
-import functools
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from fused import batch_norm_math as bnm
-from fused.arguments import check_conv_bn_arguments
+from fused.arguments import ConvBNCall, ConvConfig
 from fused.dtypes import stat_dtype
+from fused.entry import conv_bn_entry
 from fused.native_conv import cpu_half
 
-__all__ = ["conv_bn_traceable", "compiling", "compile_aware"]
+__all__ = ["conv_bn_traceable", "traceable_kernel"]
 
 _REDUCE = (0, 2, 3)
 
 
-def compiling() -> bool:
-    """True while torch.compile (dynamo) traces the caller."""
-    return torch.compiler.is_compiling()
-
-
-def _conv(x, weight, bias, cfg):
+def _conv(x, weight, bias, conv: ConvConfig):
     if cpu_half(x):
         # Same route as the eager kernel (see fused.native_conv): CPU half convs in float32;
         # the result stays float32 until the normalised output is rounded once.
         x, weight = x.float(), weight.float()
         bias = None if bias is None else bias.float()
-    return F.conv2d(x, weight, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
+    return F.conv2d(x, weight, bias, *conv)
 
 
 def _tutorial_train_invstd(var_biased: Tensor, n: int, eps: float) -> Tensor:
@@ -61,53 +55,19 @@ def _tutorial_train_invstd(var_biased: Tensor, n: int, eps: float) -> Tensor:
     return torch.reciprocal(std + eps)
 
 
-def conv_bn_traceable(
-    x: Tensor,
-    weight: Tensor,
-    bias: Optional[Tensor] = None,
-    bn_weight: Optional[Tensor] = None,
-    bn_bias: Optional[Tensor] = None,
-    running_mean: Optional[Tensor] = None,
-    running_var: Optional[Tensor] = None,
-    *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups: int = 1,
-    training: bool = True,
-    momentum: Optional[float] = 0.1,
-    eps: float = 1e-3,
-    form: str = "standard",
-    num_batches_tracked: Optional[Tensor] = None,
-) -> Tensor:
+def traceable_kernel(call: ConvBNCall) -> Tensor:
     """`fused.functional.memory_saving_conv_bn`'s function, autograd through plain ops (saves what
     autograd or the compiler's partitioner chooses, not only the conv input)."""
-    cfg = check_conv_bn_arguments(
-        x,
-        weight,
-        bias,
-        bn_weight,
-        bn_bias,
-        running_mean,
-        running_var,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        training=training,
-        momentum=momentum,
-        eps=eps,
-        form=form,
-        num_batches_tracked=num_batches_tracked,
-    )
-    y = _conv(x, weight, bias, cfg)
+    x, weight, bias, bn_weight, bn_bias, running_mean, running_var, counter, conv, norm = call
+    training, momentum, eps, form = norm
+    y = _conv(x, weight, bias, conv)
     if form == "standard" and (momentum is not None or running_mean is None):
         # nn.BatchNorm2d's own op: inductor decomposes it with a dedicated backward (two
         # per-channel reductions and one elementwise pass), which autograd through var_mean does
         # not match (the compiled MNIST network ran 5-7% slower that way).
-        if training and num_batches_tracked is not None:
+        if training and counter is not None:
             with torch.no_grad():
-                num_batches_tracked.add_(1)
+                counter.add_(1)
         # In the input dtype, as the eager kernel rounds its conv output (F.batch_norm takes
         # half activations with half or float32 parameters and keeps its statistics in float32).
         # Dense bn_weight/bn_bias: PyTorch 2.13's CPU batch-norm backward misreads strided ones
@@ -132,15 +92,13 @@ def conv_bn_traceable(
             if form == "standard"
             else _tutorial_train_invstd(var, n, eps)
         )
-        if running_mean is not None or num_batches_tracked is not None:
+        if running_mean is not None or counter is not None:
             with torch.no_grad():
-                if num_batches_tracked is not None:
-                    num_batches_tracked.add_(1)
+                if counter is not None:
+                    counter.add_(1)
                 # momentum=None: 1 / count, as a tensor in the statistics dtype (exact enough
-                # for float64 statistics, and no read back to Python).
-                factor = (
-                    momentum if momentum is not None else 1.0 / num_batches_tracked.to(mean.dtype)
-                )
+                # for float64 statistics, and no read back to Python, which would break the graph).
+                factor = momentum if momentum is not None else 1.0 / counter.to(mean.dtype)
                 bnm.update_running_stats(
                     running_mean, running_var, mean.detach(), var.detach(), n, factor
                 )
@@ -154,14 +112,9 @@ def conv_bn_traceable(
     return out.to(x.dtype)
 
 
-def compile_aware(op):
-    """`op` (a `memory_saving_conv_bn`-like function) in eager mode, `conv_bn_traceable` while
-    torch.compile traces the call: one entry point whose numbers do not depend on the mode."""
-
-    @functools.wraps(op)
-    def dispatch(*args, **kwargs):
-        if compiling():
-            return conv_bn_traceable(*args, **kwargs)
-        return op(*args, **kwargs)
-
-    return dispatch
+conv_bn_traceable = conv_bn_entry(
+    traceable_kernel,
+    name="conv_bn_traceable",
+    doc=traceable_kernel.__doc__ or "",
+    under_compile=traceable_kernel,
+)

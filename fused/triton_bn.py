@@ -118,14 +118,8 @@ class TritonBatchNorm:
         )
         channel_mean = torch.empty(channels, dtype=stat_dtype, device=y.device)
         channel_var = torch.empty_like(channel_mean)
-        self.kernels.welford_merge_kernel[(channels,)](
-            count,
-            mean,
-            m2,
-            channel_mean,
-            channel_var,
-            programs,
-            BLOCK_P=max(2, triton.next_power_of_2(programs)),
+        self._merge(
+            self.kernels.welford_merge_kernel, programs, count, mean, m2, channel_mean, channel_var
         )
         return channel_mean, channel_var
 
@@ -170,15 +164,16 @@ class TritonBatchNorm:
         )
         sum_g = torch.empty(channels, dtype=mean.dtype, device=g.device)
         sum_gd = torch.empty_like(sum_g)
-        self.kernels.sum_partials_kernel[(channels,)](
-            part_g,
-            part_gd,
-            sum_g,
-            sum_gd,
-            programs,
-            BLOCK_P=max(2, triton.next_power_of_2(programs)),
-        )
+        self._merge(self.kernels.sum_partials_kernel, programs, part_g, part_gd, sum_g, sum_gd)
         return sum_g, (sum_gd if centred else None)
+
+    @staticmethod
+    def _merge(kernel, programs: int, *partials_then_results: Tensor) -> None:
+        """Launch a merge of each channel's `programs` partial results: one program per channel
+        (the channel count is the results' length), all partials in one block."""
+        channels = partials_then_results[-1].shape[0]
+        block = max(2, triton.next_power_of_2(programs))
+        kernel[(channels,)](*partials_then_results, programs, BLOCK_P=block)
 
     def input_grad(self, grad_out: Tensor, y, a: Tensor, b, k) -> Tensor:
         """a * g + b * y + k per channel (training), or a * g (eval: y, b, k None). Written

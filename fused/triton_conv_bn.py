@@ -14,7 +14,7 @@ convolution. Works on the CPU through Triton's interpreter (TRITON_INTERPRET=1, 
 
 from __future__ import annotations
 
-from typing import Optional
+import functools
 
 import torch
 from torch import Tensor
@@ -22,76 +22,53 @@ from torch.autograd.function import once_differentiable
 
 from fused import batch_norm_math as bnm
 from fused import native_conv
-from fused.arguments import ConvConfig, check_conv_bn_arguments
+from fused.arguments import ConvBNCall
+from fused.entry import conv_bn_entry
+from fused.functional import differentiable, saved_variance
 from fused.triton_bn import TritonBatchNorm
 
-__all__ = ["triton_conv_bn", "TritonConvBNFunction", "DEFAULT_BATCH_NORM"]
+__all__ = ["triton_conv_bn", "triton_conv_bn_with", "TritonConvBNFunction", "DEFAULT_BATCH_NORM"]
 
 DEFAULT_BATCH_NORM = TritonBatchNorm()
 
 
-def _conv(x, weight, bias, cfg: ConvConfig):
-    return native_conv.conv_forward(
-        x, weight, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups
-    )
-
-
 class TritonConvBNFunction(torch.autograd.Function):
-    """autograd.Function behind `triton_conv_bn` (arguments already validated)."""
+    """autograd.Function behind `triton_conv_bn`. `apply(call, bn, *differentiable)`: the
+    validated call, the launcher of the Triton kernels, and the call's differentiable tensors
+    again so that autograd records them."""
 
     @staticmethod
-    def forward(
-        ctx,
-        x,
-        weight,
-        bias,
-        bn_weight,
-        bn_bias,
-        running_mean,
-        running_var,
-        cfg,
-        training,
-        momentum,
-        eps,
-        form,
-        bn: TritonBatchNorm,
-    ):
-        y = _conv(x, weight, bias, cfg)
+    def forward(ctx, call: ConvBNCall, bn: TritonBatchNorm, *differentiable):
+        x, weight, bias, bn_weight, bn_bias, running_mean, running_var, _, conv, norm = call
+        y = native_conv.conv_forward(x, weight, bias, *conv)
         n = bnm.values_per_channel(y)
         stat_dtype = bnm.stat_dtype(y.dtype)
         var = None
-        if training:
+        if norm.training:
             mean, var = bn.moments(y, stat_dtype)
-            invstd = bnm.train_invstd(var, n, form, eps)
+            invstd = bnm.train_invstd(var, n, norm.form, norm.eps)
             if running_mean is not None:
-                bnm.update_running_stats(running_mean, running_var, mean, var, n, momentum)
+                bnm.update_running_stats(running_mean, running_var, mean, var, n, norm.momentum)
         else:
             mean = running_mean.to(stat_dtype, copy=True)
-            invstd = bnm.eval_invstd(running_var.to(stat_dtype), form, eps)
+            invstd = bnm.eval_invstd(running_var.to(stat_dtype), norm.form, norm.eps)
         scale, shift = bnm.scale_shift(mean, invstd, bn_weight, bn_bias)
         out = bn.normalize_(y, scale, shift)
-        # Only the tutorial form's training backward needs the variance itself.
-        ctx.save_for_backward(
-            x,
-            weight,
-            bias,
-            bn_weight,
-            mean,
-            invstd,
-            var if training and form == "tutorial" else None,
-        )
-        ctx.cfg, ctx.training, ctx.eps, ctx.form, ctx.bn = cfg, training, eps, form, bn
+        ctx.save_for_backward(x, weight, bias, bn_weight, mean, invstd, saved_variance(var, norm))
+        ctx.conv, ctx.norm, ctx.bn = conv, norm, bn
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         x, weight, bias, bn_weight, mean, invstd, var = ctx.saved_tensors
-        need_x, need_w, need_b, need_bnw, need_bnb = ctx.needs_input_grad[:5]
+        need_x, need_w, need_b, need_bnw, need_bnb = ctx.needs_input_grad[2:7]
         need_conv = need_x or need_w or need_b
-        bn, training = ctx.bn, ctx.training
+        bn, norm = ctx.bn, ctx.norm
         # Training needs y for the centred sums; eval only for bn_weight's gradient.
-        y = _conv(x, weight, bias, ctx.cfg) if (training or need_bnw) else None
+        y = None
+        if norm.training or need_bnw:
+            y = native_conv.conv_forward(x, weight, bias, *ctx.conv)
         sum_g = sum_gd = None
         if y is not None or need_bnb:
             sum_g, sum_gd = bn.grad_sums(grad_out, y, mean)
@@ -101,83 +78,32 @@ class TritonConvBNFunction(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         if need_conv:
             a, b, k = bnm.bn_input_grad_coefficients(
-                sum_g, sum_gd, mean, invstd, bn_weight, n, training, ctx.form, var, ctx.eps
+                sum_g, sum_gd, mean, invstd, bn_weight, n, norm.training, norm.form, var, norm.eps
             )
-            grad_y = bn.input_grad(grad_out, y if training else None, a, b, k)
+            grad_y = bn.input_grad(grad_out, y if norm.training else None, a, b, k)
             grad_x, grad_w, grad_b = native_conv.conv_backward(
-                grad_y,
-                x,
-                weight,
-                bias is not None,
-                ctx.cfg.stride,
-                ctx.cfg.padding,
-                ctx.cfg.dilation,
-                ctx.cfg.groups,
-                (need_x, need_w, need_b),
+                grad_y, x, weight, bias is not None, *ctx.conv, (need_x, need_w, need_b)
             )
-        return (grad_x, grad_w, grad_b, grad_bnw, grad_bnb) + (None,) * 8
+        return None, None, grad_x, grad_w, grad_b, grad_bnw, grad_bnb
 
 
-def triton_conv_bn(
-    x: Tensor,
-    weight: Tensor,
-    bias: Optional[Tensor] = None,
-    bn_weight: Optional[Tensor] = None,
-    bn_bias: Optional[Tensor] = None,
-    running_mean: Optional[Tensor] = None,
-    running_var: Optional[Tensor] = None,
-    *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups: int = 1,
-    training: bool = True,
-    momentum: float = 0.1,
-    eps: float = 1e-3,
-    form: str = "standard",
-    bn: TritonBatchNorm = DEFAULT_BATCH_NORM,
-) -> Tensor:
-    """Memory-saving `batch_norm(conv2d(x, weight, bias, ...), ...)` with a Triton batch norm.
+def _triton_kernel(call: ConvBNCall, bn: TritonBatchNorm) -> Tensor:
+    return TritonConvBNFunction.apply(call, bn, *differentiable(call))
 
-    Arguments mirror `fused.memory_saving_conv_bn` (`form` "standard" or "tutorial"); running stats
-    are updated in place in training and only read in eval. Every argument is validated (ValueError)
-    before anything runs or is modified. `bn` is the launcher of the Triton kernels (block sizes,
-    accumulation dtype). Once-differentiable.
-    """
-    if momentum is None:
-        raise ValueError(
-            "momentum must be a number (the cumulative average of momentum=None "
-            "is not supported by triton_conv_bn)"
-        )
-    cfg = check_conv_bn_arguments(
-        x,
-        weight,
-        bias,
-        bn_weight,
-        bn_bias,
-        running_mean,
-        running_var,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        training=training,
-        momentum=momentum,
-        eps=eps,
-        form=form,
+
+def triton_conv_bn_with(bn: TritonBatchNorm, name: str = "triton_conv_bn"):
+    """The entry point of the Triton kernel with launcher `bn` (block sizes, accumulation dtype;
+    a retuning, or a planted bug in tests/gallery/triton_bugs.py)."""
+    return conv_bn_entry(
+        functools.partial(_triton_kernel, bn=bn),
+        name=name,
+        doc="""Memory-saving `batch_norm(conv2d(x, weight, bias, ...), ...)` with a Triton batch
+    norm.
+
+    Arguments as `fused.memory_saving_conv_bn`'s (`form` "standard" or "tutorial"); running stats
+    are updated in place in training and only read in eval. Every argument is validated
+    (ValueError) before anything runs or is modified. Once-differentiable.""",
     )
-    return TritonConvBNFunction.apply(
-        x,
-        weight,
-        bias,
-        bn_weight,
-        bn_bias,
-        running_mean,
-        running_var,
-        cfg,
-        bool(training),
-        float(momentum),
-        float(eps),
-        form,
-        bn,
-    )
+
+
+triton_conv_bn = triton_conv_bn_with(DEFAULT_BATCH_NORM)

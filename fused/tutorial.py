@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from fused.arguments import check_conv_bn_arguments
-from fused.variant import UnsupportedFeatureError, requested_features
+from fused.arguments import ConvBNCall, check_conv_bn_arguments
+from fused.entry import conv_bn_entry
 
 __all__ = [
     "FusedConvBN2DFunction",
@@ -128,41 +128,16 @@ class FusedConvBN2DFunction(torch.autograd.Function):
         return grad_X, grad_weight, None
 
 
-def tutorial_variant_fn(
-    x,
-    weight,
-    bias=None,
-    bn_weight=None,
-    bn_bias=None,
-    running_mean=None,
-    running_var=None,
-    *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    training=True,
-    momentum=0.1,
-    eps=1e-3,
-):
-    """`FusedConvBN2DFunction` with the `Variant` fn signature (form "tutorial", no optional
-    features). Any non-default feature raises `UnsupportedFeatureError`."""
-    used = requested_features(
-        bias=bias,
-        bn_weight=bn_weight,
-        bn_bias=bn_bias,
-        running_mean=running_mean,
-        running_var=running_var,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        training=training,
-        momentum=momentum,
-    )
-    if used:
-        raise UnsupportedFeatureError(
-            f"FusedConvBN2DFunction (the tutorial kernel) handles none of the optional features; "
-            f"called with {sorted(used)}"
-        )
-    return FusedConvBN2DFunction.apply(x, weight, eps)
+def _tutorial_kernel(call: ConvBNCall):
+    return FusedConvBN2DFunction.apply(call.x, call.weight, call.norm.eps)
+
+
+tutorial_variant_fn = conv_bn_entry(
+    _tutorial_kernel,
+    name="tutorial_variant_fn",
+    form="tutorial",
+    forms=("tutorial",),
+    supports=frozenset(),
+    doc="""`FusedConvBN2DFunction` with the `Variant` fn signature (form "tutorial", no optional
+    features). Any non-default feature raises `UnsupportedFeatureError`.""",
+)

@@ -27,6 +27,9 @@ EXTRA_FEATURES = frozenset(
 )
 FEATURES = CONV_FEATURES | BN_FEATURES | EXTRA_FEATURES
 
+# The arguments a `Variant` fn takes positionally, in order.
+_POSITIONAL = ("x", "weight", "bias", "bn_weight", "bn_bias", "running_mean", "running_var")
+
 
 class UnsupportedFeatureError(NotImplementedError):
     """A variant was called with an argument whose feature it does not declare in `supports`."""
@@ -42,36 +45,27 @@ def _is_default_pair(value, default: int) -> bool:
     return int(value) == default
 
 
-def requested_features(
-    *,
-    bias=None,
-    bn_weight=None,
-    bn_bias=None,
-    running_mean=None,
-    running_var=None,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    training=True,
-    momentum=0.1,
-    **_ignored,
-) -> frozenset:
-    """The optional features a call uses, judged from its arguments against their defaults."""
-    used = set()
-    if not _is_default_pair(stride, 1):
-        used.add("stride")
-    if not _is_default_pair(padding, 0):
-        used.add("padding")
-    if not _is_default_pair(dilation, 1):
-        used.add("dilation")
-    if int(groups) != 1:
+def requested_features(**arguments) -> frozenset:
+    """The optional features a call uses, judged from its keyword arguments (any subset of the
+    `Variant` fn's, more are ignored): an option away from its neutral value, or a tensor given."""
+
+    def given(*names):
+        return any(arguments.get(name) is not None for name in names)
+
+    used = {
+        feature
+        for feature, neutral in (("stride", 1), ("padding", 0), ("dilation", 1))
+        if not _is_default_pair(arguments.get(feature, neutral), neutral)
+    }
+    if int(arguments.get("groups", 1)) != 1:
         used.add("groups")
-    if bias is not None:
+    if given("bias"):
         used.add("bias")
-    if bn_weight is not None or bn_bias is not None:
+    if given("bn_weight", "bn_bias"):
         used.add("affine")
-    if running_mean is not None or running_var is not None or not training:
+    if given("running_mean", "running_var", "num_batches_tracked"):
+        used.add("running_stats")
+    if not arguments.get("training", True):
         used.add("running_stats")
     return frozenset(used)
 
@@ -141,30 +135,13 @@ class Variant:
                 "handles them"
             )
 
-    def __call__(
-        self,
-        x,
-        weight,
-        bias=None,
-        bn_weight=None,
-        bn_bias=None,
-        running_mean=None,
-        running_var=None,
-        **kwargs,
-    ):
+    def __call__(self, *args, **kwargs):
         if self.unavailable:
             raise VariantUnavailableError(
                 f"variant {self.name!r} is unavailable: {self.unavailable}"
             )
-        self.check_features(
-            bias=bias,
-            bn_weight=bn_weight,
-            bn_bias=bn_bias,
-            running_mean=running_mean,
-            running_var=running_var,
-            **kwargs,
-        )
-        return self.fn(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, **kwargs)
+        self.check_features(**dict(zip(_POSITIONAL, args, strict=False)), **kwargs)
+        return self.fn(*args, **kwargs)
 
     def __repr__(self):
         extras = (", triton=True" if self.triton else "") + (

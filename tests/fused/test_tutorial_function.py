@@ -74,15 +74,20 @@ def test_variant_fn_and_unsupported_features():
     tensors, _ = make_case()
     x, w = tensors[0].detach(), tensors[1].detach()
     torch.testing.assert_close(tutorial_variant_fn(x, w), FusedConvBN2DFunction.apply(x, w))
-    for kwargs in (
-        dict(stride=2),
-        dict(padding=1),
-        dict(groups=2),
-        dict(training=False),
-        dict(bias=torch.zeros(6, dtype=torch.float64)),
+    stats = dict(
+        running_mean=torch.zeros(6, dtype=w.dtype), running_var=torch.ones(6, dtype=w.dtype)
+    )
+    # Legal calls (an illegal one is a ValueError first, as for every kernel).
+    for weight, kwargs in (
+        (w, dict(stride=2)),
+        (w, dict(padding=1)),
+        (w[:, :2], dict(groups=2)),
+        (w, dict(training=False, **stats)),
+        (w, stats),
+        (w, dict(bias=torch.zeros(6, dtype=torch.float64))),
     ):
         with pytest.raises(UnsupportedFeatureError):
-            tutorial_variant_fn(x, w, **kwargs)
+            tutorial_variant_fn(x, weight, **kwargs)
     variant = Variant("tutorial", tutorial_variant_fn, form="tutorial")
     torch.testing.assert_close(variant(x, w), FusedConvBN2DFunction.apply(x, w))
 

@@ -35,9 +35,10 @@ except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from fused import triton_bn_kernels
+from fused.entry import with_form
 from fused.registry import BUILTIN_VARIANTS
 from fused.triton_bn import TritonBatchNorm
-from fused.triton_conv_bn import triton_conv_bn
+from fused.triton_conv_bn import triton_conv_bn_with
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
 from verify.dtypes import HALF_DTYPES
 
@@ -106,42 +107,7 @@ class OffByOneTail(TritonBatchNorm):
 
 
 def _variant(name: str, bn: TritonBatchNorm, form: str) -> Variant:
-    def fn(
-        x,
-        weight,
-        bias=None,
-        bn_weight=None,
-        bn_bias=None,
-        running_mean=None,
-        running_var=None,
-        *,
-        stride=1,
-        padding=0,
-        dilation=1,
-        groups=1,
-        training=True,
-        momentum=0.1,
-        eps=1e-3,
-    ):
-        return triton_conv_bn(
-            x,
-            weight,
-            bias,
-            bn_weight,
-            bn_bias,
-            running_mean,
-            running_var,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            training=training,
-            momentum=momentum,
-            eps=eps,
-            form=form,
-            bn=bn,
-        )
-
+    fn = with_form(triton_conv_bn_with(bn, name=f"triton_conv_bn_{name}"), form)
     return Variant(name, fn, form=form, supports=SUPPORTS, memory_saving=True, triton=True)
 
 
