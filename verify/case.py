@@ -151,16 +151,16 @@ class Case:
         consecutive calls with the same configuration."""
         return draw_arrays(self, step)
 
+    def conv_options(self) -> dict:
+        """The convolution's keyword arguments (of the Variant fn and of reference.conv2d)."""
+        return dict(
+            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups
+        )
+
     def kwargs(self) -> dict:
         """Keyword arguments of the Variant fn / reference.conv_bn for this case."""
         return dict(
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            training=self.training,
-            momentum=self.momentum,
-            eps=self.eps,
+            self.conv_options(), training=self.training, momentum=self.momentum, eps=self.eps
         )
 
     def replace(self, **changes) -> "Case":

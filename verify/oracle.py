@@ -45,6 +45,11 @@ def _inputs(arrays: dict) -> tuple:
     return tuple(arrays[k] for k in INPUTS)
 
 
+def conv_output(case: Case, arrays: dict) -> np.ndarray:
+    """The oracle's convolution output (the batch norm's input) for the case's arrays."""
+    return reference.conv2d(arrays["x"], arrays["weight"], arrays["bias"], **case.conv_options())
+
+
 def expected(case: Case, arrays: dict, *, gradients: bool = True) -> Results:
     """The float64 oracle's answers: output, new running stats and (optionally) all gradients."""
     kwargs = dict(case.kwargs(), form=case.form)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 import reference
+from verify import oracle
 from verify.case import Case
 from verify.dtypes import underflow_unit, unit_roundoff
 from verify.oracle import Results
@@ -74,13 +75,11 @@ def _bounds(case, arrays, exact, gradients):
     c_out = case.out_channels
     gamma = np.abs(arrays["bn_weight"]) if arrays["bn_weight"] is not None else np.ones(c_out)
     beta = np.abs(arrays["bn_bias"]) if arrays["bn_bias"] is not None else np.zeros(c_out)
-    conv = dict(
-        stride=case.stride, padding=case.padding, dilation=case.dilation, groups=case.groups
-    )
+    conv = case.conv_options()
     r = case.values_per_channel
     root_r = np.sqrt(r)
 
-    y = reference.conv2d(x, weight, bias, **conv)
+    y = oracle.conv_output(case, arrays)
     magnitude = reference.conv2d(
         np.abs(x), np.abs(weight), None if bias is None else np.abs(bias), **conv
     )
