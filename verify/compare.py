@@ -57,6 +57,7 @@ from verify.benchmarks.time_rule import (
 
 __all__ = [
     "Finding",
+    "GateRule",
     "compare_runs",
     "bytes_regressed",
     "main",
@@ -68,6 +69,44 @@ __all__ = [
 
 DEFAULT_PEAK_TOLERANCE = 0.0
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """What counts as a regression: the command line's thresholds, and the rule's wording."""
+
+    time_threshold: float = DEFAULT_TIME_THRESHOLD
+    peak_tolerance: float = DEFAULT_PEAK_TOLERANCE
+    alpha: float = DEFAULT_ALPHA
+    absolute_time: bool = False
+    min_benchmarks: int = DEFAULT_MIN_BENCHMARKS
+
+    def describe(self) -> str:
+        judged = "each round's time over the eager step paired with it in the same run" + (
+            " (absolute time where none was paired)"
+            if self.absolute_time
+            else "; unpaired (absolute) times are shown, not judged"
+        )
+        slower = 1 + self.time_threshold
+        return (
+            f"Rule: time, on {judged}. A benchmark is SLOWER when HEAD's median is > "
+            f"{slower:.2f}x BASE's and a one-sided Mann-Whitney test on the rounds "
+            f"gives p < {self.alpha:g}. A variant regresses when the median of its benchmarks' "
+            f"changes is > {slower:.2f}x and most of them are SLOWER; NOISY (inconclusive) "
+            f"when the median is that high without that majority; a SLOWER benchmark in a variant "
+            f"that did not move is run-to-run drift; variants with fewer than "
+            f"{self.min_benchmarks} benchmarks are not judged on time. Memory regresses when any "
+            f"*bytes figure grows"
+            + (
+                f" (peak figures: by more than {self.peak_tolerance:.1%})"
+                if self.peak_tolerance
+                else ""
+            )
+            + "."
+        )
+
+
+DEFAULT_RULE = GateRule()
 
 
 @dataclass
@@ -116,30 +155,12 @@ def _variant_of(bench) -> str:
     return str(variant) if variant else bench.fullname
 
 
-def compare_runs(
-    base: Run,
-    head: Run,
-    time_threshold: float = DEFAULT_TIME_THRESHOLD,
-    peak_tolerance: float = DEFAULT_PEAK_TOLERANCE,
-    alpha: float = DEFAULT_ALPHA,
-    absolute_time: bool = False,
-    min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
-) -> list:
+def compare_runs(base: Run, head: Run, rule: GateRule = DEFAULT_RULE) -> list:
     """Findings for every benchmark of either run (BASE order, then HEAD-only ones)."""
-    return compare(
-        base, head, time_threshold, peak_tolerance, alpha, absolute_time, min_benchmarks
-    )[0]
+    return compare(base, head, rule)[0]
 
 
-def compare(
-    base: Run,
-    head: Run,
-    time_threshold: float = DEFAULT_TIME_THRESHOLD,
-    peak_tolerance: float = DEFAULT_PEAK_TOLERANCE,
-    alpha: float = DEFAULT_ALPHA,
-    absolute_time: bool = False,
-    min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
-):
+def compare(base: Run, head: Run, rule: GateRule = DEFAULT_RULE):
     """(findings, {variant: VariantVerdict}): time is judged per variant over its benchmarks
     (`verify.benchmarks.time_rule.judge_variants`), then each benchmark's time finding says how
     it contributed."""
@@ -153,7 +174,7 @@ def compare(
                 Finding(name, "time", b, h, note="only in BASE" if h is None else "only in HEAD")
             )
             continue
-        verdict = judge_time(b, h, time_threshold, alpha, absolute_time)
+        verdict = judge_time(b, h, rule.time_threshold, rule.alpha, rule.absolute_time)
         finding = Finding(name, "time", b, h, verdict=verdict)
         findings.append(finding)
         timed.append((_variant_of(b), finding))
@@ -167,18 +188,20 @@ def compare(
                     )
                 )
                 continue
-            grew = bytes_regressed(key, bv, hv, peak_tolerance)
+            grew = bytes_regressed(key, bv, hv, rule.peak_tolerance)
             findings.append(
                 Finding(name, key, bv, hv, regression=grew, note="GREW" if grew else "")
             )
-    variants = judge_variants([(v, f.verdict) for v, f in timed], time_threshold, min_benchmarks)
+    variants = judge_variants(
+        [(v, f.verdict) for v, f in timed], rule.time_threshold, rule.min_benchmarks
+    )
     for variant, finding in timed:
         own = finding.verdict.outcome
         overall = variants[variant].outcome if variant in variants else None
         if overall == UNJUDGED:
             finding.note = (
                 f"not judged ({variants[variant].benchmarks} benchmark(s) of "
-                f"{variant}, < {min_benchmarks})"
+                f"{variant}, < {rule.min_benchmarks})"
             )
         elif own == SLOWER and overall != SLOWER:
             # significant on its own, but its variant did not move: run-to-run drift
@@ -186,7 +209,9 @@ def compare(
         else:
             finding.note = _time_note(finding.verdict, own)
         finding.regression = own == SLOWER and overall == SLOWER
-        finding.inconclusive = overall == NOISY and finding.verdict.estimate > 1 + time_threshold
+        finding.inconclusive = (
+            overall == NOISY and finding.verdict.estimate > 1 + rule.time_threshold
+        )
     return findings, variants
 
 
@@ -285,25 +310,6 @@ def _describe(run: Run) -> str:
     return ", ".join(parts)
 
 
-def _rule(time_threshold, alpha, peak_tolerance, absolute_time, min_benchmarks) -> str:
-    judged = "each round's time over the eager step paired with it in the same run" + (
-        " (absolute time where none was paired)"
-        if absolute_time
-        else "; unpaired (absolute) times are shown, not judged"
-    )
-    return (
-        f"Rule: time, on {judged}. A benchmark is SLOWER when HEAD's median is > "
-        f"{1 + time_threshold:.2f}x BASE's and a one-sided Mann-Whitney test on the rounds "
-        f"gives p < {alpha:g}. A variant regresses when the median of its benchmarks' changes "
-        f"is > {1 + time_threshold:.2f}x and most of them are SLOWER; NOISY (inconclusive) "
-        f"when the median is that high without that majority; a SLOWER benchmark in a variant "
-        f"that did not move is run-to-run drift; variants with fewer than {min_benchmarks} "
-        f"benchmarks are not judged on time. Memory regresses when any *bytes figure grows"
-        + (f" (peak figures: by more than {peak_tolerance:.1%})" if peak_tolerance else "")
-        + "."
-    )
-
-
 def format_variants(variants: dict) -> str:
     rows = [("variant", "time measure", "benchmarks", "HEAD/BASE (median)", "SLOWER", "verdict")]
     for v in variants.values():
@@ -320,25 +326,14 @@ def format_variants(variants: dict) -> str:
     return _table(rows, align=("<", "<", ">", ">", ">", "<"))
 
 
-def report(
-    base: Run,
-    head: Run,
-    time_threshold: float = DEFAULT_TIME_THRESHOLD,
-    peak_tolerance: float = DEFAULT_PEAK_TOLERANCE,
-    alpha: float = DEFAULT_ALPHA,
-    absolute_time: bool = False,
-    min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
-    out=None,
-) -> int:
+def report(base: Run, head: Run, rule: GateRule = DEFAULT_RULE, out=None) -> int:
     """Print the comparison; return the exit status (EXIT_OK, EXIT_REGRESSION or
     EXIT_INCONCLUSIVE)."""
     out = out if out is not None else sys.stdout
-    findings, variants = compare(
-        base, head, time_threshold, peak_tolerance, alpha, absolute_time, min_benchmarks
-    )
+    findings, variants = compare(base, head, rule)
     print(f"BASE: {_describe(base)}", file=out)
     print(f"HEAD: {_describe(head)}", file=out)
-    print(_rule(time_threshold, alpha, peak_tolerance, absolute_time, min_benchmarks), file=out)
+    print(rule.describe(), file=out)
     if base.threads and head.threads and base.threads != head.threads:
         print(
             f"WARNING: BASE ran with {base.threads} torch thread(s), HEAD with {head.threads}: "
@@ -530,15 +525,14 @@ def main(argv=None) -> int:
         return EXIT_ERROR
     if args.min_benchmarks < 1:
         parser.error("--min-benchmarks must be >= 1")
-    return report(
-        base,
-        head,
-        args.time_threshold,
-        args.peak_tolerance,
-        args.alpha,
-        args.absolute_time,
-        args.min_benchmarks,
+    rule = GateRule(
+        time_threshold=args.time_threshold,
+        peak_tolerance=args.peak_tolerance,
+        alpha=args.alpha,
+        absolute_time=args.absolute_time,
+        min_benchmarks=args.min_benchmarks,
     )
+    return report(base, head, rule)
 
 
 if __name__ == "__main__":

@@ -10,31 +10,16 @@ rounds are paired with eager steps (`run_benchmark`), which the regression gate 
 
 import pytest
 
-from verify.benchmarks.compiled import BUDGETS, budget_label
-from verify.benchmarks.harness import build_baseline, build_or_skip, compiled_or_skip, run_benchmark
+from verify.benchmarks.compiled import BUDGETS, budget_id
+from verify.benchmarks.harness import bench_network
 from verify.benchmarks.models import MNIST_BATCH, SWEEP_BATCHES, mnist_workload
 
 
 @pytest.mark.parametrize("batch", SWEEP_BATCHES, ids=lambda b: f"b{b}")
 def test_mnist_net(benchmark, bench_device, bench_variant, batch):
-    workload = build_or_skip(mnist_workload, bench_variant, bench_device, batch=batch)
-    run_benchmark(
-        benchmark,
-        workload,
-        group=f"mnist_net batch={batch}",
-        baseline=lambda: build_baseline(mnist_workload, bench_variant, bench_device, batch=batch),
-    )
+    bench_network(benchmark, mnist_workload, bench_variant, bench_device, batch)
 
 
-@pytest.mark.parametrize("budget", BUDGETS, ids=lambda b: budget_label(b).replace(" ", "_"))
+@pytest.mark.parametrize("budget", BUDGETS, ids=budget_id)
 def test_mnist_net_compiled(benchmark, bench_device, bench_variant, budget):
-    workload = build_or_skip(mnist_workload, bench_variant, bench_device, batch=MNIST_BATCH)
-    workload = compiled_or_skip(benchmark, workload, budget)
-    run_benchmark(
-        benchmark,
-        workload,
-        group=f"mnist_net batch={MNIST_BATCH}",
-        baseline=lambda: build_baseline(
-            mnist_workload, bench_variant, bench_device, batch=MNIST_BATCH
-        ),
-    )
+    bench_network(benchmark, mnist_workload, bench_variant, bench_device, MNIST_BATCH, budget)

@@ -28,6 +28,7 @@ from verify.benchmarks.models import Workload
 __all__ = [
     "BUDGETS",
     "budget_label",
+    "budget_id",
     "compile_backend",
     "compiled_workload",
     "per_channel_allowance",
@@ -62,6 +63,11 @@ def budget_label(budget: Optional[float]) -> str:
     return "default" if budget is None else f"budget {budget:g}"
 
 
+def budget_id(budget: Optional[float]) -> str:
+    """`budget_label` as one word, for test IDs and backend names."""
+    return budget_label(budget).replace(" ", "_")
+
+
 def compile_backend(budget: Optional[float]):
     """An inductor backend that partitions with `budget` (None: the config as it is)."""
 
@@ -73,7 +79,7 @@ def compile_backend(budget: Optional[float]):
         with torch._functorch.config.patch(activation_memory_budget=budget):
             return compile_fx(gm, example_inputs)
 
-    backend.__name__ = f"inductor_{budget_label(budget).replace(' ', '_')}"
+    backend.__name__ = f"inductor_{budget_id(budget)}"
     return backend
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "memory_figures",
     "describe",
     "run_benchmark",
+    "bench_network",
     "build_or_skip",
     "build_baseline",
     "BASELINE",
@@ -186,3 +187,27 @@ def compiled_or_skip(benchmark, workload: Workload, budget) -> Workload:
     compiled, seconds = compiled_workload(workload, budget)
     benchmark.extra_info.update(compiled=budget_label(budget), compile_seconds=round(seconds, 3))
     return compiled
+
+
+# A distinct default: None is a budget (the partitioner's default), not "no compile".
+_NOT_COMPILED = object()
+
+
+def bench_network(benchmark, make, variant, device, batch: int, budget=_NOT_COMPILED) -> None:
+    """Benchmark the network `make` builds (a `models` workload function) on `variant` at
+    `batch`: as it is, or with a `budget`, under torch.compile at that budget
+    (`compiled_or_skip`); each round paired with a step of the same network, not compiled, on
+    the BASELINE variant.
+
+    Grouped by network and batch, so that every variant and compile peer of one size sits side
+    by side in the tables."""
+    workload = build_or_skip(make, variant, device, batch=batch)
+    group = f"{workload.name} batch={batch}"
+    if budget is not _NOT_COMPILED:
+        workload = compiled_or_skip(benchmark, workload, budget)
+    run_benchmark(
+        benchmark,
+        workload,
+        group=group,
+        baseline=lambda: build_baseline(make, variant, device, batch=batch),
+    )

@@ -74,6 +74,15 @@ def check_against_oracle(variant, prop: str, case, names, *, gradients: bool) ->
     return assert_close(variant, prop, case, actual, exact, allowed, names)
 
 
+def check_output(variant, prop: str, case, arrays, out, *, context: str = "") -> float:
+    """A forward call's output, already computed on `arrays`, against the oracle's forward."""
+    __tracebackhide__ = True
+    exact = oracle.expected(case, arrays, gradients=False)
+    allowed = tolerance.bounds(case, arrays, exact, gradients=False)
+    actual = Results(out=runner.to_numpy(out))
+    return assert_close(variant, prop, case, actual, exact, allowed, ("out",), context=context)
+
+
 # Smallest per-channel spread of the conv output, relative to its scale, for which finite
 # differences of step ~1e-4 stay on one side of the tutorial form's sqrt(var) kink at zero.
 MIN_RELATIVE_SPREAD = 1e-2
