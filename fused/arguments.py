@@ -13,6 +13,7 @@ from __future__ import annotations
 import numbers
 from typing import NamedTuple, Optional, Tuple
 
+import torch
 from torch import Tensor
 
 from fused.variant import FORMS
@@ -76,7 +77,7 @@ def _as_pair(value, name: str) -> tuple:
     return tuple(out)
 
 
-def _check_channel_vector(t: Optional[Tensor], name: str, channels: int) -> None:
+def _check_channel_vector(t: Optional[Tensor], name: str, channels: int, x: Tensor) -> None:
     if t is None:
         return
     if not isinstance(t, Tensor):
@@ -86,6 +87,11 @@ def _check_channel_vector(t: Optional[Tensor], name: str, channels: int) -> None
             f"{name} must have shape ({channels},) (one value per output channel), "
             f"got {tuple(t.shape)}"
         )
+    if t.device != x.device:
+        raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
+    if not t.is_floating_point():
+        # Integer running statistics would silently truncate the blended values.
+        raise ValueError(f"{name} must be floating point, got {t.dtype}")
 
 
 def check_conv_bn_arguments(
@@ -157,12 +163,20 @@ def check_conv_bn_arguments(
         )
     out_h = (padded_h - extent_h) // stride[0] + 1
     out_w = (padded_w - extent_w) // stride[1] + 1
-    if bias is not None:
-        _check_channel_vector(bias, "bias", c_out)
-    _check_channel_vector(bn_weight, "bn_weight", c_out)
-    _check_channel_vector(bn_bias, "bn_bias", c_out)
-    _check_channel_vector(running_mean, "running_mean", c_out)
-    _check_channel_vector(running_var, "running_var", c_out)
+    if weight.device != x.device:
+        raise ValueError(f"weight is on {weight.device} but x is on {x.device}")
+    for name, vector in (
+        ("bias", bias),
+        ("bn_weight", bn_weight),
+        ("bn_bias", bn_bias),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ):
+        _check_channel_vector(vector, name, c_out, x)
+    if bias is not None and bias.dtype != x.dtype:
+        # The convolution adds it in x's dtype (bn_weight, bn_bias and the running statistics
+        # may be float32 beside half x, as under autocast).
+        raise ValueError(f"bias must have x's dtype {x.dtype}, got {bias.dtype}")
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must be given together (or both None)")
     if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps >= 0:
@@ -172,9 +186,16 @@ def check_conv_bn_arguments(
     ):
         raise ValueError(f"momentum must be a number or None, got {momentum!r}")
     if num_batches_tracked is not None and (
-        not isinstance(num_batches_tracked, Tensor) or num_batches_tracked.numel() != 1
+        not isinstance(num_batches_tracked, Tensor)
+        or num_batches_tracked.numel() != 1
+        or num_batches_tracked.is_floating_point()
+        or num_batches_tracked.is_complex()
+        or num_batches_tracked.dtype == torch.bool
     ):
-        raise ValueError("num_batches_tracked must be a one-element tensor or None")
+        raise ValueError(
+            "num_batches_tracked must be a one-element integer tensor (a count, as "
+            "nn.BatchNorm2d's) or None"
+        )
     if training:
         values = n_batch * out_h * out_w
         if values < 2:

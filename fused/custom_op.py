@@ -160,7 +160,8 @@ def _backward(ctx, grad_out, _grad_mean, _grad_invstd, _grad_var):
     needs = [bool(v) for v in ctx.needs_input_grad[:5]]
     grads = _conv_bn_backward_op(grad_out, *ctx.saved_tensors, *ctx.op_options, needs)
     grads = tuple(g if need else None for g, need in zip(grads, needs, strict=True))
-    return grads + (None,) * 9
+    running_stats = (None, None)
+    return grads + running_stats + (None,) * len(ctx.op_options)
 
 
 _conv_bn_op.register_autograd(_backward, setup_context=_setup_context)

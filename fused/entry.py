@@ -11,9 +11,9 @@ point does, in this order, what every kernel would otherwise restate:
 2. while `torch.compile` traces, hand the call to the kernel's traceable twin, if it has one
    (`fused.traceable`: plain ops the compiler's partitioner sees through);
 3. otherwise turn `num_batches_tracked` into the running statistics' blend factor the way
-   `nn.BatchNorm2d.forward` does (count the batch; momentum=None means 1 / count), so no kernel
+   `nn.BatchNorm2d.forward` does (momentum=None: 1 / the count including this batch), so no kernel
    sees the counter;
-4. run the kernel.
+4. run the kernel, and count the batch once it has succeeded.
 """
 
 from __future__ import annotations
@@ -40,12 +40,15 @@ def compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
-def _count_batch(call: ConvBNCall) -> ConvBNCall:
+def _blend_factor(call: ConvBNCall) -> ConvBNCall:
+    """The call with the counter taken out and momentum=None resolved to 1 / (count + 1), the
+    factor nn.BatchNorm2d blends this batch with; the count is written after the kernel ran."""
     counter, norm = call.num_batches_tracked, call.norm
-    if counter is None or not norm.training:
-        return call._replace(num_batches_tracked=None)
-    counter.add_(1)
-    momentum = norm.momentum if norm.momentum is not None else 1.0 / float(counter.item())
+    if counter is None:
+        return call
+    momentum = norm.momentum
+    if momentum is None and norm.training:
+        momentum = 1.0 / (float(counter.item()) + 1.0)
     return call._replace(num_batches_tracked=None, norm=norm._replace(momentum=momentum))
 
 
@@ -58,6 +61,8 @@ def conv_bn_entry(
     forms: tuple = FORMS,
     supports: Optional[frozenset] = None,
     under_compile: Optional[Kernel] = None,
+    counts_batches: bool = False,
+    module: Optional[str] = None,
 ) -> Callable[..., Tensor]:
     """The entry point of `kernel`: `name(x, weight, bias=None, ..., form=form,
     num_batches_tracked=None) -> Tensor`.
@@ -65,6 +70,9 @@ def conv_bn_entry(
     `forms`: the batch-norm forms the kernel computes (another is a ValueError). `supports`: the
     optional features it handles, None for all (another is an `UnsupportedFeatureError`).
     `under_compile`: the kernel to trace instead while torch.compile traces the call.
+    `counts_batches`: the kernel reads and increments `num_batches_tracked` itself (the traceable
+    kernel does, without reading the count back to Python). `module`: where the entry point is
+    defined, for pickling and introspection (the kernel's module by default).
     """
     if form not in forms:
         raise ValueError(f"{name}: default form {form!r} is not among its forms {forms}")
@@ -90,9 +98,19 @@ def conv_bn_entry(
                 )
         if under_compile is not None and compiling():
             return under_compile(call)
-        return kernel(_count_batch(call))
+        if counts_batches:
+            return kernel(call)
+        out = kernel(_blend_factor(call))
+        # Counted once the kernel has succeeded: a call that raises modifies nothing.
+        if call.num_batches_tracked is not None and call.norm.training:
+            call.num_batches_tracked.add_(1)
+        return out
 
+    # A code object of its own: torch.compile keeps its caches and recompile limit per code
+    # object, and tracebacks and profiles name the entry point.
+    entry.__code__ = entry.__code__.replace(co_name=name, co_qualname=name)
     entry.__name__ = entry.__qualname__ = name
+    entry.__module__ = module or getattr(kernel, "__module__", None) or __name__
     entry.__doc__ = doc
     parameters = [
         p.replace(default=form) if p.name == "form" else p for p in _SIGNATURE.parameters.values()
@@ -101,11 +119,10 @@ def conv_bn_entry(
         parameters=parameters, return_annotation=Tensor
     )
     # What `with_form` needs to derive an entry point with another default form.
-    entry.kernel, entry.supports, entry.under_compile = (  # type: ignore[attr-defined]
-        kernel,
-        supports,
-        under_compile,
+    entry.options = dict(  # type: ignore[attr-defined]
+        supports=supports, under_compile=under_compile, counts_batches=counts_batches
     )
+    entry.kernel = kernel  # type: ignore[attr-defined]
     return entry
 
 
@@ -118,6 +135,6 @@ def with_form(entry: Callable[..., Tensor], form: str) -> Callable[..., Tensor]:
         doc=f"`{entry.__name__}(..., form={form!r})`; another form is a ValueError.",
         form=form,
         forms=(form,),
-        supports=entry.supports,  # type: ignore[attr-defined]
-        under_compile=entry.under_compile,  # type: ignore[attr-defined]
+        module=entry.__module__,
+        **entry.options,  # type: ignore[attr-defined]
     )

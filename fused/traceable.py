@@ -57,7 +57,17 @@ def _tutorial_train_invstd(var_biased: Tensor, n: int, eps: float) -> Tensor:
 
 def traceable_kernel(call: ConvBNCall) -> Tensor:
     """`fused.functional.memory_saving_conv_bn`'s function, autograd through plain ops (saves what
-    autograd or the compiler's partitioner chooses, not only the conv input)."""
+    autograd or the compiler's partitioner chooses, not only the conv input). Counts the batch in
+    `num_batches_tracked` itself, last, without reading the count back to Python."""
+    out = _conv_bn(call)
+    counter = call.num_batches_tracked
+    if call.norm.training and counter is not None:
+        with torch.no_grad():
+            counter.add_(1)
+    return out
+
+
+def _conv_bn(call: ConvBNCall) -> Tensor:
     x, weight, bias, bn_weight, bn_bias, running_mean, running_var, counter, conv, norm = call
     training, momentum, eps, form = norm
     y = _conv(x, weight, bias, conv)
@@ -65,9 +75,6 @@ def traceable_kernel(call: ConvBNCall) -> Tensor:
         # nn.BatchNorm2d's own op: inductor decomposes it with a dedicated backward (two
         # per-channel reductions and one elementwise pass), which autograd through var_mean does
         # not match (the compiled MNIST network ran 5-7% slower that way).
-        if training and counter is not None:
-            with torch.no_grad():
-                counter.add_(1)
         # In the input dtype, as the eager kernel rounds its conv output (F.batch_norm takes
         # half activations with half or float32 parameters and keeps its statistics in float32).
         # Dense bn_weight/bn_bias: PyTorch 2.13's CPU batch-norm backward misreads strided ones
@@ -92,13 +99,11 @@ def traceable_kernel(call: ConvBNCall) -> Tensor:
             if form == "standard"
             else _tutorial_train_invstd(var, n, eps)
         )
-        if running_mean is not None or counter is not None:
+        if running_mean is not None:
             with torch.no_grad():
-                if counter is not None:
-                    counter.add_(1)
-                # momentum=None: 1 / count, as a tensor in the statistics dtype (exact enough
-                # for float64 statistics, and no read back to Python, which would break the graph).
-                factor = momentum if momentum is not None else 1.0 / counter.to(mean.dtype)
+                # momentum=None: 1 / the count including this batch, as a tensor in the
+                # statistics dtype (no read back to Python, which would break the graph).
+                factor = momentum if momentum is not None else 1.0 / (counter.to(mean.dtype) + 1)
                 bnm.update_running_stats(
                     running_mean, running_var, mean.detach(), var.detach(), n, factor
                 )
@@ -116,5 +121,5 @@ conv_bn_traceable = conv_bn_entry(
     traceable_kernel,
     name="conv_bn_traceable",
     doc=traceable_kernel.__doc__ or "",
-    under_compile=traceable_kernel,
+    counts_batches=True,
 )

@@ -97,6 +97,7 @@ def triton_conv_bn_with(bn: TritonBatchNorm, name: str = "triton_conv_bn"):
     return conv_bn_entry(
         functools.partial(_triton_kernel, bn=bn),
         name=name,
+        module=__name__,
         doc="""Memory-saving `batch_norm(conv2d(x, weight, bias, ...), ...)` with a Triton batch
     norm.
 

@@ -27,8 +27,10 @@ EXTRA_FEATURES = frozenset(
 )
 FEATURES = CONV_FEATURES | BN_FEATURES | EXTRA_FEATURES
 
-# The arguments a `Variant` fn takes positionally, in order.
-_POSITIONAL = ("x", "weight", "bias", "bn_weight", "bn_bias", "running_mean", "running_var")
+# The tensors a `Variant` fn takes, positionally and in this order; a gradient flows to the first
+# five.
+INPUTS = ("x", "weight", "bias", "bn_weight", "bn_bias", "running_mean", "running_var")
+DIFFERENTIABLE = INPUTS[:5]
 
 
 class UnsupportedFeatureError(NotImplementedError):
@@ -140,7 +142,7 @@ class Variant:
             raise VariantUnavailableError(
                 f"variant {self.name!r} is unavailable: {self.unavailable}"
             )
-        self.check_features(**dict(zip(_POSITIONAL, args, strict=False)), **kwargs)
+        self.check_features(**dict(zip(INPUTS, args, strict=False)), **kwargs)
         return self.fn(*args, **kwargs)
 
     def __repr__(self):

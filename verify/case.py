@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from fused.variant import requested_features
+from fused.variant import DIFFERENTIABLE, requested_features
 from verify.dtypes import HALF_DTYPES
 from verify.values import draw_arrays
 
@@ -21,9 +21,6 @@ LAYOUTS = ("contiguous", "channels_last", "strided")
 # stride 0 (what `out.sum()` or `out.mean()` hands backward); "broadcast" repeats one sample over
 # the batch with a stride-0 batch dimension.
 GRAD_LAYOUTS = ("same",) + LAYOUTS + ("expanded", "broadcast")
-DIFFERENTIABLE = ("x", "weight", "bias", "bn_weight", "bn_bias")
-# The positional arguments of a `Variant` call, in order.
-INPUTS = DIFFERENTIABLE + ("running_mean", "running_var")
 # The grad modes a kernel is called under: real training, and calibration/inference passes.
 GRAD_MODES = ("enabled", "no_grad", "inference_mode")
 

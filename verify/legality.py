@@ -7,7 +7,8 @@ oracle's own argument checks): it restates the contract's rules on plain integer
 
 from __future__ import annotations
 
-from verify.case import DIFFERENTIABLE, GRAD_LAYOUTS, GRAD_MODES, LAYOUTS, Case
+from fused.variant import DIFFERENTIABLE
+from verify.case import GRAD_LAYOUTS, GRAD_MODES, LAYOUTS, Case
 from verify.dtypes import DTYPES
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 import reference
-from verify.case import INPUTS, Case
+from fused.variant import INPUTS
+from verify.case import Case
 
 RESULT_NAMES = (
     "out",

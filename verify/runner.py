@@ -11,7 +11,8 @@ import numpy as np
 import torch
 import torch.utils.deterministic
 
-from verify.case import DIFFERENTIABLE, INPUTS, Case
+from fused.variant import DIFFERENTIABLE, INPUTS
+from verify.case import Case
 from verify.dtypes import DTYPES
 from verify.oracle import Results
 

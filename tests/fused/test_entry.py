@@ -4,6 +4,7 @@ counts `num_batches_tracked` as nn.BatchNorm2d does."""
 from __future__ import annotations
 
 import inspect
+import pickle
 
 import pytest
 import torch
@@ -44,6 +45,8 @@ def _inputs(channels=3):
 
 def test_every_entry_point_has_the_validators_signature():
     expected = inspect.signature(check_conv_bn_arguments).parameters
+    x, w, _ = _inputs()
+    assert set(check_conv_bn_arguments(x, w).keywords()) == set(expected)
     fns = list(ENTRIES.values()) + [v.fn for v in BUILTIN_VARIANTS if not v.unavailable]
     for fn in fns:
         params = inspect.signature(fn).parameters
@@ -113,6 +116,37 @@ def test_refusals_modify_nothing(entry, kwargs, error):
     torch.testing.assert_close(stats["running_var"], running_var, rtol=0, atol=0)
 
 
+def test_entry_points_pickle_and_have_their_own_code():
+    # Own code objects: torch.compile's caches and recompile limit are per code object.
+    codes = {id(entry.__code__) for entry in ENTRIES.values()}
+    assert len(codes) == len(ENTRIES)
+    for entry in ENTRIES.values():
+        assert pickle.loads(pickle.dumps(entry)) is entry
+        assert entry.__code__.co_name == entry.__name__
+
+
+def test_a_kernel_that_raises_counts_no_batch():
+    def failing(call):
+        raise RuntimeError("out of memory")
+
+    entry = conv_bn_entry(failing, name="failing", doc="")
+    x, w, (running_mean, running_var) = _inputs()
+    counter = torch.tensor(2)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        entry(
+            x,
+            w,
+            None,
+            None,
+            None,
+            running_mean,
+            running_var,
+            momentum=None,
+            num_batches_tracked=counter,
+        )
+    assert int(counter) == 2
+
+
 def test_argument_errors_name_the_entry_point():
     x, w, _ = _inputs()
     with pytest.raises(TypeError, match=r"^eager_conv_bn\(\) got an unexpected keyword"):
@@ -124,3 +158,40 @@ def test_argument_errors_name_the_entry_point():
 def test_a_default_form_outside_the_kernels_forms_is_refused_at_definition():
     with pytest.raises(ValueError, match="default form 'tutorial'"):
         conv_bn_entry(lambda call: call.x, name="k", doc="", form="tutorial", forms=("standard",))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(bias=torch.zeros(3)), "bias must have x's dtype torch.float64"),
+        (dict(bias=torch.zeros(3, dtype=torch.float64, device="meta")), "bias is on meta"),
+        (dict(bn_weight=torch.ones(3, device="meta")), "bn_weight is on meta"),
+        (dict(running_mean=torch.zeros(3, dtype=torch.long)), "running_mean must be floating"),
+        (dict(weight="meta"), "weight is on meta"),
+        (dict(num_batches_tracked=torch.tensor(1.0)), "must be a one-element integer tensor"),
+        (dict(num_batches_tracked=torch.tensor(True)), "must be a one-element integer tensor"),
+    ],
+    ids=[
+        "bias_dtype",
+        "bias_device",
+        "bn_weight_device",
+        "integer_stats",
+        "weight_device",
+        "float_counter",
+        "bool_counter",
+    ],
+)
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_tensors_of_another_device_or_dtype_are_refused(name, change, message):
+    # Before these checks, a float64 bias with float32 x failed inside the conv, a meta-device
+    # bias made the CPU conv read uninitialised memory, and integer running statistics were
+    # silently truncated.
+    x, w, (running_mean, running_var) = _inputs()
+    arguments = dict(x=x, weight=w, running_mean=running_mean.clone(), running_var=running_var)
+    if change.get("weight") == "meta":
+        change = dict(weight=w.detach().to("meta"))
+    arguments.update(change)
+    before = arguments["running_mean"].clone()
+    with pytest.raises(ValueError, match=message):
+        ENTRIES[name](**arguments)
+    torch.testing.assert_close(arguments["running_mean"], before, rtol=0, atol=0)

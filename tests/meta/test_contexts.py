@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 
 from fused.registry import builtin_variant
-from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
+from fused.variant import BN_FEATURES, CONV_FEATURES, DIFFERENTIABLE, Variant
 from verify import legality, runner
-from verify.case import DIFFERENTIABLE, Case
+from verify.case import Case
 from verify.hunt import SuiteError, run_example
 from verify.properties import forward, gradients
 from verify.report import PropertyFailure
