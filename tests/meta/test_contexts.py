@@ -65,8 +65,14 @@ def test_requires_grad_subset_and_no_gradient_for_the_rest():
 def test_drawn_contexts_cover_every_subset_and_layout():
     seen_subsets, seen_layouts = set(), set()
 
+    # Derandomised: a coverage claim about 300 draws must not depend on the seed (a random run
+    # missed one subset now and then).
     @settings(
-        max_examples=300, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+        max_examples=300,
+        database=None,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
     )
     @given(case=cases(ALL, "standard").flatmap(calling_contexts))
     def draw(case):

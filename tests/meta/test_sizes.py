@@ -62,14 +62,22 @@ def test_every_boundary_value_is_reachable(tier, values):
         cases(ALL, "standard", tier=tier),
         lambda c: c.values_per_channel == values,
         settings=settings(
-            max_examples=3000, database=None, suppress_health_check=list(HealthCheck)
+            max_examples=3000,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
         ),
     )
     assert found.values_per_channel == values
 
 
 def test_channel_and_batch_edges_are_reachable():
-    quiet = settings(max_examples=3000, database=None, suppress_health_check=list(HealthCheck))
+    quiet = settings(
+        max_examples=3000,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     assert (
         find(
             cases(ALL, "standard", tier="wide"), lambda c: c.out_channels == 129, settings=quiet
@@ -95,7 +103,10 @@ def test_a_size_failure_shrinks_to_the_smallest_failing_size():
         cases(frozenset(), "standard", tier="tile"),
         lambda c: c.values_per_channel > 64 and c.values_per_channel % 64,
         settings=settings(
-            max_examples=2000, database=None, suppress_health_check=list(HealthCheck)
+            max_examples=2000,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
         ),
     )
     assert minimal.values_per_channel == 65
