@@ -75,7 +75,9 @@ def to_torch(
         return None
     layout = case.layout if layout in (None, "same") else layout
     torch_dtype, device = TORCH_DTYPES[dtype or case.dtype], torch.device(case.device)
-    base = torch.from_numpy(np.ascontiguousarray(array)).to(device=device, dtype=torch_dtype)
+    # A copy: the kernel may write into its inputs (a bug the suite must see, not suffer), and the
+    # case's arrays are read-only views the oracle keeps reading.
+    base = torch.from_numpy(np.array(array, order="C")).to(device=device, dtype=torch_dtype)
     if layout == "expanded":
         tensor = base.reshape(-1)[:1].reshape((1,) * base.dim()).expand(base.shape)
     elif layout == "broadcast":

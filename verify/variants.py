@@ -8,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import os
 import sys
 import traceback
 from pathlib import Path
 
+import fused
+import verify
 from fused.variant import Variant
 from verify.report import BUILTIN_SPEC
 
@@ -34,6 +37,9 @@ def _load_module(spec_text: str, target: str):
         if spec is None or spec.loader is None:
             raise VariantSpecError(f"--variant {spec_text}: cannot load {target!r} as a module")
         module = importlib.util.module_from_spec(spec)
+        # As `python file.py` does: a kernel file imports the helpers beside it.
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
         sys.modules[name] = module
         with _import_errors(spec_text, target):
             try:
@@ -74,12 +80,22 @@ def _import_errors(spec_text: str, target: str):
         ) from None
 
 
+# The suite's own packages: an error raised in them on the user's behalf (a misspelt feature in
+# `Variant(supports=...)`, say) is located at the user's line that called them.
+_SUITE_DIRS = tuple(
+    str(Path(package.__file__).resolve().parent) + os.sep for package in (fused, verify)
+)
+
+
 def _innermost_user_frame(error: BaseException) -> str:
-    """' at FILE:LINE' for the deepest frame outside the import machinery, when there is one."""
+    """' at FILE:LINE' for the deepest frame outside the import machinery and the suite's own
+    packages, when there is one."""
     frames = [
         f
         for f in traceback.extract_tb(error.__traceback__)
-        if "importlib" not in f.filename and f.filename != __file__
+        if "importlib" not in f.filename
+        and not f.filename.startswith("<")  # generated code: a dataclass's __init__
+        and not str(Path(f.filename).resolve()).startswith(_SUITE_DIRS)
     ]
     return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
@@ -99,10 +115,12 @@ def load_variants(spec: str) -> list[Variant]:
     variants = list(value) if isinstance(value, (list, tuple)) else [value]
     if not variants:
         raise VariantSpecError(f"--variant {spec}: {attr} is an empty list: nothing to verify")
-    for v in variants:
+    is_list = isinstance(value, (list, tuple))
+    for index, v in enumerate(variants):
         if not isinstance(v, Variant):
+            where = f"{attr}[{index}]" if is_list else attr
             raise VariantSpecError(
-                f"--variant {spec}: {attr} holds {type(v).__name__}, not a "
+                f"--variant {spec}: {where} holds {type(v).__name__}, not a "
                 "fused.Variant (wrap your kernel: "
                 "Variant(name, fn, form, supports))"
             )

@@ -65,7 +65,7 @@ def test_builtin_spec():
         ("no_such_module_xyz:ONE", "cannot import module 'no_such_module_xyz'"),
         ("meta_loader_mod:NOPE", "has no attribute 'NOPE'"),
         ("meta_loader_mod:NOT_A_VARIANT", "holds int, not a fused.Variant"),
-        ("meta_loader_mod:MIXED", "holds str, not a fused.Variant"),
+        ("meta_loader_mod:MIXED", "MIXED[1] holds str, not a fused.Variant"),
     ],
 )
 def test_bad_specs(module_dir, spec, message):
@@ -78,6 +78,22 @@ def test_bad_specs(module_dir, spec, message):
 def test_missing_file(tmp_path):
     with pytest.raises(VariantSpecError, match="no such file"):
         load_variants(f"{tmp_path}/absent.py:ONE")
+
+
+def test_an_error_raised_by_the_suite_on_import_points_at_the_users_line(tmp_path):
+    kernel = tmp_path / "typo_kernel.py"
+    kernel.write_text(
+        "from fused import Variant\n\nTYPO = Variant('typo', print, supports={'strid'})\n"
+    )
+    with pytest.raises(VariantSpecError, match=rf"ValueError at {kernel}:3: .*'strid'"):
+        load_variants(f"{kernel}:TYPO")
+
+
+def test_a_kernel_file_imports_its_neighbours(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))
+    (tmp_path / "kernel_helpers_xyz.py").write_text(MODULE)
+    (tmp_path / "uses_helpers.py").write_text("from kernel_helpers_xyz import ONE\n")
+    assert [v.name for v in load_variants(f"{tmp_path / 'uses_helpers.py'}:ONE")] == ["meta_one"]
 
 
 def test_duplicate_names(module_dir):
