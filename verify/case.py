@@ -25,6 +25,10 @@ GRAD_LAYOUTS = ("same",) + LAYOUTS + ("expanded", "broadcast")
 GRAD_MODES = ("enabled", "no_grad", "inference_mode")
 
 
+class CaseJSONError(ValueError):
+    """JSON that does not describe a Case (`Case.from_json`)."""
+
+
 @dataclass(frozen=True)
 class Case:
     batch: int
@@ -174,12 +178,30 @@ class Case:
         return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "Case":
-        fields = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(fields) - known)
+    def from_json(cls, text: str, **defaults) -> "Case":
+        """The Case of `to_json`'s JSON. A field the JSON leaves out takes its value from
+        `defaults`, else the field's default. Raises CaseJSONError, whose message (one line) says
+        what is wrong: not JSON, unknown or missing fields, a value of the wrong type."""
+        try:
+            fields = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise CaseJSONError(f"not valid JSON: {error}") from None
+        if not isinstance(fields, dict):
+            raise CaseJSONError(
+                f"expected a JSON object of Case fields, got {type(fields).__name__}"
+            )
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(fields) - set(known))
         if unknown:
-            raise ValueError(f"unknown Case field(s) {unknown}; known: {sorted(known)}")
+            raise CaseJSONError(f"unknown Case field(s) {unknown}; known: {sorted(known)}")
+        fields = {**defaults, **fields}
+        missing = [name for name in _REQUIRED if name not in fields]
+        if missing:
+            raise CaseJSONError(f"missing Case field(s) {missing}")
+        for name, value in fields.items():
+            words, fits = _FIELD_JSON[name]
+            if not fits(value):
+                raise CaseJSONError(f"Case field {name!r} must be {words}, got {json.dumps(value)}")
         return cls(**fields)
 
     def describe(self) -> str:
@@ -227,4 +249,30 @@ _OMITTED_AT_DEFAULT = (
     "grad_layout",
     "grad_mode",
     "param_dtype",
+)
+_REQUIRED = tuple(f.name for f in dataclasses.fields(Case) if f.default is dataclasses.MISSING)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no size
+
+
+def _is_list(value, of) -> bool:
+    return isinstance(value, (list, tuple)) and all(map(of, value))
+
+
+# What each field's JSON value must be, by its annotation (a string: `from __future__ import
+# annotations`). Checked before the Case is built, because a wrong type gets past __post_init__
+# and fails later, deep in the suite, as if it were the suite's own bug.
+_JSON_KINDS = {
+    "int": ("an integer", _is_int),
+    "float": ("a number", lambda v: _is_int(v) or isinstance(v, float)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "tuple": ("a list of two integers", lambda v: _is_list(v, _is_int) and len(v) == 2),
+}
+_FIELD_JSON = {f.name: _JSON_KINDS[str(f.type)] for f in dataclasses.fields(Case)}
+_FIELD_JSON["requires_grad"] = (
+    "a list of input names",
+    lambda v: _is_list(v, lambda name: isinstance(name, str)),
 )
