@@ -22,7 +22,7 @@ def short_report(error: BaseException) -> str | None:
     failures = _property_failures(error)
     if not failures:
         return None
-    return "\n\n".join(_one(f) for f in failures) + (
+    return "\n\n".join(failure_report(f) for f in failures) + (
         "\n\n(pytest's traceback of the suite's frames: --tb=long)"
     )
 
@@ -37,7 +37,9 @@ def _property_failures(error: BaseException) -> list[PropertyFailure]:
     return []
 
 
-def _one(failure: PropertyFailure) -> str:
+def failure_report(failure: PropertyFailure) -> str:
+    """One failure as pytest and `verify.replay` show it: the report, the kernel's innermost
+    frames when it raised, and Hypothesis's notes worth keeping."""
     parts = [str(failure)]
     cause = failure.__cause__
     if cause is not None:

@@ -97,15 +97,8 @@ def run_example(prop_module, variant, data, session: ReportSession, tier: str = 
         raise
     except (runner.KernelRaised, runner.ContractViolation) as error:
         session.record(variant.name, prop_module.NAME, math.inf, case, failed=True, tier=tier)
-        cause = error.error if isinstance(error, runner.KernelRaised) else error
-        what = (
-            f"raised {type(cause).__name__} in {error.stage} on a legal case: {cause}"
-            if isinstance(error, runner.KernelRaised)
-            else f"broke the calling contract: {error}"
-        )
-        raise session.complete(
-            PropertyFailure(variant.name, prop_module.NAME, case, [what])
-        ) from cause
+        finding = runner.kernel_failure(error, variant.name, prop_module.NAME, case)
+        raise session.complete(finding) from finding.__cause__
     except Exception as error:  # noqa: BLE001 - anything else is convbn-verify's own bug
         raise SuiteError(
             f"convbn-verify failed on its own (not a finding about variant {variant.name!r}): "

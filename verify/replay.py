@@ -13,7 +13,7 @@ import sys
 
 from fused.variant import Variant
 from verify.case import Case, CaseJSONError
-from verify.failures import _one as failure_text
+from verify.failures import failure_report
 from verify.report import PropertyFailure, ReportSession
 from verify.runner import uninitialized_memory_filled
 
@@ -89,7 +89,7 @@ def _case_for(variant: Variant, case: Case | str) -> Case:
 def _run(spec: str, variant: Variant, prop: str, check, case: Case) -> int:
     import pytest
 
-    from verify.runner import ContractViolation, KernelRaised
+    from verify.runner import ContractViolation, KernelRaised, kernel_failure
 
     session = ReportSession()
     session.variant_specs[variant.name] = spec  # the replay line names the SPEC it came from
@@ -100,19 +100,12 @@ def _run(spec: str, variant: Variant, prop: str, check, case: Case) -> int:
         print(f"SKIP: {skip.msg}")
         return 0
     except PropertyFailure as failure:
-        print(f"FAIL\n{failure_text(session.complete(failure))}")
+        print(f"FAIL\n{failure_report(session.complete(failure))}")
         return 1
     except (KernelRaised, ContractViolation) as error:
         # As verify.hunt reports it, the kernel's traceback included (the failure's cause).
-        cause = error.error if isinstance(error, KernelRaised) else error
-        what = (
-            f"raised {type(cause).__name__} in {error.stage} on a legal case: {cause}"
-            if isinstance(error, KernelRaised)
-            else f"broke the calling contract: {error}"
-        )
-        raised = PropertyFailure(variant.name, prop, case, [what])
-        raised.__cause__ = cause
-        print(f"FAIL\n{failure_text(session.complete(raised))}")
+        raised = kernel_failure(error, variant.name, prop, case)
+        print(f"FAIL\n{failure_report(session.complete(raised))}")
         return 1
     except Exception as error:  # noqa: BLE001 - the suite's own failure, never the kernel's
         print(

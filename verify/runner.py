@@ -15,6 +15,7 @@ from fused.variant import DIFFERENTIABLE, INPUTS
 from verify.case import Case
 from verify.dtypes import DTYPES
 from verify.oracle import Results
+from verify.report import PropertyFailure
 
 TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}
 PER_CHANNEL_NAMES = ("bn_weight", "bn_bias", "running_mean", "running_var")
@@ -157,6 +158,21 @@ def differentiable(tensors: dict) -> list:
 class ContractViolation(AssertionError):
     """The kernel broke the calling contract (no graph, wrong shape, a gradient where none was
     asked for): a finding about the kernel, reported as such."""
+
+
+def kernel_failure(
+    error: KernelRaised | ContractViolation, variant_name: str, prop: str, case: Case
+) -> PropertyFailure:
+    """The finding a kernel's exception or contract breach is. Its cause is what the kernel
+    raised, so that the report shows the kernel's own traceback."""
+    if isinstance(error, KernelRaised):
+        cause: BaseException = error.error
+        what = f"raised {type(cause).__name__} in {error.stage} on a legal case: {cause}"
+    else:
+        cause, what = error, f"broke the calling contract: {error}"
+    failure = PropertyFailure(variant_name, prop, case, [what])
+    failure.__cause__ = cause
+    return failure
 
 
 def run(variant, case: Case, arrays: dict, *, gradients: bool = True) -> tuple[Results, Call]:

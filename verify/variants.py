@@ -83,7 +83,7 @@ def _import_errors(spec_text: str, target: str):
 # The suite's own packages: an error raised in them on the user's behalf (a misspelt feature in
 # `Variant(supports=...)`, say) is located at the user's line that called them.
 _SUITE_DIRS = tuple(
-    str(Path(package.__file__).resolve().parent) + os.sep for package in (fused, verify)
+    str(Path(package.__path__[0]).resolve()) + os.sep for package in (fused, verify)
 )
 
 
