@@ -110,7 +110,7 @@ def conv_bn_entry(
     # object, and tracebacks and profiles name the entry point.
     entry.__code__ = entry.__code__.replace(co_name=name, co_qualname=name)
     entry.__name__ = entry.__qualname__ = name
-    entry.__module__ = module or getattr(kernel, "__module__", None) or __name__
+    entry.__module__ = module or kernel.__module__
     entry.__doc__ = doc
     parameters = [
         p.replace(default=form) if p.name == "form" else p for p in _SIGNATURE.parameters.values()

@@ -15,6 +15,8 @@ the square root), any memory layout, float32/float64 and float16/bfloat16 (stati
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -28,24 +30,53 @@ from fused.traceable import traceable_kernel
 __all__ = ["memory_saving_conv_bn", "MemorySavingConvBNFunction", "forward_math", "backward_math"]
 
 
-def forward_math(call: ConvBNCall):
+class NativeBatchNorm:
+    """The NCHW-sized batch-norm passes on PyTorch's native kernels (`fused.batch_norm_math`).
+    `fused.triton_bn.TritonBatchNorm` has the same four methods in Triton; the fused forward and
+    backward below take either."""
+
+    def moments(self, y: Tensor, stat_dtype) -> tuple:
+        """Per-channel (mean, biased variance) in the statistics dtype."""
+        return bnm.batch_stats(y)
+
+    def normalize_(self, y: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+        return bnm.normalize_(y, scale, shift)
+
+    def grad_sums(self, grad_out: Tensor, y: Optional[Tensor], mean: Tensor) -> tuple:
+        """(sum(g), sum(g * (y - mean))); the second None when y is None (eval mode)."""
+        if y is None:
+            return grad_out.sum(dim=(0, 2, 3), dtype=mean.dtype), None
+        return bnm.grad_reductions(grad_out, y, mean)
+
+    def input_grad(self, grad_out: Tensor, y: Optional[Tensor], a, b, c) -> Tensor:
+        """a * g + b * y + c per channel (a * g when b is None), into y when given."""
+        if y is None:
+            return bnm.bn_input_grad_eval(grad_out, a)
+        return bnm.bn_input_grad_(y, grad_out, a, b, c)
+
+
+NATIVE_BATCH_NORM = NativeBatchNorm()
+
+
+def forward_math(call: ConvBNCall, bn=NATIVE_BATCH_NORM):
     """Fused forward, no autograd: returns (out, mean, invstd, var_biased). `var_biased` is the
-    batch variance (training) or None (eval). Updates the running statistics in place."""
+    batch variance (training) or None (eval). Updates the running statistics in place. `bn`: the
+    batch-norm passes (`NativeBatchNorm` or a `fused.triton_bn.TritonBatchNorm`)."""
     x, weight, bias, bn_weight, bn_bias, running_mean, running_var, _, conv, norm = call
     y = native_conv.conv_forward(x, weight, bias, *conv)
     n = bnm.values_per_channel(y)
+    sd = bnm.stat_dtype(y.dtype)
     if norm.training:
-        mean, var = bnm.batch_stats(y)
+        mean, var = bn.moments(y, sd)
         invstd = bnm.train_invstd(var, n, norm.form, norm.eps)
         if running_mean is not None:
             bnm.update_running_stats(running_mean, running_var, mean, var, n, norm.momentum)
     else:
-        sd = bnm.stat_dtype(y.dtype)
         mean = running_mean.to(sd, copy=True)
         invstd = bnm.eval_invstd(running_var.to(sd), norm.form, norm.eps)
         var = None
     scale, shift = bnm.scale_shift(mean, invstd, bn_weight, bn_bias)
-    out = bnm.normalize_(y, scale, shift)
+    out = bn.normalize_(y, scale, shift)
     return out, mean, invstd, var
 
 
@@ -55,7 +86,9 @@ def saved_variance(var, norm: NormConfig):
     return var if (norm.training and norm.form == "tutorial") else None
 
 
-def backward_math(grad_out, saved, conv: ConvConfig, norm: NormConfig, needs_grad):
+def backward_math(
+    grad_out, saved, conv: ConvConfig, norm: NormConfig, needs_grad, bn=NATIVE_BATCH_NORM
+):
     """Fused backward, no autograd: recomputes the conv (only when the maths needs it) and returns
     (grad_x, grad_weight, grad_bias, grad_bn_weight, grad_bn_bias), None where not needed.
     `saved`: (x, weight, bias, bn_weight, mean, invstd, var) as the forward saved them."""
@@ -64,13 +97,13 @@ def backward_math(grad_out, saved, conv: ConvConfig, norm: NormConfig, needs_gra
     need_conv = need_x or need_w or need_b
     if not (need_conv or need_bnw or need_bnb):
         return None, None, None, None, None
+    # Training needs y for the centred sums; eval only for bn_weight's gradient.
     y = None
-    sum_g = sum_gd = None
     if norm.training or need_bnw:
         y = native_conv.conv_forward(x, weight, bias, *conv)
-        sum_g, sum_gd = bnm.grad_reductions(grad_out, y, mean)
-    elif need_bnb:
-        sum_g = grad_out.sum(dim=(0, 2, 3), dtype=mean.dtype)
+    sum_g = sum_gd = None
+    if y is not None or need_bnb:
+        sum_g, sum_gd = bn.grad_sums(grad_out, y, mean)
     n = bnm.values_per_channel(grad_out)
     grad_bnw = (sum_gd * invstd).to(bn_weight.dtype) if need_bnw else None
     grad_bnb = (
@@ -81,10 +114,7 @@ def backward_math(grad_out, saved, conv: ConvConfig, norm: NormConfig, needs_gra
         a, b, c = bnm.bn_input_grad_coefficients(
             sum_g, sum_gd, mean, invstd, bn_weight, n, norm.training, norm.form, var, norm.eps
         )
-        if y is not None:
-            grad_y = bnm.bn_input_grad_(y, grad_out, a, b, c)
-        else:
-            grad_y = bnm.bn_input_grad_eval(grad_out, a)
+        grad_y = bn.input_grad(grad_out, y, a, b, c)
         grad_x, grad_w, grad_b = native_conv.conv_backward(
             grad_y, x, weight, bias is not None, *conv, (need_x, need_w, need_b)
         )
@@ -92,12 +122,13 @@ def backward_math(grad_out, saved, conv: ConvConfig, norm: NormConfig, needs_gra
 
 
 class MemorySavingConvBNFunction(torch.autograd.Function):
-    """autograd.Function behind `memory_saving_conv_bn`. `apply(call, *differentiable)`: the
-    validated call, and its differentiable tensors again so that autograd records them."""
+    """autograd.Function behind `memory_saving_conv_bn` and `fused.triton_conv_bn`.
+    `apply(call, bn, *differentiable)`: the validated call, the batch-norm passes, and the call's
+    differentiable tensors again so that autograd records them."""
 
     @staticmethod
-    def forward(ctx, call: ConvBNCall, *differentiable):
-        out, mean, invstd, var = forward_math(call)
+    def forward(ctx, call: ConvBNCall, bn, *differentiable):
+        out, mean, invstd, var = forward_math(call, bn)
         ctx.save_for_backward(
             call.x,
             call.weight,
@@ -107,16 +138,15 @@ class MemorySavingConvBNFunction(torch.autograd.Function):
             invstd,
             saved_variance(var, call.norm),
         )
-        ctx.conv, ctx.norm = call.conv, call.norm
+        ctx.conv, ctx.norm, ctx.bn = call.conv, call.norm, bn
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        grads = backward_math(
-            grad_out, ctx.saved_tensors, ctx.conv, ctx.norm, ctx.needs_input_grad[1:6]
-        )
-        return (None, *grads)
+        needs_grad = ctx.needs_input_grad[2:7]
+        grads = backward_math(grad_out, ctx.saved_tensors, ctx.conv, ctx.norm, needs_grad, ctx.bn)
+        return (None, None, *grads)
 
 
 def differentiable(call: ConvBNCall) -> tuple:
@@ -124,12 +154,13 @@ def differentiable(call: ConvBNCall) -> tuple:
     return call[:5]
 
 
-def _memory_saving_kernel(call: ConvBNCall) -> Tensor:
-    return MemorySavingConvBNFunction.apply(call, *differentiable(call))
+def memory_saving_kernel(call: ConvBNCall, bn=NATIVE_BATCH_NORM) -> Tensor:
+    """The kernel behind `memory_saving_conv_bn` (and, with Triton passes, `triton_conv_bn`)."""
+    return MemorySavingConvBNFunction.apply(call, bn, *differentiable(call))
 
 
 memory_saving_conv_bn = conv_bn_entry(
-    _memory_saving_kernel,
+    memory_saving_kernel,
     name="memory_saving_conv_bn",
     under_compile=traceable_kernel,
     doc="""Memory-saving `batch_norm(conv2d(x, weight, bias, ...), ...)`.

@@ -176,11 +176,13 @@ class TritonBatchNorm:
         kernel[(channels,)](*partials_then_results, programs, BLOCK_P=block)
 
     def input_grad(self, grad_out: Tensor, y, a: Tensor, b, k) -> Tensor:
-        """a * g + b * y + k per channel (training), or a * g (eval: y, b, k None). Written
+        """a * g + b * y + k per channel (training), or a * g (eval: b and k None). Written
         into y when given (the recomputed conv output, a buffer the caller owns)."""
         self._check_device(grad_out)
-        if y is None:
-            out = torch.empty(grad_out.shape, dtype=grad_out.dtype, device=grad_out.device)
+        if b is None:
+            out = y
+            if out is None:
+                out = torch.empty(grad_out.shape, dtype=grad_out.dtype, device=grad_out.device)
             return self._channel_affine(grad_out, None, a, None, None, out=out)
         return self._channel_affine(grad_out, y, a, b, k, out=None)
 
