@@ -27,6 +27,16 @@ EXTRA_FEATURES = frozenset(
 )
 FEATURES = CONV_FEATURES | BN_FEATURES | EXTRA_FEATURES
 
+# What a kernel may declare it cannot do, each with what the suite then requires instead.
+# "inplace_output": the kernel needs its own output in backward (InPlace-ABN recovers the
+# normalised values from it), so a program that modifies the output in place before backward
+# (ReLU(inplace=True), `out += identity`) cannot be served: backward must then raise autograd's
+# in-place error (save the output with ctx.save_for_backward), never return wrong numbers.
+LIMITATIONS = {
+    "inplace_output": "in-place ops on its output before backward make backward raise "
+    "autograd's in-place error",
+}
+
 # The tensors a `Variant` fn takes, positionally and in this order; a gradient flows to the first
 # five.
 INPUTS = ("x", "weight", "bias", "bn_weight", "bn_bias", "running_mean", "running_var")
@@ -96,6 +106,9 @@ class Variant:
     # Extension: why the variant cannot run here (say, an optional dependency is missing); the
     # suite then skips all of its tests with this reason instead of failing them.
     unavailable: str = ""
+    # Extension: what the kernel declares it cannot do (names of `LIMITATIONS`); the suite checks
+    # that it fails cleanly there instead (verify/properties/programs.py) and the report names it.
+    limitations: frozenset = field(default_factory=frozenset)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -108,19 +121,11 @@ class Variant:
             raise ValueError(
                 f"Variant {self.name!r}: form must be one of {FORMS}, got {self.form!r}"
             )
-        if isinstance(self.supports, str):
-            raise TypeError(
-                f"Variant {self.name!r}: supports must be an iterable of feature names, "
-                f"not the string {self.supports!r} (did you mean {{{self.supports!r}}}?)"
-            )
-        supports = frozenset(self.supports)
-        unknown = sorted(supports - FEATURES)
-        if unknown:
-            raise ValueError(
-                f"Variant {self.name!r}: unknown feature(s) {unknown} in supports; "
-                f"known features are {sorted(FEATURES)}"
-            )
+        supports = _names(self.name, "supports", self.supports, FEATURES)
         object.__setattr__(self, "supports", supports)
+        object.__setattr__(
+            self, "limitations", _names(self.name, "limitations", self.limitations, LIMITATIONS)
+        )
         if not isinstance(self.unavailable, str):
             raise TypeError(
                 f"Variant {self.name!r}: unavailable must be a string (the reason), "
@@ -146,9 +151,29 @@ class Variant:
         return self.fn(*args, **kwargs)
 
     def __repr__(self):
-        extras = (", triton=True" if self.triton else "") + (
-            f", unavailable={self.unavailable!r}" if self.unavailable else ""
+        extras = (
+            (", triton=True" if self.triton else "")
+            + (f", limitations={sorted(self.limitations)}" if self.limitations else "")
+            + (f", unavailable={self.unavailable!r}" if self.unavailable else "")
         )
         return (
             f"Variant({self.name!r}, form={self.form!r}, supports={sorted(self.supports)}{extras})"
         )
+
+
+def _names(variant: str, field_name: str, names, known) -> frozenset:
+    """`names` as a frozenset, each one of `known`: a misspelt name would silently never be
+    tested (a feature) or never be allowed for (a limitation)."""
+    if isinstance(names, str):
+        raise TypeError(
+            f"Variant {variant!r}: {field_name} must be an iterable of names, "
+            f"not the string {names!r} (did you mean {{{names!r}}}?)"
+        )
+    names = frozenset(names)
+    unknown = sorted(names - frozenset(known))
+    if unknown:
+        what = "feature(s)" if field_name == "supports" else "name(s)"
+        raise ValueError(
+            f"Variant {variant!r}: unknown {what} {unknown} in {field_name}; known: {sorted(known)}"
+        )
+    return names

@@ -49,6 +49,7 @@ CPU_PROPERTIES = (
     "determinism",
     "shift_invariance",
     "no_mutation",
+    "programs",
     "finite_differences",
     "gradcheck",
     "second_order",
@@ -261,6 +262,7 @@ def test_published_tutorial_fails_exactly_its_expected_properties(gallery):
     reasons = {
         "gradients": r"grad_\w+: worst element .* actual nan",
         "determinism": r"grad_\w+: worst element .* actual nan",
+        "programs": r"grad_\w+: worst element .* actual nan",
         "bad_inputs": r"scenario 'single_value_per_channel': no exception; returned NaN",
         "second_order": r"gradgradcheck failed",
     }

@@ -23,6 +23,12 @@ LAYOUTS = ("contiguous", "channels_last", "strided")
 GRAD_LAYOUTS = ("same",) + LAYOUTS + ("expanded", "broadcast")
 # The grad modes a kernel is called under: real training, and calibration/inference passes.
 GRAD_MODES = ("enabled", "no_grad", "inference_mode")
+# What the program does around the call (the `programs` property): "" is one isolated call;
+# in-place ops on the output before backward (ResNet's ReLU(inplace=True), `out += identity`, a
+# scaled output); two backward passes through one graph (retain_graph=True); two training steps
+# accumulating into the same parameters; a layer called again and again (interleaved forwards and
+# backwards, then an optimizer step that updates its parameters in place, then another call).
+PROGRAMS = ("relu_inplace", "add_inplace", "mul_inplace", "retain_graph", "accumulate", "repeated")
 
 
 class CaseJSONError(ValueError):
@@ -63,6 +69,8 @@ class Case:
     # Mixed precision as nn.BatchNorm2d has it under torch.autocast: half activations and conv
     # weight, bn_weight/bn_bias/running stats in this dtype ("" = the case's dtype).
     param_dtype: str = ""
+    # The program around the call (`PROGRAMS`; "" = one isolated call).
+    program: str = ""
 
     def __post_init__(self):
         for name in ("kernel", "stride", "padding", "dilation"):
@@ -238,6 +246,8 @@ class Case:
             parts.append(f"grad_mode={self.grad_mode}")
         if self.param_dtype:
             parts.append(f"param_dtype={self.param_dtype}")
+        if self.program:
+            parts.append(f"program={self.program}")
         return ", ".join(parts)
 
 
@@ -249,6 +259,7 @@ _OMITTED_AT_DEFAULT = (
     "grad_layout",
     "grad_mode",
     "param_dtype",
+    "program",
 )
 _REQUIRED = tuple(f.name for f in dataclasses.fields(Case) if f.default is dataclasses.MISSING)
 

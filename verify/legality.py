@@ -8,7 +8,7 @@ oracle's own argument checks): it restates the contract's rules on plain integer
 from __future__ import annotations
 
 from fused.variant import DIFFERENTIABLE
-from verify.case import GRAD_LAYOUTS, GRAD_MODES, LAYOUTS, Case
+from verify.case import GRAD_LAYOUTS, GRAD_MODES, LAYOUTS, PROGRAMS, Case
 from verify.dtypes import DTYPES
 
 
@@ -50,6 +50,10 @@ def problems(case: Case) -> list[str]:
         found.append(f"unknown layout {case.layout!r} / {case.grad_layout!r}")
     if case.grad_mode not in GRAD_MODES:
         found.append(f"unknown grad mode {case.grad_mode!r}")
+    if case.program not in ("", *PROGRAMS):
+        found.append(f"unknown program {case.program!r}")
+    elif case.program and case.program != "repeated" and case.grad_mode != "enabled":
+        found.append(f"program {case.program!r} needs autograd, not grad mode {case.grad_mode!r}")
     unknown = set(case.requires_grad) - set(DIFFERENTIABLE)
     if unknown or not case.requires_grad:
         found.append(f"requires_grad {list(case.requires_grad)} names no input or unknown ones")

@@ -236,5 +236,21 @@ def pytest_terminal_summary(terminalreporter, config):
     lines = session.summary_lines()
     if lines:
         terminalreporter.section("convbn-verify: examples and worst error / bound")
-        for line in lines:
+        for line in lines + _limitation_lines(config, session):
             terminalreporter.write_line(line)
+
+
+def _limitation_lines(config, session: report.ReportSession) -> list[str]:
+    """What the variants of this run declare they cannot do, and what the suite held them to
+    instead: a pass with a declared limitation is not a pass without one."""
+    from fused.variant import LIMITATIONS
+
+    ran = {key.variant for key in session.tallies}
+    lines = [
+        f"variant {v.name!r} declares limitation {name!r}: {LIMITATIONS[name]} (checked by "
+        "'programs')"
+        for v in _variants(config)
+        if v.name in ran
+        for name in sorted(v.limitations)
+    ]
+    return [""] + lines if lines else []

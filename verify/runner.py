@@ -175,39 +175,83 @@ def kernel_failure(
     return failure
 
 
+def forward(variant, case: Case, tensors: dict, *, graph: bool):
+    """The kernel's forward on `tensors` under the caller's grad mode, its output checked against
+    the calling contract: a Tensor of the case's output shape, with an autograd graph when `graph`
+    (autograd on and some input requires grad)."""
+    out = call_variant(variant, case, tensors)
+    if not isinstance(out, torch.Tensor):
+        raise ContractViolation(f"returned {type(out).__name__}, expected a Tensor")
+    if tuple(out.shape) != case.out_shape:
+        raise ContractViolation(f"output shape {tuple(out.shape)}, expected {case.out_shape}")
+    if graph and out.grad_fn is None:
+        raise ContractViolation(
+            "returned an output with no autograd graph although "
+            f"{differentiable(tensors)} require grad"
+        )
+    return out
+
+
+def accumulated_gradients(tensors: dict) -> dict:
+    """The `.grad` autograd accumulated into each input that requires grad, as float64 NumPy
+    (`grad_<name>`); an input that does not require grad must have none."""
+    wanted = differentiable(tensors)
+    grads = {}
+    for name in DIFFERENTIABLE:
+        tensor = tensors[name]
+        if tensor is None:
+            continue
+        if name not in wanted:
+            if tensor.grad is not None:
+                raise ContractViolation(f"{name} does not require grad, yet got a gradient")
+            continue
+        # autograd leaves .grad as None for an input the output does not depend on: zero.
+        grad = tensor.grad if tensor.grad is not None else torch.zeros_like(tensor)
+        grads["grad_" + name] = to_numpy(grad)
+    return grads
+
+
+def gradients_of(out, tensors: dict, grad_out, *, retain_graph: bool = False) -> dict:
+    """`torch.autograd.grad` of `out` with `grad_out` for the inputs that require grad
+    (`grad_<name>`: the tensors autograd returns, to be read when the caller chooses), leaving
+    `.grad` alone; errors come out as `KernelRaised`."""
+    wanted = differentiable(tensors)
+    try:
+        grads = torch.autograd.grad(
+            out,
+            [tensors[n] for n in wanted],
+            grad_out,
+            retain_graph=retain_graph,
+            allow_unused=True,
+        )
+    except Exception as error:  # noqa: BLE001 - whatever the kernel raises is the finding
+        raise KernelRaised("backward", error) from error
+    return {
+        "grad_" + name: grad if grad is not None else torch.zeros_like(tensors[name])
+        for name, grad in zip(wanted, grads, strict=True)
+    }
+
+
+def running_stats(tensors: dict) -> dict:
+    """The running statistics as they are now, as float64 NumPy (None where absent)."""
+    return {name: to_numpy(tensors[name]) for name in ("running_mean", "running_var")}
+
+
 def run(variant, case: Case, arrays: dict, *, gradients: bool = True) -> tuple[Results, Call]:
     """Forward (and backward with the case's grad_out) through `variant`. Running stats are
     read after the whole call, backward included."""
     tensors = make_inputs(case, arrays, requires_grad=gradients)
     with torch.set_grad_enabled(gradients):
-        out = call_variant(variant, case, tensors)
-    if not isinstance(out, torch.Tensor):
-        raise ContractViolation(f"returned {type(out).__name__}, expected a Tensor")
-    if tuple(out.shape) != case.out_shape:
-        raise ContractViolation(f"output shape {tuple(out.shape)}, expected {case.out_shape}")
+        out = forward(variant, case, tensors, graph=gradients)
     results = Results(out=to_numpy(out))
     if gradients:
-        wanted = differentiable(tensors)
-        if out.grad_fn is None:
-            raise ContractViolation(
-                f"returned an output with no autograd graph although {wanted} require grad"
-            )
         backward(out, tensors["grad_out"])
-        for name in DIFFERENTIABLE:
-            tensor = tensors[name]
-            if tensor is None:
-                continue
-            if name not in wanted:
-                if tensor.grad is not None:
-                    raise ContractViolation(f"{name} does not require grad, yet got a gradient")
-                continue
-            # autograd leaves .grad as None for an input the output does not depend on: zero.
-            grad = tensor.grad if tensor.grad is not None else torch.zeros_like(tensor)
-            setattr(results, "grad_" + name, to_numpy(grad))
+        for name, grad in accumulated_gradients(tensors).items():
+            setattr(results, name, grad)
     # Read after backward: a kernel that recomputes batch norm in backward (a naive checkpoint)
     # must not update the running stats a second time.
-    results.running_mean = to_numpy(tensors["running_mean"])
-    results.running_var = to_numpy(tensors["running_var"])
+    for name, stat in running_stats(tensors).items():
+        setattr(results, name, stat)
     return results, Call(inputs=tensors, out=out)
 
 

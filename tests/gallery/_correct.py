@@ -314,6 +314,38 @@ class Explicit(Traced):
         return grad_x, grad_weight, grad_bias
 
 
+class OutputSaving(Explicit):
+    """InPlace-ABN's memory trade, made safely: backward recovers the conv output from the layer's
+    own output (y = out * D + mean) instead of recomputing the convolution, and saves that output
+    through save_for_backward, so autograd raises its in-place error when a program modifies it
+    before backward. Its Variant declares the `inplace_output` limitation. Without affine:
+    recovering xhat = (out - bn_bias) / bn_weight is ill-conditioned where bn_weight is near 0."""
+
+    def save(self, ctx, x, weight, bias, bn_weight, y, mean, std, denom):
+        ctx.pending = (x, weight, bias, bn_weight, mean, std, denom)  # saved with the output
+
+    def forward(self, ctx, c, *args):
+        out = super().forward(ctx, c, *args)
+        self.save_with_output(ctx, ctx.pending, out)
+        del ctx.pending
+        return out
+
+    def save_with_output(self, ctx, tensors, out):
+        ctx.save_for_backward(*tensors, out)
+
+    def saved_with_output(self, ctx):
+        *tensors, out = ctx.saved_tensors
+        return tensors, out
+
+    def saved(self, ctx, c):
+        (x, weight, bias, bn_weight, mean, std, denom), out = self.saved_with_output(ctx)
+        y = out * per_channel(denom) + per_channel(mean)
+        return x, weight, bias, bn_weight, y, mean, std, denom
+
+
+# What OutputSaving handles: it needs its own output in backward, and has no affine.
+OUTPUT_SAVING_FEATURES = ALL_FEATURES - {"affine"}
+
 CORRECT = [
     Variant("correct_traced_tutorial", Traced("tutorial"), form="tutorial", supports=ALL_FEATURES),
     Variant("correct_traced_standard", Traced("standard"), form="standard", supports=ALL_FEATURES),
@@ -330,5 +362,12 @@ CORRECT = [
         form="standard",
         supports=ALL_FEATURES,
         memory_saving=True,
+    ),
+    Variant(
+        "correct_output_saving_standard",
+        OutputSaving("standard"),
+        form="standard",
+        supports=OUTPUT_SAVING_FEATURES,
+        limitations={"inplace_output"},
     ),
 ]

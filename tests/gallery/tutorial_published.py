@@ -14,7 +14,8 @@ What the suite must find, derived from the maths (see PUBLISHED_EXPECTED):
 * gradients: a channel with zero batch variance (a zeroed weight slice) has sqrt_var = 0, so
   d_var = d_denom / (2 * 0) with d_denom = -0 / eps^2 = 0 gives 0 / 0 = NaN, and the NaN spreads
   to grad_X and grad_weight through the conv backward. The finite limit is (g - mean(g)) / eps.
-  determinism, which checks both of its calls' gradients against the oracle, sees the same NaN.
+  determinism, which checks both of its calls' gradients against the oracle, sees the same NaN,
+  and so does programs, which runs backward inside the programs that call a layer.
 * bad_inputs: one value per channel gives var with N - 1 = 0 degrees of freedom = NaN and a NaN
   output instead of an error.
 * second_order: the backward is built from differentiable torch ops on the saved X (the
@@ -126,4 +127,6 @@ PUBLISHED = Variant(
     supports=frozenset(),
     memory_saving=True,
 )
-PUBLISHED_EXPECTED = frozenset({"gradients", "determinism", "bad_inputs", "second_order"})
+PUBLISHED_EXPECTED = frozenset(
+    {"gradients", "determinism", "programs", "bad_inputs", "second_order"}
+)
