@@ -314,6 +314,23 @@ class Explicit(Traced):
         return grad_x, grad_weight, grad_bias
 
 
+class ArrivalOrder(Traced):
+    """Per-channel sums accumulated in the order programs arrive (a random order per call, as with
+    atomics): the last bits change from call to call. Correct where its Variant declares
+    'nondeterministic' (the gallery's `arrival_order_sum` is the same kernel undeclared)."""
+
+    def batch_stats(self, y):
+        values = y.transpose(0, 1).reshape(y.shape[1], -1)
+        m = values.shape[1]
+        order = torch.randperm(m)
+        mean = torch.zeros(values.shape[0], dtype=values.dtype)
+        for chunk in order.split(max(1, m // 7)):
+            mean = mean + values[:, chunk].sum(dim=1)
+        mean = mean / m
+        d = values - mean[:, None]
+        return mean, (d * d).sum(dim=1) / (m - 1)
+
+
 class OutputSaving(Explicit):
     """InPlace-ABN's memory trade, made safely: backward recovers the conv output from the layer's
     own output (y = out * D + mean) instead of recomputing the convolution, and saves that output
@@ -369,5 +386,11 @@ CORRECT = [
         form="standard",
         supports=OUTPUT_SAVING_FEATURES,
         limitations={"inplace_output"},
+    ),
+    Variant(
+        "correct_arrival_order_standard",
+        ArrivalOrder("standard"),
+        form="standard",
+        supports=ALL_FEATURES | {"nondeterministic"},
     ),
 ]

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from anywhere
-    from tests.gallery._correct import DIMS, Explicit, Traced, _Fused, per_channel
+    from tests.gallery._correct import DIMS, ArrivalOrder, Explicit, Traced, _Fused, per_channel
 except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.gallery._correct import DIMS, Explicit, Traced, _Fused, per_channel
+    from tests.gallery._correct import DIMS, ArrivalOrder, Explicit, Traced, _Fused, per_channel
 
 BLOCK = 64  # values per block of a channel's reduction
 CHUNK = 512  # values per program of a split reduction
@@ -155,22 +155,6 @@ class GraphUnderNoGrad(Traced):
             return super().compute(*args)
 
 
-class ArrivalOrderSum(Traced):
-    """Per-channel sums accumulated in the order programs arrive (a random order per call, as with
-    atomics), without declaring 'nondeterministic': the last bits change from call to call."""
-
-    def batch_stats(self, y):
-        values = _by_channel(y)
-        m = values.shape[1]
-        order = torch.randperm(m)
-        mean = torch.zeros(values.shape[0], dtype=values.dtype)
-        for chunk in order.split(max(1, m // 7)):
-            mean = mean + values[:, chunk].sum(dim=1)
-        mean = mean / m
-        d = values - mean[:, None]
-        return mean, (d * d).sum(dim=1) / (m - 1)
-
-
 class _TwiceDifferentiable(torch.autograd.Function):
     """`_Fused` without once_differentiable: its backward is built from differentiable ops."""
 
@@ -296,7 +280,7 @@ GALLERY = {
         },
     ),
     "arrival_order_sum": (
-        ArrivalOrderSum("standard"),
+        ArrivalOrder("standard"),
         "standard",
         False,
         {"determinism": r"two identical calls differ"},
