@@ -299,12 +299,13 @@ class Explicit(Traced):
     def var_term(self, gg, d, std, denom, n):
         """k, the per-channel factor of d: gradient through the batch variance."""
         projection = (gg * d).sum(dim=DIMS)
+        # Divided step by step: on values near 1e12, n * D^3 overflows float32 (then k = 0).
         if self.form == "standard":
-            return projection / (n * denom**3)
+            return projection / (n * denom) / denom**2
         positive = std > 0
         safe_std = torch.where(positive, std, torch.ones_like(std))
         return torch.where(
-            positive, projection / ((n - 1) * safe_std * denom**2), torch.zeros_like(std)
+            positive, projection / ((n - 1) * safe_std) / denom**2, torch.zeros_like(std)
         )
 
     def conv_backward(self, grad_y, grad_out, x, weight, has_bias, c):
@@ -332,8 +333,8 @@ class ArrivalOrder(Traced):
 
 
 class OutputSaving(Explicit):
-    """InPlace-ABN's memory trade, made safely: backward recovers the conv output from the layer's
-    own output (y = out * D + mean) instead of recomputing the convolution, and saves that output
+    """InPlace-ABN's memory trade, made safely: backward recovers the centred conv output from the
+    layer's own output (y - mean = out * D) instead of recomputing the convolution, and saves that output
     through save_for_backward, so autograd raises its in-place error when a program modifies it
     before backward. Its Variant declares the `inplace_output` limitation. Without affine:
     recovering xhat = (out - bn_bias) / bn_weight is ill-conditioned where bn_weight is near 0."""
@@ -356,8 +357,11 @@ class OutputSaving(Explicit):
 
     def saved(self, ctx, c):
         (x, weight, bias, bn_weight, mean, std, denom), out = self.saved_with_output(ctx)
-        y = out * per_channel(denom) + per_channel(mean)
-        return x, weight, bias, bn_weight, y, mean, std, denom
+        # Backward reads the conv output only centred, y - mean = out * D: handed over with a zero
+        # mean, since adding the mean back and subtracting it again loses |mean| u where the
+        # values sit on a large offset.
+        centred = out * per_channel(denom)
+        return x, weight, bias, bn_weight, centred, torch.zeros_like(mean), std, denom
 
 
 # What OutputSaving handles: it needs its own output in backward, and has no affine.
