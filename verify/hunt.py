@@ -47,7 +47,7 @@ def hunt(prop_module, variant, tier: str, session: ReportSession) -> None:
     # `search`'s source is part of Hypothesis's digest of the test (below): it must stay exactly
     # as it is, or every derandomised draw and every example database key changes. So the session
     # is bound here rather than named in it.
-    run_example = _recording_into(session)
+    run_example = _recording_into(session, prop_module.strategy(variant, tier))
 
     def search(data):
         run_example(prop_module, variant, data, tier)
@@ -65,14 +65,36 @@ def hunt(prop_module, variant, tier: str, session: ReportSession) -> None:
         given(data=st.data())(settings(settings.default, max_examples=budget)(search))()
 
 
-def _recording_into(session: ReportSession):
-    """`run_example` with its session bound."""
+def _recording_into(session: ReportSession, strategy):
+    """`run_example` with its session, the test's case strategy (built once: building it per
+    example cost as much as drawing from it) and a fresh `RunningBest` bound."""
+    best = RunningBest()
 
     def run(prop_module, variant, data, tier: str) -> float:
         __tracebackhide__ = True
-        return run_example(prop_module, variant, data, session, tier)
+        return run_example(prop_module, variant, data, session, tier, strategy=strategy, best=best)
 
     return run
+
+
+class RunningBest:
+    """Tells Hypothesis's `target()` a score only when it is at least the best of the run so far.
+
+    Hypothesis hill-climbs from the best-scoring example and accepts a move that scores at least
+    as well, so scores below the running best steer nothing; but while an example database is
+    set, it also keeps a Pareto front of every scored example, at a dominance check against the
+    front per example: half of Hypothesis's time per example in a `dev` or `fuzz` run. Reporting
+    only new bests keeps the hill-climbing and leaves the front a handful of examples long.
+    (Measured on the planted one-pass variance, 48 seeds: without `target()` at all the median
+    example to catch it is about the same, but the worst is 2-3x later.)"""
+
+    def __init__(self) -> None:
+        self.best = -math.inf
+
+    def observe(self, score: float, label: str) -> None:
+        if score >= self.best:
+            self.best = score
+            target(score, label=label)
 
 
 class SuiteError(Exception):
@@ -80,13 +102,25 @@ class SuiteError(Exception):
     bounds): never the kernel's fault, and reported as such."""
 
 
-def run_example(prop_module, variant, data, session: ReportSession, tier: str = "small") -> float:
-    """Draw one case of size tier `tier` for `variant`, check the property on it, and ask
-    Hypothesis to search toward the largest error relative to its bound.
+def run_example(
+    prop_module,
+    variant,
+    data,
+    session: ReportSession,
+    tier: str = "small",
+    *,
+    strategy=None,
+    best: RunningBest | None = None,
+) -> float:
+    """Draw one case of size tier `tier` for `variant` (from `strategy`, by default the
+    property's), check the property on it, and ask Hypothesis to search toward the largest error
+    relative to its bound (through `best`, when given, only at a new best).
 
     What the kernel raises (`runner.KernelRaised`) or how it breaks the calling contract is a
     finding about the kernel; any other exception is the suite's own failure and says so."""
-    case = data.draw(prop_module.strategy(variant, tier), label="case")
+    if strategy is None:
+        strategy = prop_module.strategy(variant, tier)
+    case = data.draw(strategy, label="case")
     isolation.note_case(variant.name, prop_module.NAME, case, tier)
     try:
         legality.check(case)
@@ -109,5 +143,9 @@ def run_example(prop_module, variant, data, session: ReportSession, tier: str = 
         ) from error
     session.record(variant.name, prop_module.NAME, ratio, case, tier=tier)
     if currently_in_test_context():
-        target(min(ratio, 1e12) if math.isfinite(ratio) else 1e12, label=prop_module.NAME)
+        score = min(ratio, 1e12) if math.isfinite(ratio) else 1e12
+        if best is None:
+            target(score, label=prop_module.NAME)
+        else:
+            best.observe(score, prop_module.NAME)
     return ratio

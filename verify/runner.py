@@ -4,6 +4,8 @@ kernel, backpropagate, and return everything as float64 NumPy for comparison wit
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -44,7 +46,10 @@ def uninitialized_memory_filled():
     # torch.utils.deterministic turns its module into a class instance to make this a property,
     # which torch's type stubs do not show.
     was_filling = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    was_env = os.environ.get(_INDUCTOR_ENV)
+    _use_deterministic_algorithms(True, warn_only=True)
+    # Inductor, if a kernel imports it during the run, reads its own flag from the environment.
+    os.environ[_INDUCTOR_ENV] = "1"
     torch.utils.deterministic.fill_uninitialized_memory = True  # type: ignore[attr-defined]
     try:
         with warnings.catch_warnings():
@@ -53,8 +58,26 @@ def uninitialized_memory_filled():
             )
             yield
     finally:
-        torch.use_deterministic_algorithms(was_on, warn_only=was_warn_only)
+        _use_deterministic_algorithms(was_on, warn_only=was_warn_only)
+        if was_env is None:
+            os.environ.pop(_INDUCTOR_ENV, None)
+        else:
+            os.environ[_INDUCTOR_ENV] = was_env
         torch.utils.deterministic.fill_uninitialized_memory = was_filling  # type: ignore[attr-defined]
+
+
+_INDUCTOR_ENV = "TORCHINDUCTOR_DETERMINISTIC"
+
+
+def _use_deterministic_algorithms(mode: bool, *, warn_only: bool) -> None:
+    """`torch.use_deterministic_algorithms` without importing Inductor to set its flag: that
+    import (torch._dynamo and all) is about 2 s, a third of a worker's start-up, and most runs
+    never compile. Inductor's flag is set here when it is loaded, and read from
+    TORCHINDUCTOR_DETERMINISTIC when it is loaded later (`uninitialized_memory_filled`)."""
+    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = mode  # type: ignore[attr-defined]
 
 
 def to_torch(

@@ -12,13 +12,13 @@ import numpy as np
 
 from verify import oracle, runner, tolerance
 from verify.properties.checks import assert_close, fail, training_step_results
-from verify.strategies.configs import calling_contexts, cases
+from verify.strategies.configs import cases, in_calling_contexts
 
 NAME = "determinism"
 
 
 def strategy(variant, tier: str = "small"):
-    return cases(variant.supports, variant.form, tier=tier).flatmap(calling_contexts)
+    return in_calling_contexts(cases(variant.supports, variant.form, tier=tier))
 
 
 def check(variant, case) -> float:

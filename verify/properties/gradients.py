@@ -9,13 +9,13 @@ them again)."""
 from __future__ import annotations
 
 from verify.properties.checks import check_against_oracle, training_step_results
-from verify.strategies.configs import calling_contexts, cases
+from verify.strategies.configs import cases, in_calling_contexts
 
 NAME = "gradients"
 
 
 def strategy(variant, tier: str = "small"):
-    return cases(variant.supports, variant.form, tier=tier).flatmap(calling_contexts)
+    return in_calling_contexts(cases(variant.supports, variant.form, tier=tier))
 
 
 def check(variant, case) -> float:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from verify.case import GRAD_LAYOUTS, LAYOUTS, Case
 from verify.dtypes import BASE_DTYPES, HALF_DTYPES
 from verify.strategies import sizes
+from verify.strategies.shared import shared
 from verify.values import VALUE_FAMILIES
 
 EPS_VALUES = (1e-3, 1e-5, 1e-1)
@@ -21,6 +22,7 @@ EPS_VALUES = (1e-3, 1e-5, 1e-1)
 MAX_INPUT_ELEMENTS = 2048
 
 
+@shared
 @st.composite
 def _pair(draw, values, enabled: bool, default: int):
     if not enabled:
@@ -30,6 +32,7 @@ def _pair(draw, values, enabled: bool, default: int):
     return (first, first) if square else (first, draw(values))
 
 
+@shared
 @st.composite
 def geometry(
     draw,
@@ -48,7 +51,7 @@ def geometry(
     if tier == "wide":
         out_channels = draw(sizes.channel_count())
         group_choices = [g for g in (1, 2, 3, 4) if out_channels % g == 0]
-        groups = draw(st.sampled_from(group_choices)) if "groups" in supports else 1
+        groups = draw(st.sampled_from(tuple(group_choices))) if "groups" in supports else 1
         out_per_group = out_channels // groups
     else:
         groups = draw(st.integers(1, 3 if per_group == 3 else 2)) if "groups" in supports else 1
@@ -97,11 +100,13 @@ def geometry(
     return dict(fields, batch=probe.batch)
 
 
+@shared
 def momenta():
     """The usual 0.1, both extremes, and anything between."""
     return st.sampled_from([0.1, 0.0, 1.0]) | st.floats(0.0, 1.0)
 
 
+@shared
 @st.composite
 def batch_norm_options(draw, supports: frozenset, *, training=None):
     """training, running stats, momentum, affine, eps. Returns a dict of Case fields."""
@@ -140,6 +145,7 @@ def value_families(values) -> tuple:
     return values + (("offset",) if "offset" in values and len(values) > 1 else ())
 
 
+@shared
 @st.composite
 def cases(
     draw,
@@ -201,6 +207,18 @@ REQUIRES_GRAD_SUBSETS = (
 def calling_contexts(draw, case: Case):
     """`case` with a drawn subset of inputs requiring grad and a drawn grad_out layout. Names
     of inputs the case does not have are dropped; a subset left empty falls back to x."""
+    return _in_a_calling_context(draw, case)
+
+
+@shared
+@st.composite
+def in_calling_contexts(draw, case_strategy):
+    """A case of `case_strategy` in a drawn calling context: `case_strategy.flatmap(
+    calling_contexts)` with the same draws, without a new strategy object per example."""
+    return _in_a_calling_context(draw, draw(case_strategy))
+
+
+def _in_a_calling_context(draw, case: Case) -> Case:
     present = (
         {"x", "weight"}
         | ({"bias"} if case.bias else set())

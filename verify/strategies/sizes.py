@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from verify.strategies.shared import shared
+
 SIZE_TIERS = ("small", "tile", "split", "large", "wide")
 
 # Values per channel (N * H_out * W_out) each tier straddles.
@@ -67,6 +69,7 @@ def _divisors(n: int, limit: int) -> list:
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
+@shared
 @st.composite
 def reduction_layout(draw, tier: str):
     """(batch, (H_out, W_out)) whose product sits next to one of the tier's boundaries."""
@@ -83,6 +86,7 @@ def reduction_layout(draw, tier: str):
     return batch, (height, pixels // height)
 
 
+@shared
 @st.composite
 def channel_count(draw):
     """Output channels next to one of CHANNEL_BOUNDARIES."""

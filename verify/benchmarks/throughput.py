@@ -1,0 +1,148 @@
+"""`python -m verify.benchmarks.throughput --base PATH`: the suite's own speed, examples per second
+of `forward` and `gradients` per size tier, for this checkout and another one side by side.
+
+Each measurement is one `pytest verify/test_<property>.py` process in that checkout, on the
+built-in `eager` variant and one tier, under a `fuzz`-style profile (random, a fresh example
+database, N examples) with crash isolation on unless `--isolation off`: what a kernel engineer's
+run pays, start-up included. The runs alternate between the two checkouts (A B A B ...) so that
+the load of a shared machine falls on both; the table gives the median of each side and their
+ratio. Only the checkouts' pytest command line is used, so any commit can be the base.
+
+A run's fixed cost (import, worker start, collection) is the wall time of `--examples 1`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROPERTIES = ("forward", "gradients")
+TIERS = ("small", "tile", "split", "large", "wide")
+VARIANT = "eager"
+
+# Registered in the measured process through `-p`: the `fuzz` profile's settings with the
+# example count and database directory this script chooses, independent of the checkout.
+_PROFILE_PLUGIN = """
+import os
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+settings.register_profile(
+    "throughput",
+    max_examples=int(os.environ["CONVBN_THROUGHPUT_EXAMPLES"]),
+    derandomize=False,
+    database=DirectoryBasedExampleDatabase(os.environ["CONVBN_THROUGHPUT_DB"]),
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=list(HealthCheck),
+)
+"""
+
+
+def run_once(checkout: Path, prop: str, tier: str, examples: int, isolation: bool, tmp: Path):
+    """(examples run, wall seconds) of one pytest process in `checkout`."""
+    summary = tmp / "summary.json"
+    db = Path(tempfile.mkdtemp(dir=tmp))
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{checkout}{os.pathsep}{tmp}",
+        OMP_NUM_THREADS="1",
+        CONVBN_THROUGHPUT_EXAMPLES=str(examples),
+        CONVBN_THROUGHPUT_DB=str(db),
+    )
+    env.pop("CI", None)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"verify/test_{prop}.py",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "convbn_throughput_profile",
+        "--hypothesis-profile",
+        "throughput",
+        "-k",
+        f"{VARIANT} and {tier}",
+        "--verify-summary-json",
+        str(summary),
+    ]
+    if not isolation:
+        command += ["-n", "0"]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0 or not summary.exists():
+        raise SystemExit(
+            f"pytest failed in {checkout} ({prop}, {tier}, exit {done.returncode}):\n"
+            + (done.stdout + done.stderr)[-3000:]
+        )
+    rows = json.loads(summary.read_text())
+    summary.unlink()
+    return _examples(rows, prop, tier), wall
+
+
+def _examples(rows, prop: str, tier: str) -> int:
+    """The example count of (eager, prop, tier) in a --verify-summary-json file."""
+    if isinstance(rows, dict):
+        rows = rows.get("rows", rows.get("results", []))
+    return sum(
+        int(r["examples"])
+        for r in rows
+        if r.get("variant") == VARIANT and r.get("property") == prop and r.get("tier") == tier
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verify.benchmarks.throughput")
+    parser.add_argument("--base", required=True, type=Path, help="the checkout to compare against")
+    parser.add_argument("--head", default=Path.cwd(), type=Path, help="default: this directory")
+    parser.add_argument("--examples", type=int, default=1000, help="the profile's max_examples")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side, alternated")
+    parser.add_argument("--properties", default=",".join(PROPERTIES))
+    parser.add_argument("--tiers", default=",".join(TIERS))
+    parser.add_argument("--isolation", choices=("on", "off"), default="on")
+    args = parser.parse_args(argv)
+    sides = {"base": args.base.resolve(), "head": args.head.resolve()}
+    print(f"base {sides['base']}\nhead {sides['head']}")
+    print(f"variant {VARIANT}, max_examples {args.examples}, isolation {args.isolation}")
+    print(
+        f"{'property':<10} {'tier':<6} {'examples':>8} {'base s':>7} {'head s':>7} "
+        f"{'base ex/s':>10} {'head ex/s':>10} ratio"
+    )
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        (tmp / "convbn_throughput_profile.py").write_text(_PROFILE_PLUGIN)
+        for prop in args.properties.split(","):
+            for tier in args.tiers.split(","):
+                rates: dict[str, list[float]] = {"base": [], "head": []}
+                walls: dict[str, list[float]] = {"base": [], "head": []}
+                count = 0
+                for _ in range(args.repeats):
+                    for side, checkout in sides.items():
+                        n, wall = run_once(
+                            checkout, prop, tier, args.examples, args.isolation == "on", tmp
+                        )
+                        rates[side].append(n / wall)
+                        walls[side].append(wall)
+                        count = n
+                base, head = (statistics.median(rates[s]) for s in ("base", "head"))
+                base_s, head_s = (statistics.median(walls[s]) for s in ("base", "head"))
+                print(
+                    f"{prop:<10} {tier:<6} {count:>8} {base_s:>7.1f} {head_s:>7.1f} "
+                    f"{base:>10.1f} {head:>10.1f} "
+                    f"{head / base:.2f}x",
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
