@@ -1,0 +1,135 @@
+"""What makes the suite fast keeps what it draws and how it searches: shared strategy objects, the
+calling context drawn without flatmap, `target()` told only new bests, the deterministic mode
+switched without importing Inductor."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from random import Random
+
+import pytest
+from hypothesis import settings, target
+from hypothesis.database import InMemoryExampleDatabase
+from hypothesis.errors import StopTest, UnsatisfiedAssumption
+from hypothesis.internal.conjecture.data import ConjectureData
+
+from fused.registry import builtin_variant
+from fused.variant import BN_FEATURES, CONV_FEATURES
+from verify import hunt
+from verify.benchmarks.throughput import _examples
+from verify.dtypes import HALF_DTYPES
+from verify.properties import forward
+from verify.report import ReportSession
+from verify.strategies.configs import calling_contexts, cases, geometry, in_calling_contexts
+from verify.strategies.shared import shared
+
+ALL_FEATURES = frozenset(CONV_FEATURES | BN_FEATURES | set(HALF_DTYPES) | {"autocast"})
+
+
+def test_shared_strategies_are_built_once_per_argument_list():
+    assert geometry(ALL_FEATURES, tier="tile") is geometry(ALL_FEATURES, tier="tile")
+    assert geometry(ALL_FEATURES, tier="tile") is not geometry(ALL_FEATURES, tier="split")
+    built = []
+
+    @shared
+    def strategy(values):
+        built.append(values)
+        return object()
+
+    assert strategy([1, 2]) is not strategy([1, 2])  # unhashable: built afresh, not refused
+    assert len(built) == 2
+
+
+def _draw(strategy, choices=None, seed=0):
+    data = (
+        ConjectureData(random=Random(seed))
+        if choices is None
+        else ConjectureData.for_choices(choices)
+    )
+    try:
+        value = data.draw(strategy)
+    except (StopTest, UnsatisfiedAssumption):  # a rejected draw (assume) in the small tier
+        return None, None
+    return value, data.choices
+
+
+# The small tier's geometry may `assume`, which outside a test is deprecated but still raises.
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
+@pytest.mark.parametrize("tier", ["small", "tile", "wide"])
+def test_calling_contexts_without_flatmap_draw_the_same_cases(tier):
+    base = cases(ALL_FEATURES, "standard", tier=tier)
+    for seed in range(40):
+        old, choices = _draw(base.flatmap(calling_contexts), seed=seed)
+        if old is None:
+            continue
+        new, new_choices = _draw(in_calling_contexts(base), choices)
+        assert new == old and new_choices == choices
+
+
+def test_target_is_told_only_new_bests(monkeypatch):
+    told = []
+    monkeypatch.setattr(hunt, "target", lambda score, label: told.append((score, label)))
+    best = hunt.RunningBest()
+    for score in (0.1, 0.05, 0.2, 0.2, 0.1, 3.0):
+        best.observe(score, "forward")
+    assert told == [(0.1, "forward"), (0.2, "forward"), (0.2, "forward"), (3.0, "forward")]
+
+
+def test_a_property_test_scores_few_examples_and_still_targets(monkeypatch):
+    """Hypothesis checks every scored example against its Pareto front while a database is set
+    (about half its time per example when every example was scored); a property test scores
+    only its new bests, and still scores some (so Hypothesis still hill-climbs)."""
+    told = []
+
+    def counting_target(score, label):
+        told.append(score)
+        return target(score, label=label)
+
+    monkeypatch.setattr(hunt, "target", counting_target)
+    profile = settings.get_current_profile_name()
+    settings.register_profile(
+        "throughput-test", max_examples=60, derandomize=False, database=InMemoryExampleDatabase()
+    )
+    settings.load_profile("throughput-test")
+    session = ReportSession()
+    try:
+        hunt.hunt(forward, builtin_variant("eager"), "small", session)
+    finally:
+        settings.load_profile(profile)
+    examples = sum(t.examples for t in session.tallies.values())
+    assert examples >= 60
+    assert 1 <= len(told) <= examples // 3
+    assert told == sorted(told)
+
+
+def test_deterministic_mode_without_importing_inductor_still_sets_inductors_flag():
+    """Inductor loaded inside the context (a kernel under torch.compile) is deterministic there,
+    and restored afterwards; outside a compile Inductor is never imported."""
+    code = """
+import sys, torch
+from verify.runner import uninitialized_memory_filled
+with uninitialized_memory_filled():
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory
+    assert "torch._inductor.config" not in sys.modules
+    import torch._inductor.config as inductor_config
+    assert inductor_config.deterministic
+assert not torch.are_deterministic_algorithms_enabled() and not inductor_config.deterministic
+with uninitialized_memory_filled():
+    assert inductor_config.deterministic
+assert not inductor_config.deterministic
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_throughput_script_counts_one_property_and_tier():
+    rows = [
+        dict(variant="eager", property="forward", tier="small", examples=7),
+        dict(variant="eager", property="forward", tier="tile", examples=3),
+        dict(variant="eager", property="gradients", tier="small", examples=5),
+        dict(variant="other", property="forward", tier="small", examples=11),
+    ]
+    assert _examples(rows, "forward", "small") == 7
