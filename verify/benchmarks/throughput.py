@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -46,7 +47,8 @@ settings.register_profile(
 
 
 def run_once(checkout: Path, prop: str, tier: str, examples: int, isolation: bool, tmp: Path):
-    """(examples run, wall seconds) of one pytest process in `checkout`."""
+    """(examples run, wall seconds, seconds in the test itself) of one pytest process in
+    `checkout`; wall minus the test is the run's fixed cost (import, worker start, collection)."""
     summary = tmp / "summary.json"
     db = Path(tempfile.mkdtemp(dir=tmp))
     env = dict(
@@ -73,6 +75,8 @@ def run_once(checkout: Path, prop: str, tier: str, examples: int, isolation: boo
         f"{VARIANT} and {tier}",
         "--verify-summary-json",
         str(summary),
+        "--durations=1",
+        "--durations-min=0",
     ]
     if not isolation:
         command += ["-n", "0"]
@@ -86,7 +90,8 @@ def run_once(checkout: Path, prop: str, tier: str, examples: int, isolation: boo
         )
     rows = json.loads(summary.read_text())
     summary.unlink()
-    return _examples(rows, prop, tier), wall
+    call = re.search(rf"([\d.]+)s call\s+\S*test_{prop}\[", done.stdout)
+    return _examples(rows, prop, tier), wall, float(call.group(1)) if call else wall
 
 
 def _examples(rows, prop: str, tier: str) -> int:
@@ -97,6 +102,20 @@ def _examples(rows, prop: str, tier: str) -> int:
         int(r["examples"])
         for r in rows
         if r.get("variant") == VARIANT and r.get("property") == prop and r.get("tier") == tier
+    )
+
+
+def _row(prop: str, tier: str, base: list, head: list) -> str:
+    """One table line from the (examples, wall s, test s) runs of each side, in run order."""
+    cells = []
+    for seconds in (1, 2):  # the whole process, the test itself
+        b, h = ([n[0] / max(n[seconds], 1e-9) for n in runs] for runs in (base, head))
+        ratio = statistics.median(y / x for x, y in zip(b, h, strict=True))
+        cells.append(f"{statistics.median(b):>8.1f} {statistics.median(h):>6.1f} {ratio:>5.2f}x")
+    fixed = [statistics.median(r[1] - r[2] for r in runs) for runs in (base, head)]
+    return (
+        f"{prop:<10} {tier:<6} {head[-1][0]:>8} | {cells[0]} | {cells[1]} | "
+        f"{fixed[0]:>7.1f} {fixed[1]:>5.1f}"
     )
 
 
@@ -114,33 +133,28 @@ def main(argv=None) -> int:
     print(f"base {sides['base']}\nhead {sides['head']}")
     print(f"variant {VARIANT}, max_examples {args.examples}, isolation {args.isolation}")
     print(
-        f"{'property':<10} {'tier':<6} {'examples':>8} {'base s':>7} {'head s':>7} "
-        f"{'base ex/s':>10} {'head ex/s':>10} ratio"
+        "examples/s: 'run' over the whole pytest process, 'test' over the test itself; "
+        "'fixed s': the rest (import, worker start, collection); medians, ratios head/base "
+        "of adjacent runs"
+    )
+    print(
+        f"{'property':<10} {'tier':<6} {'examples':>8} | {'run base':>8} {'head':>6} {'ratio':>6}"
+        f" | {'test base':>8} {'head':>6} {'ratio':>6} | {'fixed s':>7} {'head':>5}"
     )
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         (tmp / "convbn_throughput_profile.py").write_text(_PROFILE_PLUGIN)
         for prop in args.properties.split(","):
             for tier in args.tiers.split(","):
-                rates: dict[str, list[float]] = {"base": [], "head": []}
-                walls: dict[str, list[float]] = {"base": [], "head": []}
-                count = 0
+                runs: dict[str, list[tuple]] = {"base": [], "head": []}
                 for _ in range(args.repeats):
                     for side, checkout in sides.items():
-                        n, wall = run_once(
-                            checkout, prop, tier, args.examples, args.isolation == "on", tmp
+                        runs[side].append(
+                            run_once(
+                                checkout, prop, tier, args.examples, args.isolation == "on", tmp
+                            )
                         )
-                        rates[side].append(n / wall)
-                        walls[side].append(wall)
-                        count = n
-                base, head = (statistics.median(rates[s]) for s in ("base", "head"))
-                base_s, head_s = (statistics.median(walls[s]) for s in ("base", "head"))
-                print(
-                    f"{prop:<10} {tier:<6} {count:>8} {base_s:>7.1f} {head_s:>7.1f} "
-                    f"{base:>10.1f} {head:>10.1f} "
-                    f"{head / base:.2f}x",
-                    flush=True,
-                )
+                print(_row(prop, tier, runs["base"], runs["head"]), flush=True)
     return 0
 
 
