@@ -303,7 +303,9 @@ class ReportSession:
     def summary_lines(self) -> list[str]:
         if not self.tallies:
             return []
-        rows = [("variant", "property", "size tier", "examples", "failed", "worst err/bound")]
+        rows: list[tuple[str, ...]] = [
+            ("variant", "property", "size tier", "examples", "failed", "worst err/bound")
+        ]
         for key, t in self._sorted(self.tallies):
             worst = "inf" if t.worst_ratio == math.inf else f"{t.worst_ratio:.3g}"
             rows.append(
