@@ -246,10 +246,7 @@ def _judge_upstream(item, error: BaseException, session: report.ReportSession) -
         if verdict is None:
             continue
         failure.details += verdict.report_lines(failure)
-        failure.headline = (
-            f"variant {variant.name!r} breaks property {failure.prop!r} "
-            f"[upstream: PyTorch {verdict.pytorch} fails it the same way]"
-        )
+        failure.headline = verdict.headline(failure)
         session.complete(failure)
         labels.append(verdict.label)
     if len(labels) < len(failures):

@@ -127,6 +127,12 @@ class Upstream:
     def label(self) -> str:
         return self.bug.id if self.bug is not None else "unlisted"
 
+    def headline(self, failure: PropertyFailure) -> str:
+        return (
+            f"variant {failure.variant_name!r} breaks property {failure.prop!r} "
+            f"[upstream: PyTorch {self.pytorch} fails it the same way]"
+        )
+
     def report_lines(self, failure: PropertyFailure) -> list[str]:
         from verify.report import replay_command
 
@@ -156,6 +162,8 @@ def judge(variant, prop_module, case) -> Upstream | None:
     judged."""
     if getattr(variant, "form", "") != "standard" or prop_module.NAME in NOT_JUDGED:
         return None
+    if getattr(variant, "fn", None) is PYTORCH_CONV_BN.fn:
+        return None  # PyTorch replayed alone: its findings are what they are
     # The property applies to PyTorch exactly as it did to the kernel: the same declared features.
     pytorch = dataclasses.replace(PYTORCH_CONV_BN, supports=variant.supports)
     with runner.uninitialized_memory_filled():  # as the kernel's run had it

@@ -272,3 +272,17 @@ def test_the_upstream_label_travels_from_a_worker_into_the_table_and_json():
     header, forward_line, grads_line = controller.summary_lines()
     assert header.split()[-1] == "verdict" and forward_line.split()[-1] == "0.5"
     assert grads_line.endswith("upstream: some-bug")
+
+
+def test_replay_labels_the_finding_as_pytest_verify_does(tmp_path, capsys):
+    from verify.replay import replay
+
+    (tmp_path / "kernels.py").write_text(KERNELS)
+    assert replay(f"{tmp_path / 'kernels.py'}:PLAIN", "plain", "gradients", CASE) == 1
+    out = capsys.readouterr().out
+    assert "[upstream: PyTorch" in out and "workaround: pass bn_weight.contiguous()" in out
+    # PyTorch replayed alone fails too, and is not labelled as its own upstream.
+    assert replay(upstream.PYTORCH_SPEC, "pytorch_conv_bn", "gradients", CASE) == 1
+    out = capsys.readouterr().out
+    assert "variant 'pytorch_conv_bn' breaks property 'gradients'\n" in out
+    assert "[upstream" not in out and "upstream: PyTorch" not in out
