@@ -3,11 +3,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
-from tests.meta.helpers import run_cli
+from tests.meta.helpers import ROOT, cli_env, run_cli
 
 KERNELS = """\
+import os
+import time
+
 import torch.nn.functional as F
 
 from fused import Variant
@@ -23,8 +32,14 @@ def interrupted(x, weight, *args, **kwargs):
     raise KeyboardInterrupt  # what Ctrl-C does to the process running the kernel
 
 
+def sleeps(x, weight, *args, **kwargs):
+    open(os.environ["KERNEL_STARTED"], "w").close()
+    time.sleep(60)
+
+
 WRONG = Variant("wrong", wrong, form="standard")
 INTERRUPTED = Variant("interrupted", interrupted, form="standard")
+SLEEPS = Variant("sleeps", sleeps, form="standard")
 """
 
 
@@ -63,10 +78,34 @@ def test_a_found_bug_exits_1(kernels, options):
         assert "stopping after 1 failures" in proc.stdout or "2 failed" in proc.stdout
 
 
-@pytest.mark.parametrize(
-    "options", [(), ("-x",), ("--verify-isolation", "off")], ids=["isolated", "x", "in-process"]
-)
+@pytest.mark.parametrize("options", [(), ("-x",)], ids=["isolated", "x"])
 def test_an_interrupted_run_exits_2(kernels, options):
     proc = _run(kernels, "INTERRUPTED", *options)
     assert proc.returncode == 2, proc.stdout[-3000:]
     assert "KeyboardInterrupt" in proc.stdout or "keyboard-interrupt" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "options", [(), ("--verify-isolation", "off")], ids=["isolated", "in-process"]
+)
+def test_ctrl_c_exits_2(kernels, tmp_path, options):
+    started = tmp_path / "started"
+    env = dict(cli_env(), KERNEL_STARTED=str(started))
+    args = ["-m", "pytest", "verify/test_forward.py", "-q", "-p", "no:cacheprovider", "-k", "small"]
+    args += ["--variant", f"{kernels}:SLEEPS", *options]
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert started.exists(), "the kernel never ran"
+        # Ctrl-C in a terminal: SIGINT to the foreground process group, xdist's workers included.
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, out[-3000:]
