@@ -1,6 +1,7 @@
-"""Memory figures of a training step: bytes saved for backward, and peak bytes allocated.
+"""Memory figures of a training step: bytes saved for backward, bytes a forward keeps alive, and
+peak bytes allocated.
 
-Two measurements, with different strengths:
+Three measurements, with different strengths:
 
 `saved_tensor_bytes(fn)` / `saved_tensors(fn, params=...)`
     Exact and machine independent. Runs `fn` (a forward pass) under
@@ -18,6 +19,15 @@ Two measurements, with different strengths:
     saved inside `torch.utils.checkpoint` regions are packed by checkpoint's own hooks, which take
     precedence over ours, so they are correctly not counted; what checkpoint itself keeps (its
     inputs) is.
+
+`kept_memory(forward, backward=None)`
+    What a forward call leaves alive by any route, `kept_memory`'s figures: the CPU memory
+    allocated during the call and still allocated after it returned (saved tensors, ``ctx``
+    attributes, closures, hooks, module-level caches), less the output's storage; and, after
+    backward and dropping the output, what is still allocated (memory that outlives the step).
+    Exact on CPU, from the profiler's allocation and free events with their pointers; blind to
+    memory allocated before the call (the inputs: a saved input costs nothing extra) and to
+    allocations outside PyTorch's CPU allocator (NumPy, CUDA).
 
 `peak_bytes(fn, device)` (`peak_cpu_bytes` / `peak_cuda_bytes`)
     The largest amount of memory allocated at any moment while `fn` (a forward+backward step) runs,
