@@ -261,6 +261,10 @@ def kept_memory(
         del out
         gc.collect(generations)
     events, returned = _allocation_events(prof, _FORWARD_RETURNED)
+    if returned is None:  # pragma: no cover - depends on torch version
+        raise RuntimeError(
+            f"kept_memory: torch {torch.__version__}'s profiler did not record its marker"
+        )
     live = _replay([e for e in events if e[0] < returned], {})
     kept = sorted((size for ptr, size in live.items() if ptr != output), reverse=True)
     report = KeptMemory(kept_bytes=sum(kept), output_bytes=output_bytes, kept_storages=tuple(kept))
