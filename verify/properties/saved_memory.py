@@ -113,7 +113,7 @@ class _Judge:
     from a call with twice the batch)."""
 
     def __init__(self, variant, case):
-        self.variant, self.case = variant, case
+        self.variant = variant
         itemsize = runner.TORCH_DTYPES[case.dtype].itemsize
         self.per_channel = (
             PER_CHANNEL_VECTORS * case.out_channels * max(MIN_STAT_ITEMSIZE, itemsize)
