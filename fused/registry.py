@@ -28,7 +28,8 @@ every declared feature, dtype and double backward against the NumPy oracle):
 plain ops under torch.compile) and eager; not the tutorial's function, checkpoint or Triton
 (not measured under compile).
 
-``memory_saving=True`` marks the variants that save fewer bytes for backward than eager.
+``memory_saving=True`` marks the variants that save fewer bytes for backward, and keep fewer
+alive, than eager.
 """
 
 from __future__ import annotations

@@ -97,7 +97,8 @@ class Variant:
     form: str = "tutorial"
     supports: frozenset = field(default_factory=frozenset)
     # Extension: a variant that claims to save activation memory is also checked to save fewer
-    # bytes for backward than eager Conv2d+BatchNorm2d (verify/test_saved_memory.py).
+    # bytes for backward, and keep fewer alive, than eager Conv2d+BatchNorm2d
+    # (verify/test_saved_memory.py).
     memory_saving: bool = False
     # Extension: the kernel is written in Triton. Without a GPU its kernels run on Triton's CPU
     # interpreter (the pytest plugin sets TRITON_INTERPRET=1 before any variant is imported), so

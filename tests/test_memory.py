@@ -1,11 +1,20 @@
-"""verify.memory: saved-tensor bytes (exact, deduplicated by storage) and peak bytes."""
+"""verify.memory: saved-tensor bytes (exact, deduplicated by storage), kept memory and peak
+bytes; and the `saved_memory` property's judgement of kept memory."""
+
+import gc
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from verify import memory
-from verify.memory import peak_bytes, peak_cpu_bytes, saved_tensor_bytes, saved_tensors
+from verify.memory import (
+    kept_memory,
+    peak_bytes,
+    peak_cpu_bytes,
+    saved_tensor_bytes,
+    saved_tensors,
+)
 
 F32 = 4
 
@@ -87,6 +96,187 @@ def test_result_is_dropped_unless_kept():
     kept = saved_tensors(lambda: x * x, keep_result=True).result
     kept.sum().backward()
     assert torch.allclose(x.grad, 2 * x.detach())
+
+
+# ---------------------------------------------------------------------------------------------
+# kept_memory
+
+N = 1000  # floats in the tensors below: 4,000-byte storages
+
+
+class _Square(torch.autograd.Function):
+    """x * x whose backward needs x: kept through `keep(ctx, x)`, a parameter of the test."""
+
+    @staticmethod
+    def forward(ctx, x, keep):
+        ctx.x = keep(ctx, x.detach().clone())
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 2 * ctx.x * grad, None
+
+
+def _square(keep):
+    x = leaf(N)
+    return x, lambda: _Square.apply(x, keep)
+
+
+def _keep_backward(x):
+    def backward(out):
+        out.sum().backward()
+        return [x.grad]
+
+    return backward
+
+
+def test_kept_counts_a_ctx_attribute_but_not_the_output_nor_the_inputs():
+    x, forward = _square(lambda ctx, t: t)
+    report = kept_memory(forward)
+    assert report.kept_bytes == N * F32 and report.kept_storages == (N * F32,)
+    assert report.output_bytes == N * F32
+
+
+def test_kept_sees_what_saved_tensors_hooks_do_not():
+    x, forward = _square(lambda ctx, t: t)
+    assert saved_tensor_bytes(forward) == 0
+    assert kept_memory(forward).kept_bytes == N * F32
+
+
+def test_kept_counts_a_closure_and_frees_temporaries():
+    def keep(ctx, t):
+        temporary = torch.empty(5 * N)  # noqa: F841 - allocated and dropped in the call
+        ctx.get = lambda: t
+        return t
+
+    x, forward = _square(keep)
+    assert kept_memory(forward).kept_bytes == N * F32
+
+
+def test_nothing_is_left_after_backward_unless_a_global_holds_it():
+    x, forward = _square(lambda ctx, t: t)
+    report = kept_memory(forward, _keep_backward(x))
+    assert report.leaked_bytes == 0  # x.grad (held by the caller) is not a leak
+
+    cache = []
+
+    def keep(ctx, t):
+        cache.append(t)
+        return t
+
+    x, forward = _square(keep)
+    report = kept_memory(forward, _keep_backward(x))
+    assert report.kept_bytes == N * F32
+    assert report.leaked_bytes == N * F32 and report.leaked_storages == (N * F32,)
+
+
+def test_a_kept_output_outlives_the_step():
+    cache = []
+    x = leaf(N)
+
+    def forward():
+        out = x.clone()  # saves nothing for backward
+        cache.append(out)
+        return out
+
+    report = kept_memory(forward, _keep_backward(x))
+    assert report.kept_bytes == 0 and report.leaked_bytes == N * F32
+
+
+class _Cycle:
+    def __init__(self, t):
+        self.t, self.me = t, self
+
+
+def test_a_cycle_is_not_kept_and_an_old_one_is_collected_on_request():
+    x, young = _square(lambda ctx, t: _Cycle(t.clone()) and t)
+    assert kept_memory(young).kept_bytes == N * F32
+
+    def survives_a_collection(ctx, t):
+        cycle = _Cycle(t.clone())
+        gc.collect()  # the cycle, still referenced, moves to the oldest generation
+        del cycle
+        return t
+
+    x, old = _square(survives_a_collection)
+    assert kept_memory(old).kept_bytes == 2 * N * F32
+    assert kept_memory(old, full_collection=True).kept_bytes == N * F32
+
+
+def test_forward_must_return_a_tensor():
+    with pytest.raises(TypeError, match="forward returned tuple"):
+        kept_memory(lambda: (torch.ones(3),))
+
+
+# ---------------------------------------------------------------------------------------------
+# The saved_memory property's judgement of kept memory (its planted bugs: tests/gallery)
+
+
+def _property_case(**changes):
+    from verify.case import Case
+
+    fields = dict(batch=64, in_channels=1, out_channels=2, height=2, width=2, kernel=(1, 1))
+    fields.update(changes)
+    return Case(form="standard", dtype="float32", seed=1, **fields)
+
+
+def _memory_saving(name, impl):
+    from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
+
+    return Variant(
+        name, impl, form="standard", supports=CONV_FEATURES | BN_FEATURES, memory_saving=True
+    )
+
+
+class _KeepsOnCtx:
+    """`_correct.Explicit` keeping `extra(x, y)` as a ctx attribute."""
+
+    def __new__(cls, extra):
+        from tests.gallery._correct import Explicit
+
+        class Keeps(Explicit):
+            def save(self, ctx, x, weight, bias, bn_weight, y, mean, std, denom):
+                super().save(ctx, x, weight, bias, bn_weight, y, mean, std, denom)
+                ctx.extra = extra(x, y)
+
+        return Keeps("standard")
+
+
+def test_bookkeeping_that_does_not_grow_with_the_batch_is_allowed():
+    from fused.registry import builtin_variant
+    from verify.properties import saved_memory
+
+    case = _property_case()
+    # torch.utils.checkpoint keeps the CPU generator state (5,056 bytes): more than eager keeps
+    # on this call (the 2,048-byte conv output and its statistics), but it does not grow.
+    assert saved_memory.check(builtin_variant("checkpoint"), case) < 1
+
+
+def test_bookkeeping_past_its_allowance_fails():
+    from verify.properties import saved_memory
+    from verify.report import PropertyFailure
+
+    fixed = saved_memory.BOOKKEEPING_BYTES + 1024  # and two statistics of 2 channels: 16 bytes
+    variant = _memory_saving("keeps_a_table", _KeepsOnCtx(lambda x, y: torch.empty(fixed // 4)))
+    with pytest.raises(
+        PropertyFailure, match=rf" 0 bytes grow with the batch .* and {fixed + 2 * 8} do not"
+    ):
+        saved_memory.check(variant, _property_case())
+
+
+def test_a_copy_of_the_input_is_allowed_and_an_activation_is_not():
+    from verify.properties import saved_memory
+    from verify.report import PropertyFailure
+
+    case = _property_case(in_channels=1, out_channels=4)
+    copy = _memory_saving("keeps_an_input_copy", _KeepsOnCtx(lambda x, y: x.clone()))
+    assert saved_memory.check(copy, case) < 1
+    activation = _memory_saving("keeps_the_conv_output", _KeepsOnCtx(lambda x, y: y))
+    with pytest.raises(
+        PropertyFailure,
+        match=r"keeps 4128 bytes alive for backward .*storages of 4096, 16, 16 bytes",
+    ):
+        saved_memory.check(activation, case)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ _KERNEL_FRAMES = 6
 def short_report(error: BaseException) -> str | None:
     """The report of a PropertyFailure (or a group of them, when Hypothesis found several);
     None for anything else, which keeps pytest's own report."""
-    failures = _property_failures(error)
+    failures = property_failures(error)
     if not failures:
         return None
     return "\n\n".join(failure_report(f) for f in failures) + (
@@ -27,12 +27,12 @@ def short_report(error: BaseException) -> str | None:
     )
 
 
-def _property_failures(error: BaseException) -> list[PropertyFailure]:
+def property_failures(error: BaseException) -> list[PropertyFailure]:
     if isinstance(error, PropertyFailure):
         return [error]
     if isinstance(error, _EXCEPTION_GROUPS):
         # A report only when every leaf of the group is a property failure.
-        found = [_property_failures(e) for e in error.exceptions]
+        found = [property_failures(e) for e in error.exceptions]
         return [leaf for leaves in found for leaf in leaves] if found and all(found) else []
     return []
 

@@ -155,9 +155,12 @@ def pytest_configure(config):
             _worker[0] = _Worker(settings["dir"], worker_input["workerid"], settings["timeout"])
         return
     distributing = config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
+    if distributing and _runs_only_the_suite(config):
+        config.pluginmanager.register(_MaxfailIsAFailure(), "convbn-maxfail-exit")
     if not distributing:
         if why_not_isolated(config) is not None:
             return
+        config.pluginmanager.register(_MaxfailIsAFailure(), "convbn-maxfail-exit")
         # What `-n 1` does (xdist's own pytest_cmdline_main has run by now); xdist's
         # pytest_configure (trylast) creates the distributed session from these.
         config.option.numprocesses = 1
@@ -187,6 +190,39 @@ def pytest_runtest_protocol(item, nextitem):
 
 
 # -- controller side ------------------------------------------------------------------------------
+class _MaxfailIsAFailure:
+    """Exit 1, as pytest's own `-x` / `--maxfail` does, when the suite stops after a found bug.
+
+    xdist's controller stops a run that reached maxfail by raising its `Interrupted` (a
+    KeyboardInterrupt), which pytest turns into exit status 2, "interrupted", and CI scripts and
+    `git bisect run` read as "could not test". Only that stop is turned into pytest's `Failed`;
+    a worker's keyboard interrupt or Ctrl-C on the controller still exits 2."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session):
+        try:
+            return (yield)
+        except KeyboardInterrupt as stop:
+            reason = _maxfail_reached(session.config, stop)
+            if reason is None:
+                raise
+            session.shouldfail = reason
+            raise session.Failed(reason) from None
+
+
+def _maxfail_reached(config, stop: BaseException) -> str | None:
+    """xdist's reason for `stop` when it is the maxfail stop, else None."""
+    dsession = config.pluginmanager.getplugin("dsession")
+    if dsession is None or type(stop).__name__ != "Interrupted":
+        return None
+    maxfail, failures = getattr(dsession, "maxfail", 0), getattr(dsession, "countfailures", 0)
+    reason = str(stop)
+    # A worker that stops on its own maxfail hands over the same reason, counted by itself.
+    if maxfail and failures >= maxfail and reason.startswith("stopping after "):
+        return reason
+    return None
+
+
 class _Controller:
     """xdist hooks of the controller: hand workers their files, turn crashes into reports."""
 

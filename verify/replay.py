@@ -100,6 +100,7 @@ def _run(spec: str, variant: Variant, prop: str, check, case: Case) -> int:
         print(f"SKIP: {skip.msg}")
         return 0
     except PropertyFailure as failure:
+        _label_upstream(variant, prop, failure)
         print(f"FAIL\n{failure_report(session.complete(failure))}")
         return 1
     except (KernelRaised, ContractViolation) as error:
@@ -120,6 +121,17 @@ def _run(spec: str, variant: Variant, prop: str, check, case: Case) -> int:
         f"  case: {case.describe()}"
     )
     return 0
+
+
+def _label_upstream(variant: Variant, prop: str, failure: PropertyFailure) -> None:
+    """As `pytest verify` labels it: a finding PyTorch's own ops share (verify.upstream)."""
+    from verify import upstream
+    from verify.properties import PROPERTIES
+
+    verdict = upstream.judge(variant, PROPERTIES[prop], failure.case)
+    if verdict is not None:
+        failure.details += verdict.report_lines(failure)
+        failure.headline = verdict.headline(failure)
 
 
 def main(argv=None) -> int:

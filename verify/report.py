@@ -136,6 +136,9 @@ class Tally:
     failures: int = 0
     worst_ratio: float = 0.0
     worst_case: str = ""
+    # The known PyTorch bug id (or "unlisted") when the test's finding is one PyTorch's own ops
+    # share (verify.upstream); "" for the kernel's own findings and passing tests.
+    upstream: str = ""
 
     def add(self, ratio: float, case_json: str, failed: bool) -> None:
         self.examples += 1
@@ -149,6 +152,7 @@ class Tally:
         self.failures += other.failures
         if other.worst_ratio > self.worst_ratio or (other.failures and not self.worst_case):
             self.worst_ratio, self.worst_case = other.worst_ratio, other.worst_case
+        self.upstream = other.upstream or self.upstream
 
 
 _KEY_FIELDS = tuple(f.name for f in fields(TallyKey))
@@ -196,6 +200,12 @@ class ReportSession:
             table.setdefault(key, Tally()).add(ratio, case_json, failed)
         if failed and case is not None:
             self.last_failure = (variant_name, prop, case)
+
+    def mark_upstream(self, variant_name: str, prop: str, tier: str, label: str) -> None:
+        """The finding of this test is upstream (`verify.upstream`): `label` is the bug's id."""
+        key = TallyKey(variant_name, prop, tier)
+        for table in (self.tallies, self._unsent):
+            table.setdefault(key, Tally()).upstream = label
 
     def take_unsent_rows(self) -> list[dict]:
         """Rows recorded since the last call: what a worker hands to the controller."""
@@ -280,6 +290,11 @@ class ReportSession:
         for row in rows:  # JSON has no infinity: a failure's ratio is null
             if row["worst_ratio"] == math.inf:
                 row["worst_ratio"] = None
+            label = row.pop("upstream")
+            if label:
+                import torch
+
+                row.update(verdict="upstream", upstream_bug=label, pytorch=torch.__version__)
         return rows
 
     def write_summary_json(self, path: str | Path) -> None:
@@ -288,12 +303,22 @@ class ReportSession:
     def summary_lines(self) -> list[str]:
         if not self.tallies:
             return []
-        rows = [("variant", "property", "size tier", "examples", "failed", "worst err/bound")]
+        rows: list[tuple[str, ...]] = [
+            ("variant", "property", "size tier", "examples", "failed", "worst err/bound")
+        ]
         for key, t in self._sorted(self.tallies):
             worst = "inf" if t.worst_ratio == math.inf else f"{t.worst_ratio:.3g}"
             rows.append(
                 (key.variant, key.property, key.tier, str(t.examples), str(t.failures), worst)
             )
+        if any(t.upstream for t in self.tallies.values()):  # a column only where it says something
+            verdicts = [
+                f"upstream: {t.upstream}" if t.upstream else ""
+                for _, t in self._sorted(self.tallies)
+            ]
+            rows = [
+                row + (verdict,) for row, verdict in zip(rows, ["verdict"] + verdicts, strict=True)
+            ]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         return [
             "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

@@ -44,7 +44,8 @@ def round_to_dtype(array: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "bfloat16":
         import torch  # NumPy has no bfloat16; torch rounds to nearest even like the kernels do.
 
-        return torch.from_numpy(array).to(torch.bfloat16).to(torch.float64).numpy()
+        # torch.tensor copies: `array` may be a read-only view (grad_out broadcast over the batch).
+        return torch.tensor(array, dtype=torch.float64).to(torch.bfloat16).double().numpy()
     raise ValueError(f"unknown dtype {dtype!r}")
 
 

@@ -334,10 +334,11 @@ class ArrivalOrder(Traced):
 
 class OutputSaving(Explicit):
     """InPlace-ABN's memory trade, made safely: backward recovers the centred conv output from the
-    layer's own output (y - mean = out * D) instead of recomputing the convolution, and saves that output
-    through save_for_backward, so autograd raises its in-place error when a program modifies it
-    before backward. Its Variant declares the `inplace_output` limitation. Without affine:
-    recovering xhat = (out - bn_bias) / bn_weight is ill-conditioned where bn_weight is near 0."""
+    layer's own output (y - mean = out * D) instead of recomputing the convolution, and saves that
+    output through save_for_backward, so autograd raises its in-place error when a program
+    modifies it before backward. Its Variant declares the `inplace_output` limitation. Without
+    affine: recovering xhat = (out - bn_bias) / bn_weight is ill-conditioned where bn_weight is
+    near 0."""
 
     def save(self, ctx, x, weight, bias, bn_weight, y, mean, std, denom):
         ctx.pending = (x, weight, bias, bn_weight, mean, std, denom)  # saved with the output

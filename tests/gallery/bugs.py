@@ -25,7 +25,7 @@ from torch.nn.grad import conv2d_weight
 from torch.utils.checkpoint import checkpoint
 
 try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from anywhere
-    from tests.gallery import program_bugs, tiled_bugs
+    from tests.gallery import memory_bugs, program_bugs, tiled_bugs
     from tests.gallery._correct import (
         ALL_FEATURES,
         DIMS,
@@ -36,7 +36,7 @@ try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from 
     )
 except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.gallery import program_bugs, tiled_bugs
+    from tests.gallery import memory_bugs, program_bugs, tiled_bugs
     from tests.gallery._correct import (
         ALL_FEATURES,
         DIMS,
@@ -592,6 +592,7 @@ _GALLERY = {
 
 _GALLERY.update(tiled_bugs.GALLERY)
 _GALLERY.update(program_bugs.GALLERY)
+_GALLERY.update(memory_bugs.GALLERY)
 
 # Features beyond ALL_FEATURES a bug declares, so that the property it must fail runs on it.
 EXTRA_SUPPORTS = dict(
@@ -619,6 +620,7 @@ KNOWN_GAPS: dict = {}
 MUST_PASS = dict(
     tiled_bugs.MUST_PASS,
     **program_bugs.MUST_PASS,
+    **memory_bugs.MUST_PASS,
     biased_variance_when_compiled=("forward", "gradients", "running_stats"),
 )
 # name -> {property: smallest worst error / bound}: bugs that must fail by a wide margin, not
