@@ -30,7 +30,7 @@ from hypothesis.database import InMemoryExampleDatabase
 import reference
 from fused.registry import builtin_variant
 from verify.hunt import examples_for, hunt
-from verify.properties import forward, gradients
+from verify.properties import PROPERTIES
 from verify.report import ReportSession
 from verify.strategies.sizes import SIZE_TIERS
 
@@ -82,8 +82,9 @@ def _hunt_round(prop, tier: str, examples: int):
 
 
 @pytest.mark.parametrize("tier", SIZE_TIERS)
-@pytest.mark.parametrize("prop", [forward, gradients], ids=lambda p: p.NAME)
-def test_suite_throughput(benchmark, prop, tier):
+@pytest.mark.parametrize("name", ["forward", "gradients"])
+def test_suite_throughput(benchmark, name, tier):
+    prop = PROPERTIES[name]
     benchmark.group = f"suite throughput: {prop.NAME} on {VARIANT}, {ROUND_EXAMPLES} examples"
     benchmark.extra_info.update(variant=f"suite:{VARIANT}", property=prop.NAME, tier=tier)
     measuring = not getattr(benchmark, "disabled", False)
