@@ -25,7 +25,7 @@ from torch.nn.grad import conv2d_weight
 from torch.utils.checkpoint import checkpoint
 
 try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from anywhere
-    from tests.gallery import tiled_bugs
+    from tests.gallery import size_bugs, tiled_bugs
     from tests.gallery._correct import (
         ALL_FEATURES,
         DIMS,
@@ -36,7 +36,7 @@ try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from 
     )
 except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.gallery import tiled_bugs
+    from tests.gallery import size_bugs, tiled_bugs
     from tests.gallery._correct import (
         ALL_FEATURES,
         DIMS,
@@ -591,10 +591,13 @@ _GALLERY = {
 }
 
 _GALLERY.update(tiled_bugs.GALLERY)
+_GALLERY.update(size_bugs.GALLERY)
 
 # Features beyond ALL_FEATURES a bug declares, so that the property it must fail runs on it.
 EXTRA_SUPPORTS = dict(
-    tiled_bugs.EXTRA_SUPPORTS, biased_variance_when_compiled=frozenset({"compile"})
+    tiled_bugs.EXTRA_SUPPORTS,
+    **size_bugs.EXTRA_SUPPORTS,
+    biased_variance_when_compiled=frozenset({"compile"}),
 )
 
 ALL = [
@@ -613,7 +616,9 @@ EXPECTED = {name: dict(reasons) for name, (_, _, _, reasons) in _GALLERY.items()
 KNOWN_GAPS: dict = {}
 # name -> properties the bug must not trip (its planted fault is elsewhere).
 MUST_PASS = dict(
-    tiled_bugs.MUST_PASS, biased_variance_when_compiled=("forward", "gradients", "running_stats")
+    tiled_bugs.MUST_PASS,
+    **size_bugs.MUST_PASS,
+    biased_variance_when_compiled=("forward", "gradients", "running_stats"),
 )
 # name -> {property: smallest worst error / bound}: bugs that must fail by a wide margin, not
 # scrape past the bound.
