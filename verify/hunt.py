@@ -14,7 +14,7 @@ from hypothesis.control import currently_in_test_context
 
 from verify import isolation, legality, runner
 from verify.report import PropertyFailure, ReportSession
-from verify.strategies.sizes import NETWORK_TIERS
+from verify.strategies.sizes import INT32_TIER, NETWORK_TIERS
 
 # Share of the Hypothesis profile's max_examples each size tier gets (at least one example): the
 # small tier keeps the whole count (fast, shrinks well); the larger tiers cost more per example.
@@ -24,6 +24,8 @@ TIER_SHARE = {"small": 1.0, "tile": 0.2, "split": 0.12, "large": 0.08, "wide": 0
 # simplest case, past the first boundary, then drawn ones); long and crowd, up to a second an
 # example, get fewer than channels and grid, tens of milliseconds.
 TIER_SHARE.update(channels=0.12, long=0.08, grid=0.12, crowd=0.08)
+# Past 2^31 elements (cuda only): one example in ci and dev, a few under fuzz.
+TIER_SHARE[INT32_TIER] = 0.002
 
 
 # Triton kernels on Triton's CPU interpreter run each program instance in Python, 100-1000x slower
@@ -50,7 +52,7 @@ def _example_share(variant) -> float:
 def tier_unavailable(variant, tier: str) -> str:
     """Why `variant` does not run at `tier` here ("" where it does): a network-tier example
     (up to 2^22 values a tensor) would take hours on Triton's CPU interpreter."""
-    if tier in NETWORK_TIERS and _interpreted(variant):
+    if tier in NETWORK_TIERS + (INT32_TIER,) and _interpreted(variant):
         return (
             f"size tier {tier!r} (sizes of real networks) is too large for Triton's CPU "
             "interpreter: run it where a GPU compiles the kernel"

@@ -197,7 +197,7 @@ CROWD = (
 )
 # A depthwise case of at least 8 channels: weight(C, 1, kh, kw) and groups=C.
 DEPTHWISE = r"weight\(([89]|[1-9]\d+), 1, \d+, \d+\), .*groups=\1,"
-NUMERIC = "forward|gradients|running_stats"
+NUMERIC = "forward|gradients"
 
 
 def _then(size: str, result: str = VALUES) -> str:

@@ -224,12 +224,14 @@ def test_tier_budgets():
     assert [examples_for(t, 25) for t in sizes.ALL_TIERS] == [25, 5, 3, 2, 3, 3, 2, 3, 2]
     assert examples_for("large", 2000) == 160
     assert examples_for("long", 2000) == 160
-    assert set(TIER_SHARE) == set(sizes.ALL_TIERS)
+    assert set(TIER_SHARE) == set(sizes.ALL_TIERS + (sizes.INT32_TIER,))
+    assert examples_for(sizes.INT32_TIER, 25) == 1
 
 
 def test_tiers_of_every_property_are_known():
     for module in PROPERTIES.values():
-        assert set(getattr(module, "SIZE_TIERS", sizes.SIZE_TIERS)) <= set(sizes.ALL_TIERS)
+        known = sizes.ALL_TIERS + (sizes.INT32_TIER,)
+        assert set(getattr(module, "SIZE_TIERS", sizes.SIZE_TIERS)) <= set(known)
         assert "small" in getattr(module, "SIZE_TIERS", sizes.SIZE_TIERS)
     # The network tiers are opted into by the numeric checks only (their cost per example).
     network = {
@@ -237,7 +239,25 @@ def test_tiers_of_every_property_are_known():
         for name, module in PROPERTIES.items()
         if set(sizes.NETWORK_TIERS) & set(getattr(module, "SIZE_TIERS", sizes.SIZE_TIERS))
     }
-    assert network == {"forward", "gradients", "running_stats"}
+    assert network == {"forward", "gradients", "cuda"}
+    int32 = {n for n, m in PROPERTIES.items() if sizes.INT32_TIER in getattr(m, "SIZE_TIERS", ())}
+    assert int32 == {"cuda"}
+
+
+def test_the_int32_tier_is_past_two_to_the_31_elements():
+    from fused.registry import builtin_variant
+    from verify.properties import cuda
+
+    @FAST
+    @given(case=cuda.strategy(builtin_variant("eager"), sizes.INT32_TIER))
+    def check(case):
+        assert legality.problems(case) == []
+        assert math.prod(case.out_shape) >= 2**31 and case.training
+        assert case.dtype != "float64" and case.device == "cuda"
+        # No float64 NumPy copy is ever made: the cuda property draws the values on the GPU.
+        assert case.values_per_channel >= 2**30
+
+    check()
 
 
 def test_the_hypothesis_test_function_keeps_its_source():

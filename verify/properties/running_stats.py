@@ -10,13 +10,9 @@ from hypothesis import strategies as st
 from verify import oracle, runner, tolerance
 from verify.dtypes import largest_finite
 from verify.properties.checks import assert_close, check_output, fail
-from verify.strategies import sizes
 from verify.strategies.configs import cases, momenta
 
 NAME = "running_stats"
-# The numeric checks also run at the sizes of real networks; the other properties test what
-# does not depend on size, or cost too much per element there.
-SIZE_TIERS = sizes.ALL_TIERS
 APPLIES_TO = "variants that declare 'running_stats'"
 STATS = ("running_mean", "running_var")
 

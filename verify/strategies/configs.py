@@ -46,6 +46,8 @@ def geometry(
 
     The output size is drawn first and the input size derived from it, so every geometry is legal
     and a tier's values per channel come out exactly as drawn."""
+    if tier == sizes.INT32_TIER:
+        return draw(sizes.int32_geometry())
     per_group = sizes.MAX_PER_GROUP[tier]
     if sizes.channel_boundaries(tier):
         boundaries = sizes.channel_boundaries(tier)
@@ -86,17 +88,10 @@ def geometry(
         p = min(p, (unpadded - 1) // 2)
         legal_padding.append(p)
         in_hw.append(unpadded - 2 * p)
-    in_channels, out_channels = in_per_group * groups, out_per_group * groups
-    widths = sizes.depthwise_widths(tier) if "groups" in supports else ()
-    # Depthwise (groups == in == out channels) in a quarter of the examples, half of those of the
-    # network tiers (few examples each), shrinking to a regular convolution.
-    odds = 4 if tier in sizes.SIZE_TIERS else 2
-    if widths and draw(st.integers(0, odds - 1)) == odds - 1:
-        groups = in_channels = out_channels = draw(st.sampled_from(widths))
     fields = dict(
         batch=batch,
-        in_channels=in_channels,
-        out_channels=out_channels,
+        in_channels=in_per_group * groups,
+        out_channels=out_per_group * groups,
         height=in_hw[0],
         width=in_hw[1],
         kernel=kernel,
@@ -124,6 +119,28 @@ def geometry(
             groups=probe.groups, in_channels=probe.in_channels, out_channels=probe.out_channels
         )
     return dict(fields, batch=probe.batch)
+
+
+@st.composite
+def _maybe_depthwise(draw, geo: dict, supports: frozenset, tier: str, max_input_elements: int):
+    """`geo` made depthwise (groups == in == out channels, at one of the tier's widths) in a
+    quarter of the examples, half of those of the network tiers (few examples each), where
+    `groups` is declared and the case stays within its tier's element bound; shrinks to `geo`.
+    Drawn after everything else, so the rest of a derandomised draw is as it was before
+    depthwise cases existed."""
+    widths = sizes.depthwise_widths(tier) if "groups" in supports else ()
+    odds = 4 if tier in sizes.SIZE_TIERS else 2
+    if not widths or draw(st.integers(0, odds - 1)) != odds - 1:
+        return geo
+    width = draw(st.sampled_from(widths))
+    depthwise = Case(**dict(geo, groups=width, in_channels=width, out_channels=width))
+    if tier == "small":
+        fits = math.prod(depthwise.x_shape) <= max_input_elements
+    else:
+        fits = tier not in sizes.NETWORK_TIERS or (
+            _largest_tensor(depthwise) <= sizes.MAX_NETWORK_ELEMENTS
+        )
+    return dict(geo, groups=width, in_channels=width, out_channels=width) if fits else geo
 
 
 def _largest_tensor(case: Case) -> int:
@@ -204,14 +221,18 @@ def cases(
         bn["eps"] = draw(st.sampled_from(eps_values(dtype)))
     # Mixed precision (torch.autocast's layout): half activations, float32 batch-norm parameters.
     mixed = dtype in HALF_DTYPES and "autocast" in supports and draw(st.booleans())
+    layout = draw(st.sampled_from(_layouts_of(tier, tuple(layouts))))
+    family = draw(st.sampled_from(value_families(values)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    geo = draw(_maybe_depthwise(geo, supports, tier, max_input_elements))
     return Case(
         **geo,
         **bn,
         form=form,
         dtype=dtype,
-        layout=draw(st.sampled_from(_layouts_of(tier, tuple(layouts)))),
-        values=draw(st.sampled_from(value_families(values))),
-        seed=draw(st.integers(0, 2**32 - 1)),
+        layout=layout,
+        values=family,
+        seed=seed,
         device=device,
         param_dtype="float32" if mixed else "",
     )

@@ -44,9 +44,12 @@ from hypothesis import strategies as st
 
 # The tiers every property runs at unless it says otherwise (its SIZE_TIERS).
 SIZE_TIERS = ("small", "tile", "split", "large", "wide")
-# Sizes of real networks: the numeric properties (forward, gradients, running_stats) opt in.
+# Sizes of real networks: forward, gradients and cuda opt in (their SIZE_TIERS).
 NETWORK_TIERS = ("channels", "long", "grid", "crowd")
 ALL_TIERS = SIZE_TIERS + NETWORK_TIERS
+# Past 2^31 elements, where a kernel's int32 indices overflow: the `cuda` property's tier, checked
+# against `verify.chunked` on the GPU (no float64 NumPy oracle fits), skipped without one.
+INT32_TIER = "int32"
 # No tensor of a network-tier case (x, the output, the weight) holds more values than this.
 MAX_NETWORK_ELEMENTS = 2**22
 
@@ -192,6 +195,26 @@ def channel_count(draw, boundaries=CHANNEL_BOUNDARIES, *, past: bool = False):
     return draw(st.sampled_from(past_first(near, boundary) if past else near))
 
 
+@st.composite
+def int32_geometry(draw):
+    """Case fields past 2^31 elements: one channel of 2^31 + 2^16 values (its count overflows an
+    int32), or two of 2^30 + 2^15 (the output's flat index overflows one). A pointwise
+    convolution of one input channel, so x holds no more than the output."""
+    channels = draw(st.integers(1, 2))
+    return dict(
+        batch=3 - channels,
+        in_channels=1,
+        out_channels=channels,
+        height=2**15,
+        width=2**15 + 1,
+        kernel=(1, 1),
+        stride=(1, 1),
+        padding=(0, 0),
+        dilation=(1, 1),
+        groups=1,
+    )
+
+
 def channel_boundaries(tier: str) -> tuple:
     """The output-channel counts `tier` straddles; () where it draws a few channels per group."""
     if tier == "wide":
@@ -202,7 +225,7 @@ def channel_boundaries(tier: str) -> tuple:
 def depthwise_widths(tier: str) -> tuple:
     """Widths (groups == in_channels == out_channels) a tier draws depthwise convolutions at, where
     `groups` is declared; () where it draws none."""
-    if tier in ("long", "grid"):
+    if tier in ("long", "grid", INT32_TIER):
         return ()
     boundaries = channel_boundaries(tier)
     if not boundaries:
