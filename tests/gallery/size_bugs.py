@@ -212,7 +212,7 @@ GALLERY = {
         False,
         {NUMERIC: _then(PAST_256_CHANNELS)},
     ),
-    "channel_chunk_remainder_wrong": (
+    "channel_loop_remainder": (
         ChannelChunkRemainder("tutorial"),
         "tutorial",
         False,
@@ -242,13 +242,13 @@ GALLERY = {
         False,
         {NUMERIC: _then(PIXELS_PAST_GRID, r"out: worst element")},
     ),
-    "depthwise_flipped_grad_weight": (
+    "depthwise_filter_grad_flipped": (
         DepthwiseFlippedGradWeight("standard"),
         "standard",
         True,
         {"gradients": _then(DEPTHWISE, r"grad_weight: worst element")},
     ),
-    "depthwise_stride_of_rows": (
+    "depthwise_square_stride": (
         DepthwiseStrideOfRows("tutorial"),
         "tutorial",
         False,
@@ -264,4 +264,4 @@ GALLERY = {
 EXTRA_SUPPORTS: dict = {}
 # Properties each must pass though the bug is planted: a backward-only bug leaves the forward
 # output and the running statistics right.
-MUST_PASS = {"depthwise_flipped_grad_weight": ("forward", "running_stats")}
+MUST_PASS = {"depthwise_filter_grad_flipped": ("forward", "running_stats")}

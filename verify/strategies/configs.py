@@ -123,14 +123,11 @@ def geometry(
 
 @st.composite
 def _maybe_depthwise(draw, geo: dict, supports: frozenset, tier: str, max_input_elements: int):
-    """`geo` made depthwise (groups == in == out channels, at one of the tier's widths) in a
-    quarter of the examples, half of those of the network tiers (few examples each), where
-    `groups` is declared and the case stays within its tier's element bound; shrinks to `geo`.
-    Drawn after everything else, so the rest of a derandomised draw is as it was before
-    depthwise cases existed."""
+    """`geo` made depthwise (groups == in == out channels, at one of the tier's widths) in half
+    of the examples of a tier that draws them (`sizes.depthwise_widths`), where
+    `groups` is declared and the case stays within its tier's element bound; shrinks to `geo`."""
     widths = sizes.depthwise_widths(tier) if "groups" in supports else ()
-    odds = 4 if tier in sizes.SIZE_TIERS else 2
-    if not widths or draw(st.integers(0, odds - 1)) != odds - 1:
+    if not widths or not draw(st.booleans()):
         return geo
     width = draw(st.sampled_from(widths))
     depthwise = Case(**dict(geo, groups=width, in_channels=width, out_channels=width))

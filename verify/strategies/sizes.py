@@ -26,10 +26,9 @@ large along one or two dimensions only: no tensor of a case holds more than MAX_
     crowd    many channels and many values together, drawn channels_last first: 63-129 channels
              x 6,143-12,289 values (the shape of NVIDIA/apex#1768, 65 x 10,000)
 
-Where a variant declares `groups`, every tier but long and grid also draws depthwise convolutions
-(groups == in_channels == out_channels) at its widths (DEPTHWISE_WIDTHS: 8 and 9 in the unit tiers,
-7-129 in wide and crowd, 255-1025 in channels); long and grid keep to one or two channels, as 8
-channels of 2^21 values would pass the element bound.
+Where a variant declares `groups`, the channels and crowd tiers also draw depthwise convolutions
+(groups == in_channels == out_channels), at 7-129 and 255-1025 channels and at 63-129
+(`depthwise_widths`).
 
 Within a tier Hypothesis draws the values per channel from one ascending list of sizes next to the
 tier's boundaries (2^k - 1, 2^k, 2^k + 1, and awkward remainders), and the batch and image shape
@@ -224,12 +223,15 @@ def channel_boundaries(tier: str) -> tuple:
 
 def depthwise_widths(tier: str) -> tuple:
     """Widths (groups == in_channels == out_channels) a tier draws depthwise convolutions at, where
-    `groups` is declared; () where it draws none."""
-    if tier in ("long", "grid", INT32_TIER):
+    `groups` is declared; () where it draws none. Only `channels` (7-129 and 255-1025) and `crowd`
+    (63-129) draw them: a new draw in the unit tiers would reshuffle every derandomised example
+    the gallery's catches and margins were calibrated on, and `long` and `grid` keep to one or two
+    channels."""
+    if tier == "channels":
+        boundaries = CHANNEL_BOUNDARIES + NETWORK_CHANNEL_BOUNDARIES["channels"]
+    elif tier == "crowd":
+        boundaries = NETWORK_CHANNEL_BOUNDARIES["crowd"]
+    else:
         return ()
-    boundaries = channel_boundaries(tier)
-    if not boundaries:
-        return (8, 9)
     # Depthwise stops at 1025 channels: wider ones would be all weight and no batch norm.
-    widths = (w for b in boundaries for w in past_first((b - 1, b, b + 1), b) if w <= 1025)
-    return tuple(widths) if tier in NETWORK_TIERS else tuple(sorted(widths))
+    return tuple(w for b in boundaries for w in past_first((b - 1, b, b + 1), b) if w <= 1025)
