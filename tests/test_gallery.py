@@ -132,9 +132,9 @@ def _strip(text: str) -> str:
 def _junit(path: Path) -> dict:
     """(variant, property) -> (outcome, failure text) from the JUnit XML."""
     results = {}
-    from verify.strategies.sizes import SIZE_TIERS
+    from verify.strategies.sizes import ALL_TIERS
 
-    tier_suffix = "-(" + "|".join(SIZE_TIERS) + ")"
+    tier_suffix = "-(" + "|".join(ALL_TIERS) + ")"
     for case in ET.parse(path).iter("testcase"):
         match = re.fullmatch(r"test_(\w+)\[(.+?)(?:" + tier_suffix + r")?\]", case.get("name", ""))
         if not match:

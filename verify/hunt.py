@@ -14,11 +14,18 @@ from hypothesis.control import currently_in_test_context
 
 from verify import isolation, legality, runner
 from verify.report import PropertyFailure, ReportSession
+from verify.strategies.sizes import INT32_TIER, NETWORK_TIERS
 
 # Share of the Hypothesis profile's max_examples each size tier gets (at least one example): the
 # small tier keeps the whole count (fast, shrinks well); the larger tiers cost more per example.
 # ci (25): 25 small, 5 tile, 3 split, 2 large, 3 wide; fuzz (2000): 2000, 400, 240, 160, 240.
 TIER_SHARE = {"small": 1.0, "tile": 0.2, "split": 0.12, "large": 0.08, "wide": 0.12}
+# The network tiers (sizes of real networks, up to 2^22 values a tensor): ci 2 or 3 each (the
+# simplest case, past the first boundary, then drawn ones); long and crowd, up to a second an
+# example, get fewer than channels and grid, tens of milliseconds.
+TIER_SHARE.update(channels=0.12, long=0.08, grid=0.12, crowd=0.08)
+# Past 2^31 elements (cuda only): one example in ci and dev, a few under fuzz.
+TIER_SHARE[INT32_TIER] = 0.002
 
 
 # Triton kernels on Triton's CPU interpreter run each program instance in Python, 100-1000x slower
@@ -30,19 +37,38 @@ def examples_for(tier: str, max_examples: int) -> int:
     return max(1, round(TIER_SHARE[tier] * max_examples))
 
 
-def _example_share(variant) -> float:
+def _interpreted(variant) -> bool:
     if getattr(variant, "triton", False):
         from fused.triton_support import interpreting
 
-        if interpreting():
-            return INTERPRETED_SHARE
-    return 1.0
+        return interpreting()
+    return False
+
+
+def _example_share(variant) -> float:
+    return INTERPRETED_SHARE if _interpreted(variant) else 1.0
+
+
+def tier_unavailable(variant, tier: str) -> str:
+    """Why `variant` does not run at `tier` here ("" where it does): a network-tier example
+    (up to 2^22 values a tensor) would take hours on Triton's CPU interpreter."""
+    if tier in NETWORK_TIERS + (INT32_TIER,) and _interpreted(variant):
+        return (
+            f"size tier {tier!r} (sizes of real networks) is too large for Triton's CPU "
+            "interpreter: run it where a GPU compiles the kernel"
+        )
+    return ""
 
 
 def hunt(prop_module, variant, tier: str, session: ReportSession) -> None:
     """Run the property on `variant` as a Hypothesis test over cases of size tier `tier`, with
     the tier's share of the current profile's examples, recording into `session`."""
     __tracebackhide__ = True
+    unavailable = tier_unavailable(variant, tier)
+    if unavailable:
+        import pytest
+
+        pytest.skip(unavailable)
     label = f"{prop_module.NAME}[{variant.name}-{tier}]"
     # `search`'s source is part of Hypothesis's digest of the test (below): it must stay exactly
     # as it is, or every derandomised draw and every example database key changes. So the session

@@ -124,9 +124,9 @@ class TallyKey:
 
     def sort_key(self) -> tuple:
         """Variants and properties by name, size tiers small to large."""
-        from verify.strategies.sizes import SIZE_TIERS
+        from verify.strategies.sizes import ALL_TIERS
 
-        rank = SIZE_TIERS.index(self.tier) if self.tier in SIZE_TIERS else len(SIZE_TIERS)
+        rank = ALL_TIERS.index(self.tier) if self.tier in ALL_TIERS else len(ALL_TIERS)
         return (self.variant, self.property, rank)
 
 

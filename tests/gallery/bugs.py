@@ -25,7 +25,7 @@ from torch.nn.grad import conv2d_weight
 from torch.utils.checkpoint import checkpoint
 
 try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from anywhere
-    from tests.gallery import memory_bugs, program_bugs, tiled_bugs
+    from tests.gallery import memory_bugs, program_bugs, size_bugs, tiled_bugs
     from tests.gallery._correct import (
         ALL_FEATURES,
         DIMS,
@@ -36,7 +36,7 @@ try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from 
     )
 except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.gallery import memory_bugs, program_bugs, tiled_bugs
+    from tests.gallery import memory_bugs, program_bugs, size_bugs, tiled_bugs
     from tests.gallery._correct import (
         ALL_FEATURES,
         DIMS,
@@ -591,12 +591,15 @@ _GALLERY = {
 }
 
 _GALLERY.update(tiled_bugs.GALLERY)
+_GALLERY.update(size_bugs.GALLERY)
 _GALLERY.update(program_bugs.GALLERY)
 _GALLERY.update(memory_bugs.GALLERY)
 
 # Features beyond ALL_FEATURES a bug declares, so that the property it must fail runs on it.
 EXTRA_SUPPORTS = dict(
-    tiled_bugs.EXTRA_SUPPORTS, biased_variance_when_compiled=frozenset({"compile"})
+    tiled_bugs.EXTRA_SUPPORTS,
+    **size_bugs.EXTRA_SUPPORTS,
+    biased_variance_when_compiled=frozenset({"compile"}),
 )
 
 ALL = [
@@ -619,6 +622,7 @@ KNOWN_GAPS: dict = {}
 # name -> properties the bug must not trip (its planted fault is elsewhere).
 MUST_PASS = dict(
     tiled_bugs.MUST_PASS,
+    **size_bugs.MUST_PASS,
     **program_bugs.MUST_PASS,
     **memory_bugs.MUST_PASS,
     biased_variance_when_compiled=("forward", "gradients", "running_stats"),

@@ -244,7 +244,8 @@ GALLERY = {
         BatchPastGrid("tutorial"),
         "tutorial",
         False,
-        {NUMERIC: _at(r"\d+ values per channel \(N=(9|1\d) x", VALUES)},
+        # (or at the grid tier's batch past 65535)
+        {NUMERIC: _at(r"\d+ values per channel \(N=(9|1\d|\d{5,}) x", VALUES)},
     ),
     "partly_written_output": (
         PartlyWrittenOutput("standard"),
@@ -268,7 +269,8 @@ GALLERY = {
         GradOutStridedLikeOutput("tutorial"),
         "tutorial",
         True,
-        {"gradients": r"grad_layout=(contiguous|channels_last)[\s\S]*?" + GRADS},
+        # (a stride-0 grad_out, made dense, is indexed with the output's strides as well)
+        {"gradients": r"grad_layout=(contiguous|channels_last|expanded|broadcast)[\s\S]*?" + GRADS},
     ),
     "graph_under_no_grad": (
         GraphUnderNoGrad("standard"),

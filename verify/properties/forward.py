@@ -5,9 +5,13 @@ and `grad_mode`."""
 from __future__ import annotations
 
 from verify.properties.checks import check_against_oracle
+from verify.strategies import sizes
 from verify.strategies.configs import cases
 
 NAME = "forward"
+# Also at the sizes of real networks: the other properties test what does not depend on size,
+# or (running_stats: 2-4 calls an example) cost too much per element there.
+SIZE_TIERS = sizes.ALL_TIERS
 
 
 def strategy(variant, tier: str = "small"):

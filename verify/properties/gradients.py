@@ -9,9 +9,13 @@ them again)."""
 from __future__ import annotations
 
 from verify.properties.checks import check_against_oracle, training_step_results
+from verify.strategies import sizes
 from verify.strategies.configs import cases, in_calling_contexts
 
 NAME = "gradients"
+# Also at the sizes of real networks: the other properties test what does not depend on size,
+# or (running_stats: 2-4 calls an example) cost too much per element there.
+SIZE_TIERS = sizes.ALL_TIERS
 
 
 def strategy(variant, tier: str = "small"):

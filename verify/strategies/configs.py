@@ -7,6 +7,8 @@ the simplest legal value, so a failure is reported on a minimal configuration.
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import assume
 from hypothesis import strategies as st
 
@@ -47,9 +49,12 @@ def geometry(
 
     The output size is drawn first and the input size derived from it, so every geometry is legal
     and a tier's values per channel come out exactly as drawn."""
+    if tier == sizes.INT32_TIER:
+        return draw(sizes.int32_geometry())
     per_group = sizes.MAX_PER_GROUP[tier]
-    if tier == "wide":
-        out_channels = draw(sizes.channel_count())
+    if sizes.channel_boundaries(tier):
+        boundaries = sizes.channel_boundaries(tier)
+        out_channels = draw(sizes.channel_count(boundaries, past=tier in sizes.NETWORK_TIERS))
         group_choices = [g for g in (1, 2, 3, 4) if out_channels % g == 0]
         groups = draw(st.sampled_from(tuple(group_choices))) if "groups" in supports else 1
         out_per_group = out_channels // groups
@@ -65,12 +70,19 @@ def geometry(
     # dilation 2, in float16, and bfloat16/float32 channels_last): keep such axes at 1.
     dilation = tuple(d if k > 1 else 1 for d, k in zip(dilation, kernel, strict=True))
     padding = draw(_pair(st.integers(0, 2), "padding" in supports, 0))
-    if tier in sizes.REDUCTION_BOUNDARIES:
+    if tier == "grid":
+        batch, out_hw = draw(sizes.grid_layout())
+    elif tier in sizes.REDUCTION_BOUNDARIES:
         batch, out_hw = draw(sizes.reduction_layout(tier))
     else:
-        limit = 4 if tier == "small" else 6
+        limit = {"small": 4, "channels": 2}.get(tier, 6)
         out_hw = (draw(st.integers(1, limit)), draw(st.integers(1, limit)))
         batch = draw(st.integers(1, sizes.MAX_BATCH[tier]))
+    if tier in sizes.NETWORK_TIERS and tier != "channels":
+        # Keep the input about as large as the output (the element bound): no stride or
+        # dilation, and a 1-wide kernel along an axis of fewer than 8 outputs.
+        stride = dilation = (1, 1)
+        kernel = tuple(k if o >= 8 else 1 for k, o in zip(kernel, out_hw, strict=True))
     in_hw, legal_padding = [], []
     for o, k, s, d, p in zip(out_hw, kernel, stride, dilation, padding, strict=True):
         # The input that gives `o` outputs: (o - 1) s + d (k - 1) + 1 - 2 p, plus up to s - 1
@@ -97,7 +109,43 @@ def geometry(
         probe = probe.replace(batch=probe.batch + 1)
     if tier == "small":
         assume(probe.batch * probe.in_channels * probe.height * probe.width <= max_input_elements)
+    if tier in sizes.NETWORK_TIERS:
+        if _largest_tensor(probe) > sizes.MAX_NETWORK_ELEMENTS and probe.groups > 1:
+            # Two groups of a long reduction pass the bound: one group instead.
+            probe = probe.replace(
+                groups=1,
+                in_channels=probe.in_channels // probe.groups,
+                out_channels=probe.out_channels // probe.groups,
+            )
+        assume(_largest_tensor(probe) <= sizes.MAX_NETWORK_ELEMENTS)
+        fields.update(
+            groups=probe.groups, in_channels=probe.in_channels, out_channels=probe.out_channels
+        )
     return dict(fields, batch=probe.batch)
+
+
+@st.composite
+def _maybe_depthwise(draw, geo: dict, supports: frozenset, tier: str, max_input_elements: int):
+    """`geo` made depthwise (groups == in == out channels, at one of the tier's widths) in half
+    of the examples of a tier that draws them (`sizes.depthwise_widths`), where
+    `groups` is declared and the case stays within its tier's element bound; shrinks to `geo`."""
+    widths = sizes.depthwise_widths(tier) if "groups" in supports else ()
+    if not widths or not draw(st.booleans()):
+        return geo
+    width = draw(st.sampled_from(widths))
+    depthwise = Case(**dict(geo, groups=width, in_channels=width, out_channels=width))
+    if tier == "small":
+        fits = math.prod(depthwise.x_shape) <= max_input_elements
+    else:
+        fits = tier not in sizes.NETWORK_TIERS or (
+            _largest_tensor(depthwise) <= sizes.MAX_NETWORK_ELEMENTS
+        )
+    return dict(geo, groups=width, in_channels=width, out_channels=width) if fits else geo
+
+
+def _largest_tensor(case: Case) -> int:
+    """Values in the largest of x, the weight and the output."""
+    return max(math.prod(case.x_shape), math.prod(case.weight_shape), math.prod(case.out_shape))
 
 
 @shared
@@ -176,17 +224,29 @@ def cases(
         bn["eps"] = draw(st.sampled_from(eps_values(dtype)))
     # Mixed precision (torch.autocast's layout): half activations, float32 batch-norm parameters.
     mixed = dtype in HALF_DTYPES and "autocast" in supports and draw(st.booleans())
+    layout = draw(st.sampled_from(_layouts_of(tier, tuple(layouts))))
+    family = draw(st.sampled_from(value_families(values)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    geo = draw(_maybe_depthwise(geo, supports, tier, max_input_elements))
     return Case(
         **geo,
         **bn,
         form=form,
         dtype=dtype,
-        layout=draw(st.sampled_from(tuple(layouts))),
-        values=draw(st.sampled_from(value_families(values))),
-        seed=draw(st.integers(0, 2**32 - 1)),
+        layout=layout,
+        values=family,
+        seed=seed,
         device=device,
         param_dtype="float32" if mixed else "",
     )
+
+
+def _layouts_of(tier: str, layouts: tuple) -> tuple:
+    """The crowd tier draws channels_last three times in five, and shrinks to it: many channels
+    and many values together in channels_last is where NVIDIA/apex#1768's kernel broke."""
+    if tier != "crowd" or "channels_last" not in layouts:
+        return layouts
+    return ("channels_last",) * 3 + tuple(v for v in layouts if v != "channels_last")
 
 
 # Who requires grad in real training: everything; a network's first layer (not x); a frozen
