@@ -103,6 +103,22 @@ def test_a_property_test_scores_few_examples_and_still_targets(monkeypatch):
     assert told == sorted(told)
 
 
+def test_without_a_database_every_example_is_scored(monkeypatch):
+    """`ci` keeps no database, hence no Pareto front: every score is told, as before, so its
+    derandomised draws (and the gallery's catches) do not move."""
+    told = []
+    monkeypatch.setattr(hunt, "target", lambda score, label: told.append(score))
+    profile = settings.get_current_profile_name()
+    settings.register_profile("throughput-test-ci", max_examples=15, database=None)
+    settings.load_profile("throughput-test-ci")
+    session = ReportSession()
+    try:
+        hunt.hunt(forward, builtin_variant("eager"), "small", session)
+    finally:
+        settings.load_profile(profile)
+    assert len(told) == sum(t.examples for t in session.tallies.values()) >= 15
+
+
 def test_deterministic_mode_without_importing_inductor_still_sets_inductors_flag():
     """Inductor loaded inside the context (a kernel under torch.compile) is deterministic there,
     and restored afterwards; outside a compile Inductor is never imported."""

@@ -12,13 +12,13 @@ import numpy as np
 
 from verify import oracle, runner, tolerance
 from verify.properties.checks import assert_close, fail, training_step_results
-from verify.strategies.configs import cases, in_calling_contexts
+from verify.strategies.configs import calling_contexts, cases
 
 NAME = "determinism"
 
 
 def strategy(variant, tier: str = "small"):
-    return in_calling_contexts(cases(variant.supports, variant.form, tier=tier))
+    return cases(variant.supports, variant.form, tier=tier).flatmap(calling_contexts)
 
 
 def check(variant, case) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from verify.properties.checks import check_against_oracle, training_step_results
 from verify.strategies import sizes
-from verify.strategies.configs import cases, in_calling_contexts
+from verify.strategies.configs import calling_contexts, cases
 
 NAME = "gradients"
 # Also at the sizes of real networks: the other properties test what does not depend on size,
@@ -19,7 +19,7 @@ SIZE_TIERS = sizes.ALL_TIERS
 
 
 def strategy(variant, tier: str = "small"):
-    return in_calling_contexts(cases(variant.supports, variant.form, tier=tier))
+    return cases(variant.supports, variant.form, tier=tier).flatmap(calling_contexts)
 
 
 def check(variant, case) -> float:
