@@ -1,18 +1,14 @@
-"""What makes the suite fast keeps what it draws and how it searches: shared strategy objects, the
-calling context drawn without flatmap, `target()` told only new bests, the deterministic mode
-switched without importing Inductor."""
+"""What makes the suite fast keeps what it draws and how it searches: shared strategy objects,
+`target()` told only new bests where a database is set, the deterministic mode switched without
+importing Inductor."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from random import Random
 
-import pytest
 from hypothesis import settings, target
 from hypothesis.database import InMemoryExampleDatabase
-from hypothesis.errors import StopTest, UnsatisfiedAssumption
-from hypothesis.internal.conjecture.data import ConjectureData
 
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES
@@ -21,7 +17,7 @@ from verify.benchmarks.throughput import _examples
 from verify.dtypes import HALF_DTYPES
 from verify.properties import forward
 from verify.report import ReportSession
-from verify.strategies.configs import calling_contexts, cases, geometry, in_calling_contexts
+from verify.strategies.configs import geometry
 from verify.strategies.shared import shared
 
 ALL_FEATURES = frozenset(CONV_FEATURES | BN_FEATURES | set(HALF_DTYPES) | {"autocast"})
@@ -39,32 +35,6 @@ def test_shared_strategies_are_built_once_per_argument_list():
 
     assert strategy([1, 2]) is not strategy([1, 2])  # unhashable: built afresh, not refused
     assert len(built) == 2
-
-
-def _draw(strategy, choices=None, seed=0):
-    data = (
-        ConjectureData(random=Random(seed))
-        if choices is None
-        else ConjectureData.for_choices(choices)
-    )
-    try:
-        value = data.draw(strategy)
-    except (StopTest, UnsatisfiedAssumption):  # a rejected draw (assume) in the small tier
-        return None, None
-    return value, data.choices
-
-
-# The small tier's geometry may `assume`, which outside a test is deprecated but still raises.
-@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
-@pytest.mark.parametrize("tier", ["small", "tile", "wide"])
-def test_calling_contexts_without_flatmap_draw_the_same_cases(tier):
-    base = cases(ALL_FEATURES, "standard", tier=tier)
-    for seed in range(40):
-        old, choices = _draw(base.flatmap(calling_contexts), seed=seed)
-        if old is None:
-            continue
-        new, new_choices = _draw(in_calling_contexts(base), choices)
-        assert new == old and new_choices == choices
 
 
 def test_target_is_told_only_new_bests(monkeypatch):

@@ -267,18 +267,6 @@ REQUIRES_GRAD_SUBSETS = (
 def calling_contexts(draw, case: Case):
     """`case` with a drawn subset of inputs requiring grad and a drawn grad_out layout. Names
     of inputs the case does not have are dropped; a subset left empty falls back to x."""
-    return _in_a_calling_context(draw, case)
-
-
-@shared
-@st.composite
-def in_calling_contexts(draw, case_strategy):
-    """A case of `case_strategy` in a drawn calling context: `case_strategy.flatmap(
-    calling_contexts)` with the same draws, without a new strategy object per example."""
-    return _in_a_calling_context(draw, draw(case_strategy))
-
-
-def _in_a_calling_context(draw, case: Case) -> Case:
     present = (
         {"x", "weight"}
         | ({"bias"} if case.bias else set())
