@@ -297,10 +297,13 @@ def _limitation_lines(config, session: report.ReportSession) -> list[str]:
     from fused.variant import LIMITATIONS
 
     ran = {key.variant for key in session.tallies}
+    # The variants this process has loaded: --variant's (loaded at configure, on the xdist
+    # controller too); the built-ins declare none, and loading them here would import torch and
+    # triton on the controller only to print nothing.
     lines = [
         f"variant {v.name!r} declares limitation {name!r}: {LIMITATIONS[name]} (checked by "
         "'programs')"
-        for v in _variants(config)
+        for v in config._convbn_variants or ()
         if v.name in ran
         for name in sorted(v.limitations)
     ]

@@ -191,3 +191,9 @@ def test_memory_saving_variants_save_fewer_bytes_than_eager(variant):
 
 def test_feature_configs_cover_all_conv_bn_features():
     assert set(FEATURE_CONFIGS) == CONV_FEATURES | BN_FEATURES
+
+
+def test_builtins_declare_no_limitation():
+    # verify.plugin names declared limitations from the variants it has loaded, which on an xdist
+    # controller are --variant's only: a built-in with a limitation would go unnamed.
+    assert not [v.name for v in BUILTIN_VARIANTS if v.limitations]
