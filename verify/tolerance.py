@@ -111,13 +111,7 @@ def _bounds(case, arrays, exact, gradients):
         # |(d + e)^2 - d^2| <= 2 |d| e + e^2, whose second-order term is all that is left on a
         # constant channel (d = 0 exactly, yet a kernel's rounded mean leaves e^2 behind).
         var = stats.var_unbiased
-        # The sum of squares adds same-sign terms: all of it is the shared part, charged like the
-        # mean's (SHARED_SUM R u): measured on PyTorch's own CPU batch norm (fused_tutorial,
-        # float64, strided, 16,383 values with "huge" magnitudes), 0.2 R u var, past sqrt(R) u.
-        e_var = (
-            _mean(2 * np.abs(centred) * e_d + e_d * e_d) * r / max(r - 1, 1)
-            + u * (root_r + SHARED_SUM * r) * var
-        )
+        e_var = _mean(2 * np.abs(centred) * e_d + e_d * e_d) * r / max(r - 1, 1) + u * root_r * var
         if case.form == "tutorial":
             std = np.sqrt(var)
             # sqrt is 1/2-Hoelder: |sqrt(v + e) - sqrt(v)| <= min(e / (2 sqrt(v)), sqrt(e)).
