@@ -15,6 +15,7 @@ from hypothesis import settings
 
 from tests.meta.helpers import run_cli
 from verify import campaign
+from verify.properties import forward, gradients
 from verify.strategies.sizes import ALL_TIERS
 
 FILES = ["verify/test_forward.py", "verify/test_gradients.py"]
@@ -51,7 +52,8 @@ def serial_and_parallel(tmp_path_factory, variant_file):
 def test_xdist_prints_the_table(serial_and_parallel):
     _, (proc, _) = serial_and_parallel
     assert proc.returncode == 1, proc.stdout  # meta_no_mean fails
-    assert "2 workers [20 items]" in proc.stdout  # 2 variants x 2 properties x 5 size tiers
+    items = 2 * (len(forward.SIZE_TIERS) + len(gradients.SIZE_TIERS))  # 2 variants
+    assert f"2 workers [{items} items]" in proc.stdout
     assert "convbn-verify: examples and worst error" in proc.stdout
     assert "meta_good     forward" in proc.stdout or "meta_good  forward" in proc.stdout
 
