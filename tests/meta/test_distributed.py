@@ -16,7 +16,13 @@ from hypothesis import settings
 from tests.meta.helpers import run_cli
 from verify import campaign
 from verify.properties import forward, gradients
-from verify.strategies.sizes import ALL_TIERS
+from verify.strategies.sizes import ALL_TIERS, SIZE_TIERS
+
+# Campaign mechanics (budgets, databases, different draws) are tested at the unit tiers: their
+# random draws at the network tiers reach a known false alarm of the bounds (PyTorch's own
+# float64 batch norm past ~2^17 values per channel errs more than sqrt(R) u; open) that is not
+# what these tests are about.
+UNIT_TIERS_ONLY = ("-k", " or ".join(SIZE_TIERS))
 
 FILES = ["verify/test_forward.py", "verify/test_gradients.py"]
 
@@ -121,6 +127,7 @@ def test_two_campaigns_draw_different_examples(tmp_path, monkeypatch):
                 "0.1s",
                 "--verify-db",
                 "none",
+                *UNIT_TIERS_ONLY,
             ],
             files=FILES[:1],
         )
@@ -146,6 +153,7 @@ def test_budget_runs_rounds_until_spent(tmp_path, variant_file):
             "30s",
             "--verify-db",
             "none",
+            *UNIT_TIERS_ONLY,
         ],
         files=FILES[:1],
     )
