@@ -21,6 +21,8 @@ error instead of returning numbers (and correct numbers still pass)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 from hypothesis import strategies as st
@@ -272,41 +274,54 @@ def _accumulate(variant, case) -> float:
     return max(worst, _close(variant, case, actual, exact, allowed, context))
 
 
+@dataclass
+class _Call:
+    """One call of a layer called again and again, read only after the last call."""
+
+    tensors: dict
+    out: torch.Tensor
+    exact: Results
+    allowed: Results
+    grads: dict = field(default_factory=dict)
+
+    def backward(self) -> None:
+        self.grads = runner.gradients_of(self.out, self.tensors, self.tensors["grad_out"])
+
+
 def _repeated(variant, case) -> float:
     __tracebackhide__ = True
     layer = _Layer(case)
     graph = case.grad_mode == "enabled"
-    calls = []
+    calls: list[_Call] = []
 
-    def call():
+    def call() -> None:
         tensors = layer.inputs()
         with MODES[case.grad_mode]():
             out = runner.forward(variant, case, tensors, graph=graph)
-        calls.append([tensors, out, None, *layer.expect()])
+        calls.append(_Call(tensors, out, *layer.expect()))
 
     call()
     if layer.chainable():
         call()
-    if graph:
-        for record in calls:
-            tensors, out = record[0], record[1]
-            record[2] = runner.gradients_of(out, tensors, tensors["grad_out"])
+    # Both backwards after both forwards: a layer used twice in one network.
+    for earlier in calls if graph else ():
+        earlier.backward()
     if layer.chainable():
         layer.optimizer_step()
         call()
         if graph:
-            calls[-1][2] = runner.gradients_of(calls[-1][1], calls[-1][0], calls[-1][0]["grad_out"])
+            calls[-1].backward()
     worst = 0.0
-    for i, (tensors, out, grads, exact, allowed) in enumerate(calls):
-        actual = dict(out=runner.to_numpy(out), **_numpy(grads or {}))
+    for i, done in enumerate(calls):
+        actual = dict(out=runner.to_numpy(done.out), **_numpy(done.grads))
         if i == len(calls) - 1:
-            actual.update(runner.running_stats(tensors))
+            actual.update(runner.running_stats(done.tensors))
         what = "after an optimizer step changed the parameters in place, " if i == 2 else ""
         context = (
             f"call {i + 1} of {len(calls)} of one layer, {what}its results read after the last "
             f"call (grad mode {case.grad_mode})"
         )
-        worst = max(worst, _close(variant, case, actual, exact, allowed, context))
+        worst = max(worst, _close(variant, case, actual, done.exact, done.allowed, context))
     return worst
 
 
