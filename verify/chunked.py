@@ -84,11 +84,10 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
                 part = x[n : n + 1, :, h : h + step] if pointwise else x[n : n + 1]
                 part = part.double()
                 y = F.conv2d(part, weight, bias, **conv)
-                magnitude = F.conv2d(
-                    part.abs(), weight.abs(), None if bias is None else bias.abs(), **conv
-                )
+                products = F.conv2d(part.abs(), weight.abs(), None, **conv)
+                magnitude = products if bias is None else products + _c(bias.abs())
                 e_y = u * (root_k * magnitude + y.abs()) + eta * (root_k + 1)
-                yield (n, 0, h, 0), y, e_y
+                yield (n, 0, h, 0), y, e_y, products == 0
 
     dims = (0, 2, 3)
 
@@ -96,12 +95,14 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
         return torch.zeros(case.out_channels, dtype=torch.float64, device=x.device)
 
     sum_y, sum_e_y = zeros(), zeros()
-    for _, y, e_y in conv_chunks():
+    unreached = zeros()
+    for _, y, e_y, bias_only in conv_chunks():
         sum_y = sum_y + y.sum(dim=dims)
         sum_e_y = sum_e_y + e_y.sum(dim=dims)
+        unreached = unreached + bias_only.sum(dim=dims)
     mean = sum_y / r
     sum_sq, sum_abs = zeros(), zeros()
-    for _, y, _ in conv_chunks():
+    for _, y, _, _ in conv_chunks():
         centred = y - _c(mean)
         sum_sq = sum_sq + (centred * centred).sum(dim=dims)
         sum_abs = sum_abs + centred.abs().sum(dim=dims)
@@ -114,10 +115,13 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
         return centred, e_y + _c(e_mean) + u * centred.abs()
 
     sum_var_err = zeros()
-    for _, y, e_y in conv_chunks():
+    for _, y, e_y, _ in conv_chunks():
         centred, e_d = e_d_of(y, e_y)
         sum_var_err = sum_var_err + (2 * centred.abs() * e_d + e_d * e_d).sum(dim=dims)
-    e_var = sum_var_err / r * r / max(r - 1, 1) + u * root_r * var
+    u_sum = unit_roundoff(tolerance.SUM_DTYPE.get(case.dtype, case.dtype))
+    e_var = sum_var_err / r * r / max(r - 1, 1) + var * (
+        u * root_r + tolerance.SHARED_SUM * u_sum * unreached
+    )
     if case.form == "tutorial":
         std = var.sqrt()
         by_std = torch.where(std > 0, e_var / (2 * std), torch.full_like(std, math.inf))
@@ -130,7 +134,7 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
     gamma = torch.ones_like(mean) if bn_weight is None else bn_weight.double()
     beta = torch.zeros_like(mean) if bn_bias is None else bn_bias.double()
     worst = Worst()
-    for offset, y, e_y in conv_chunks():
+    for offset, y, e_y, _ in conv_chunks():
         n, _, h, _ = offset
         centred, e_d = e_d_of(y, e_y)
         xhat = centred / _c(denom)

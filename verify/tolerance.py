@@ -45,6 +45,15 @@ SAFETY = 8.0
 # a sequential float32 sum both err by 0.23-0.24 R u |mean|. Charged SHARED_SUM R u |mean|, which
 # with SAFETY allows 2 R u |mean|.
 SHARED_SUM = 0.25
+# Positions no input reaches (rows of padding, inputs that are zero) all hold the conv bias exactly,
+# so their squared deviations from the mean are identical addends of the variance's sum, often in
+# long runs (a padded row of a wide image): their rounding errors add up linearly as well.
+# PyTorch's own float64 batch norm on CPU errs by 0.1 k u var on k such positions (measured at
+# k = 10,922 of R = 16,383, one padded row above and below a 5,460-wide image). Charged
+# SHARED_SUM k u_sum var, with u_sum the unit roundoff of the precision sums run in: float32 for
+# the half dtypes (the precision a half kernel must accumulate in; a float16 accumulator still
+# fails), the dtype's own otherwise.
+SUM_DTYPE = {"float16": "float32", "bfloat16": "float32"}
 # The tutorial form's var term carries sqrt(R/(R-1)) <= sqrt(2) relative to the standard form's.
 VAR_TERM = 1.5
 
@@ -80,9 +89,8 @@ def _bounds(case, arrays, exact, gradients):
     root_r = np.sqrt(r)
 
     y = oracle.conv_output(case, arrays)
-    magnitude = reference.conv2d(
-        np.abs(x), np.abs(weight), None if bias is None else np.abs(bias), **conv
-    )
+    products = reference.conv2d(np.abs(x), np.abs(weight), None, **conv)
+    magnitude = products if bias is None else products + _c(np.abs(bias))
     # Below the normal range the dtype's spacing is a constant, eta: each rounded product, sum
     # and stored value may err by it whatever its size (values near float16's 6e-5, say).
     eta = underflow_unit(case.dtype)
@@ -111,7 +119,11 @@ def _bounds(case, arrays, exact, gradients):
         # |(d + e)^2 - d^2| <= 2 |d| e + e^2, whose second-order term is all that is left on a
         # constant channel (d = 0 exactly, yet a kernel's rounded mean leaves e^2 behind).
         var = stats.var_unbiased
-        e_var = _mean(2 * np.abs(centred) * e_d + e_d * e_d) * r / max(r - 1, 1) + u * root_r * var
+        unreached = (products == 0).sum(axis=_AXES)
+        u_sum = unit_roundoff(SUM_DTYPE.get(case.dtype, case.dtype))
+        e_var = _mean(2 * np.abs(centred) * e_d + e_d * e_d) * r / max(r - 1, 1) + var * (
+            u * root_r + SHARED_SUM * u_sum * unreached
+        )
         if case.form == "tutorial":
             std = np.sqrt(var)
             # sqrt is 1/2-Hoelder: |sqrt(v + e) - sqrt(v)| <= min(e / (2 sqrt(v)), sqrt(e)).
