@@ -23,6 +23,43 @@ from verify.case import Case
 from verify.dtypes import underflow_unit, unit_roundoff
 
 
+# Distinct values per channel gathered across chunks, beyond which a channel counts its repeats
+# chunk by chunk (below the global count only for data with more distinct values than this,
+# where repeats are the bias-only positions each chunk holds as well).
+DISTINCT_CAP = 2**24
+
+
+class _Repeats:
+    """`tolerance.repeats` over chunks of the conv output: exact while each channel's distinct
+    values fit DISTINCT_CAP, otherwise the sum of each chunk's own repeats."""
+
+    def __init__(self, channels: int):
+        self.seen: list = [[] for _ in range(channels)]
+        self.held = [0] * channels
+        self.within = [0] * channels
+        self.count = [0] * channels
+
+    def add(self, y) -> None:
+        for c in range(y.shape[1]):
+            distinct = torch.unique(y[:, c])
+            self.count[c] += y[:, c].numel()
+            self.within[c] += y[:, c].numel() - distinct.numel()
+            if self.seen[c] is not None:
+                self.seen[c].append(distinct)
+                self.held[c] += distinct.numel()
+                if self.held[c] > DISTINCT_CAP:
+                    self.seen[c] = None
+
+    def per_channel(self, device) -> torch.Tensor:
+        counts = [
+            self.within[c]
+            if seen is None
+            else self.count[c] - torch.unique(torch.cat(seen)).numel()
+            for c, seen in enumerate(self.seen)
+        ]
+        return torch.tensor(counts, dtype=torch.float64, device=device)
+
+
 @dataclass
 class Worst:
     """The largest |actual - exact| / bound of a comparison, and where."""
@@ -84,10 +121,11 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
                 part = x[n : n + 1, :, h : h + step] if pointwise else x[n : n + 1]
                 part = part.double()
                 y = F.conv2d(part, weight, bias, **conv)
-                products = F.conv2d(part.abs(), weight.abs(), None, **conv)
-                magnitude = products if bias is None else products + _c(bias.abs())
+                magnitude = F.conv2d(
+                    part.abs(), weight.abs(), None if bias is None else bias.abs(), **conv
+                )
                 e_y = u * (root_k * magnitude + y.abs()) + eta * (root_k + 1)
-                yield (n, 0, h, 0), y, e_y, products == 0
+                yield (n, 0, h, 0), y, e_y
 
     dims = (0, 2, 3)
 
@@ -95,14 +133,14 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
         return torch.zeros(case.out_channels, dtype=torch.float64, device=x.device)
 
     sum_y, sum_e_y = zeros(), zeros()
-    unreached = zeros()
-    for _, y, e_y, bias_only in conv_chunks():
+    repeats = _Repeats(case.out_channels)
+    for _, y, e_y in conv_chunks():
         sum_y = sum_y + y.sum(dim=dims)
         sum_e_y = sum_e_y + e_y.sum(dim=dims)
-        unreached = unreached + bias_only.sum(dim=dims)
+        repeats.add(y)
     mean = sum_y / r
     sum_sq, sum_abs = zeros(), zeros()
-    for _, y, _, _ in conv_chunks():
+    for _, y, _ in conv_chunks():
         centred = y - _c(mean)
         sum_sq = sum_sq + (centred * centred).sum(dim=dims)
         sum_abs = sum_abs + centred.abs().sum(dim=dims)
@@ -115,12 +153,12 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
         return centred, e_y + _c(e_mean) + u * centred.abs()
 
     sum_var_err = zeros()
-    for _, y, e_y, _ in conv_chunks():
+    for _, y, e_y in conv_chunks():
         centred, e_d = e_d_of(y, e_y)
         sum_var_err = sum_var_err + (2 * centred.abs() * e_d + e_d * e_d).sum(dim=dims)
     u_sum = unit_roundoff(tolerance.SUM_DTYPE.get(case.dtype, case.dtype))
     e_var = sum_var_err / r * r / max(r - 1, 1) + var * (
-        u * root_r + tolerance.SHARED_SUM * u_sum * unreached
+        u * root_r + tolerance.SHARED_SUM * u_sum * repeats.per_channel(x.device)
     )
     if case.form == "tutorial":
         std = var.sqrt()
@@ -134,7 +172,7 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
     gamma = torch.ones_like(mean) if bn_weight is None else bn_weight.double()
     beta = torch.zeros_like(mean) if bn_bias is None else bn_bias.double()
     worst = Worst()
-    for offset, y, e_y, _ in conv_chunks():
+    for offset, y, e_y in conv_chunks():
         n, _, h, _ = offset
         centred, e_d = e_d_of(y, e_y)
         xhat = centred / _c(denom)

@@ -149,7 +149,9 @@ def run_example(
     if strategy is None:
         strategy = prop_module.strategy(variant, tier)
     case = data.draw(strategy, label="case")
-    isolation.note_case(variant.name, prop_module.NAME, case, tier)
+    isolation.note_case(
+        variant.name, prop_module.NAME, case, tier, interpreted=_interpreted(variant)
+    )
     try:
         legality.check(case)
         ratio = prop_module.check(variant, case)

@@ -32,6 +32,10 @@ from pathlib import Path
 import pytest
 
 DEFAULT_TIMEOUT_S = 60.0
+# A Triton kernel on Triton's CPU interpreter runs each program instance in Python, 100-1000x
+# slower than compiled: a few training steps at the large tier took over 60 s on a busy 2-core
+# machine. Its examples get this many times --verify-timeout before they count as a hang.
+INTERPRETED_TIMEOUT_FACTOR = 5
 # Enough restarts for every property of a few variants to crash; xdist's default (4 per worker)
 # guards against workers that crash while starting, which cannot run anything anyway.
 DEFAULT_MAX_RESTARTS = 200
@@ -50,13 +54,14 @@ class _Worker:
         self.inflight = os.open(f"{base}.case", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self.fault = open(f"{base}.fault", "w")  # noqa: SIM115 - lives as long as the worker
 
-    def note(self, record: dict) -> None:
-        data = json.dumps(record).encode()
+    def note(self, record: dict, factor: float = 1) -> None:
+        limit = self.timeout * factor
+        data = json.dumps(dict(record, limit=limit)).encode()
         # One write into the page cache: it survives the process dying on the next line.
         os.pwrite(self.inflight, data, 0)
         os.ftruncate(self.inflight, len(data))
-        if self.timeout > 0:
-            faulthandler.dump_traceback_later(self.timeout, exit=True, file=self.fault)
+        if limit > 0:
+            faulthandler.dump_traceback_later(limit, exit=True, file=self.fault)
 
     def idle(self) -> None:
         faulthandler.cancel_dump_traceback_later()
@@ -66,8 +71,12 @@ class _Worker:
 _worker: list = [None]
 
 
-def note_case(variant_name: str, prop_name: str, case, tier: str = "small") -> None:
-    """Record the case about to be run, so that a crash or hang can be reported with it."""
+def note_case(
+    variant_name: str, prop_name: str, case, tier: str = "small", *, interpreted: bool = False
+) -> None:
+    """Record the case about to be run, so that a crash or hang can be reported with it; a
+    kernel on Triton's CPU interpreter (`interpreted`) gets INTERPRETED_TIMEOUT_FACTOR times the
+    time limit."""
     worker = _worker[0]
     if worker is not None:
         worker.note(
@@ -77,7 +86,8 @@ def note_case(variant_name: str, prop_name: str, case, tier: str = "small") -> N
                 "property": prop_name,
                 "tier": tier,
                 "case": case.to_json(),
-            }
+            },
+            INTERPRETED_TIMEOUT_FACTOR if interpreted else 1,
         )
 
 
@@ -265,9 +275,15 @@ class _Controller:
         )
         session.write_repro(variant_name, prop, case)
         if fault.startswith("Timeout ("):
+            limit = inflight.get("limit", self.timeout)
+            why = (
+                "--verify-timeout"
+                if limit == self.timeout
+                else f"--verify-timeout x {INTERPRETED_TIMEOUT_FACTOR} on Triton's CPU interpreter"
+            )
             headline = (
                 f"variant {variant_name!r} hangs on property {prop!r}: no result after "
-                f"{self.timeout:g} s (--verify-timeout); the test process was ended"
+                f"{limit:g} s ({why}); the test process was ended"
             )
         else:
             what = _fatal_error(fault) or "the test process died without a Python error"

@@ -18,7 +18,9 @@ into it, in units of the claimed dtype's unit roundoff u:
 
 Sums of n terms are charged sqrt(n) u (probabilistic rounding error analysis, Higham & Mary 2019)
 rather than the worst case n u, except the part of a per-channel sum that every addend shares
-(the mean of a channel), whose rounding errors are not independent: it is charged n u. The bound
+(the mean of a channel) and the squares of values that repeat (padding's bias-only positions,
+families of few distinct values), whose rounding errors are not independent: they are charged
+n u. The bound
 scales with u, so a kernel that silently computes in a lower precision than its dtype fails by
 the ratio of unit roundoffs (2^13 for float32 against float16, 2^29 for float64 against
 float32), while every amplification of the maths (1/D, the cancellation in y - mean, the
@@ -45,14 +47,15 @@ SAFETY = 8.0
 # a sequential float32 sum both err by 0.23-0.24 R u |mean|. Charged SHARED_SUM R u |mean|, which
 # with SAFETY allows 2 R u |mean|.
 SHARED_SUM = 0.25
-# Positions no input reaches (rows of padding, inputs that are zero) all hold the conv bias exactly,
-# so their squared deviations from the mean are identical addends of the variance's sum, often in
-# long runs (a padded row of a wide image): their rounding errors add up linearly as well.
-# PyTorch's own float64 batch norm on CPU errs by 0.1 k u var on k such positions (measured at
-# k = 10,922 of R = 16,383, one padded row above and below a 5,460-wide image). Charged
-# SHARED_SUM k u_sum var, with u_sum the unit roundoff of the precision sums run in: float32 for
-# the half dtypes (the precision a half kernel must accumulate in; a float16 accumulator still
-# fails), the dtype's own otherwise.
+# Repeated values round alike as well: when many addends of a channel are equal (the bias alone
+# at every position padding leaves no input, or a family of few distinct values such as small
+# integers), the rounding errors of a sequential sum of squares or of Welford's updates are no
+# longer a random walk. Measured on PyTorch's own float64 CPU statistics: torch.var (one thread,
+# Welford) errs by 0.24 R u var on a conv output of small integers (R = 65,536, all but 43 values
+# repeats), and F.batch_norm by 0.1 k u var on k = 10,922 bias-only positions of R = 16,383.
+# Charged SHARED_SUM k u_sum var for k repeats, with u_sum the unit roundoff of the precision sums
+# run in: float32 for the half dtypes (the precision a half kernel must accumulate in; a float16
+# accumulator still fails), the dtype's own otherwise.
 SUM_DTYPE = {"float16": "float32", "bfloat16": "float32"}
 # The tutorial form's var term carries sqrt(R/(R-1)) <= sqrt(2) relative to the standard form's.
 VAR_TERM = 1.5
@@ -89,8 +92,9 @@ def _bounds(case, arrays, exact, gradients):
     root_r = np.sqrt(r)
 
     y = oracle.conv_output(case, arrays)
-    products = reference.conv2d(np.abs(x), np.abs(weight), None, **conv)
-    magnitude = products if bias is None else products + _c(np.abs(bias))
+    magnitude = reference.conv2d(
+        np.abs(x), np.abs(weight), None if bias is None else np.abs(bias), **conv
+    )
     # Below the normal range the dtype's spacing is a constant, eta: each rounded product, sum
     # and stored value may err by it whatever its size (values near float16's 6e-5, say).
     eta = underflow_unit(case.dtype)
@@ -119,10 +123,9 @@ def _bounds(case, arrays, exact, gradients):
         # |(d + e)^2 - d^2| <= 2 |d| e + e^2, whose second-order term is all that is left on a
         # constant channel (d = 0 exactly, yet a kernel's rounded mean leaves e^2 behind).
         var = stats.var_unbiased
-        unreached = (products == 0).sum(axis=_AXES)
         u_sum = unit_roundoff(SUM_DTYPE.get(case.dtype, case.dtype))
         e_var = _mean(2 * np.abs(centred) * e_d + e_d * e_d) * r / max(r - 1, 1) + var * (
-            u * root_r + SHARED_SUM * u_sum * unreached
+            u * root_r + SHARED_SUM * u_sum * repeats(y)
         )
         if case.form == "tutorial":
             std = np.sqrt(var)
@@ -166,6 +169,13 @@ def _bounds(case, arrays, exact, gradients):
             case, arrays, exact, result, u, eta, gamma, denom, xhat, e_xhat, rel_denom, conv
         )
     return Results(**{name: SAFETY * value for name, value in result.items()})
+
+
+def repeats(y) -> np.ndarray:
+    """Per channel, how many of its N*H*W values repeat one the channel already holds (R minus
+    its distinct values)."""
+    by_channel = np.sort(np.moveaxis(y, 1, 0).reshape(y.shape[1], -1), axis=1)
+    return (by_channel[:, 1:] == by_channel[:, :-1]).sum(axis=1)
 
 
 def _shared_sum(v):

@@ -190,3 +190,23 @@ def test_excerpt_keeps_the_test_thread():
 
 def test_note_case_outside_a_worker_does_nothing():
     isolation.note_case("v", "forward", object())  # no worker: not even case.to_json()
+
+
+def test_a_kernel_on_the_triton_interpreter_gets_a_longer_time_limit(tmp_path):
+    """The watchdog's limit (and the limit a hang report names) is --verify-timeout times
+    INTERPRETED_TIMEOUT_FACTOR for an interpreted Triton kernel, --verify-timeout otherwise."""
+    from verify.case import Case
+
+    worker = isolation._Worker(str(tmp_path), "gw0", timeout=3.0)
+    isolation._worker[0] = worker
+    try:
+        limits = []
+        for interpreted in (False, True):
+            case = Case(batch=1, in_channels=1, out_channels=1, height=2, width=2, kernel=(1, 1))
+            isolation.note_case("v", "forward", case, interpreted=interpreted)
+            limits.append(json.loads((tmp_path / "gw0.case").read_text())["limit"])
+            worker.idle()
+    finally:
+        isolation._worker[0] = None
+        worker.fault.close()
+    assert limits == [3.0, 3.0 * isolation.INTERPRETED_TIMEOUT_FACTOR]

@@ -149,6 +149,28 @@ def test_network_edges_are_reachable(tier, condition):
     assert condition(find(cases(ALL, "standard", tier=tier), condition, settings=QUIET))
 
 
+@pytest.mark.parametrize("tier", sizes.ALL_TIERS)
+def test_depthwise_is_drawn_where_its_tiers_declare_it(tier):
+    """Where `groups` is declared, the wide, channels and crowd tiers draw depthwise convolutions
+    of at least 8 channels; none is drawn where it is not declared."""
+    widths = sizes.depthwise_widths(tier)
+    assert (widths != ()) == (tier in ("wide", "channels", "crowd"))
+    if not widths:
+        return
+
+    def wide_depthwise(c):
+        return _depthwise(c) and c.groups >= 8
+
+    assert wide_depthwise(find(cases(ALL, "standard", tier=tier), wide_depthwise, settings=QUIET))
+
+    @FAST
+    @given(case=cases(ALL - {"groups"}, "standard", tier=tier))
+    def never_undeclared(case):
+        assert case.groups == 1
+
+    never_undeclared()
+
+
 @pytest.mark.parametrize(
     "tier,expected",
     [

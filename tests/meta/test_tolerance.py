@@ -295,8 +295,8 @@ def test_the_padded_rows_false_alarm_stays_fixed(monkeypatch):
     """PyTorch's own float64 batch norm on a 5,460-wide image padded by a row above and below:
     two thirds of each channel's values are the bias alone, identical squared deviations in two
     long runs, and the variance's sum errs linearly in their count (0.1 k u var). Within the
-    bounds with the charge for positions no input reaches; 1.52x over them without it (what a
-    random draw of the running_stats property found)."""
+    bounds with the charge for repeated values; 1.52x over them without it (what a random draw
+    of the running_stats property found)."""
     from fused.registry import builtin_variant
     from verify.properties import running_stats
     from verify.report import PropertyFailure
@@ -324,6 +324,40 @@ def test_the_padded_rows_false_alarm_stays_fixed(monkeypatch):
     monkeypatch.setattr(tolerance, "SHARED_SUM", 0.0)
     with pytest.raises(PropertyFailure, match="running_var: worst element"):
         running_stats.check(variant, case)
+
+
+def test_the_repeated_integers_false_alarm_stays_fixed(monkeypatch):
+    """The tutorial's own Function (torch.var: Welford, one thread) on a conv output of small
+    integers, 65,536 values of which 43 are distinct: its float64 variance errs by 0.24 R u var.
+    Within the bounds with the charge for repeated values; 1.85x over them without it (what a
+    fuzz run of the long tier found)."""
+    from fused.registry import builtin_variant
+    from verify.properties import forward
+    from verify.report import PropertyFailure
+
+    case = Case(
+        batch=1,
+        in_channels=1,
+        out_channels=1,
+        height=257,
+        width=257,
+        kernel=(2, 2),
+        form="tutorial",
+        dtype="float64",
+        values="integers",
+        seed=0,
+    )
+    assert int(tolerance.repeats(oracle.conv_output(case, case.arrays()))[0]) == 65536 - 43
+    variant = builtin_variant("tutorial_function")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one Welford pass over the channel, as in a one-thread worker
+    try:
+        assert forward.check(variant, case) < 0.3
+        monkeypatch.setattr(tolerance, "SHARED_SUM", 0.0)
+        with pytest.raises(PropertyFailure, match="out: worst element"):
+            forward.check(variant, case)
+    finally:
+        torch.set_num_threads(threads)
 
 
 LONG = Case(batch=2, in_channels=1, out_channels=1, height=1024, width=1024, kernel=(1, 1), seed=3)

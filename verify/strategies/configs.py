@@ -126,11 +126,18 @@ def geometry(
 
 @st.composite
 def _maybe_depthwise(draw, geo: dict, supports: frozenset, tier: str, max_input_elements: int):
-    """`geo` made depthwise (groups == in == out channels, at one of the tier's widths) in half
-    of the examples of a tier that draws them (`sizes.depthwise_widths`), where
-    `groups` is declared and the case stays within its tier's element bound; shrinks to `geo`."""
+    """`geo` made depthwise (groups == in == out channels, at one of the tier's widths), where
+    `groups` is declared and the case stays within its tier's element bound; shrinks to `geo`.
+    Half the examples of the network tiers, a quarter of the wide tier's (three in four keep its
+    channel counts with their groups)."""
     widths = sizes.depthwise_widths(tier) if "groups" in supports else ()
-    if not widths or not draw(st.booleans()):
+    if not widths:
+        return geo
+    if tier in sizes.NETWORK_TIERS:
+        chosen = draw(st.booleans())
+    else:
+        chosen = draw(st.integers(0, 3)) == 3
+    if not chosen:
         return geo
     width = draw(st.sampled_from(widths))
     depthwise = Case(**dict(geo, groups=width, in_channels=width, out_channels=width))
