@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from verify.benchmarks.results import load_run
 from verify.compare import compare, compare_runs, main
+from verify.compare.results import load_run
 
 DATA = Path(__file__).resolve().parent / "data" / "gate"
 SAME = sorted((DATA / "same_commit").glob("*.json"))

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from verify.benchmarks.stats import mann_whitney_greater, quartiles
+from verify.compare.stats import mann_whitney_greater, quartiles
 
 __all__ = [
     "TimeVerdict",
@@ -97,7 +97,7 @@ def judge_time(
     alpha: float = DEFAULT_ALPHA,
     absolute: bool = False,
 ) -> TimeVerdict:
-    """The verdict on one benchmark present in both runs (`verify.benchmarks.results.Benchmark`)."""
+    """The verdict on one benchmark present in both runs (`verify.compare.results.Benchmark`)."""
     paired = base.baseline is not None and base.baseline == head.baseline
     b, h = _samples(base, paired), _samples(head, paired)
     if b is not None and h is not None:

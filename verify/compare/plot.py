@@ -141,7 +141,7 @@ def _title(column, baseline) -> str:
 
 
 def plot_history(runs, path, title: str | None = None) -> str:
-    """Write a PNG of `runs` (a list of `verify.benchmarks.results.Run`, oldest first) to `path`."""
+    """Write a PNG of `runs` (a list of `verify.compare.results.Run`, oldest first) to `path`."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -16,7 +16,7 @@ HEAD/BASE and a verdict. Benchmarks in only one file are listed and never fail.
   machine independent, so there is no allowance. Peak figures (keys containing ``peak``) are
   deterministic for a fixed torch build, thread count and device, so they are exact by default
   too; ``--peak-tolerance F`` allows a relative growth up to F for them (e.g. cuDNN autotuning).
-* time: `verify.benchmarks.time_rule` (the per-round time ratio to the eager baseline measured in
+* time: `verify.compare.time_rule` (the per-round time ratio to the eager baseline measured in
   the same run; a rank test plus a minimum effect size; absolute times only with
   ``--absolute-time``).
 
@@ -31,8 +31,8 @@ Exit status:
 
 History: ``--history DIR`` loads every run saved under a ``--benchmark-storage`` directory
 (``DIR/<machine-id>/NNNN_*.json``), oldest first, lists them, and prints every step of a figure
-across the runs (`verify.benchmarks.steps`): the commit where it went up, and down. With
-``--plot PNG`` it also draws them (`verify.benchmarks.plot`).
+across the runs (`verify.compare.steps`): the commit where it went up, and down. With
+``--plot PNG`` it also draws them (`verify.compare.plot`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from verify.benchmarks.results import BenchmarkFileError, Run, load_history, load_run
-from verify.benchmarks.time_rule import (
+from verify.compare.results import BenchmarkFileError, Run, load_history, load_run
+from verify.compare.time_rule import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_BENCHMARKS,
     DEFAULT_TIME_THRESHOLD,
@@ -162,7 +162,7 @@ def compare_runs(base: Run, head: Run, rule: GateRule = DEFAULT_RULE) -> list:
 
 def compare(base: Run, head: Run, rule: GateRule = DEFAULT_RULE):
     """(findings, {variant: VariantVerdict}): time is judged per variant over its benchmarks
-    (`verify.benchmarks.time_rule.judge_variants`), then each benchmark's time finding says how
+    (`verify.compare.time_rule.judge_variants`), then each benchmark's time finding says how
     it contributed."""
     findings = []
     names = list(base.benchmarks) + [n for n in head.benchmarks if n not in base.benchmarks]
@@ -406,7 +406,7 @@ def report(base: Run, head: Run, rule: GateRule = DEFAULT_RULE, out=None) -> int
 def history_report(
     runs: list, threshold: float = DEFAULT_TIME_THRESHOLD, absolute: bool = False, out=None
 ) -> None:
-    from verify.benchmarks.steps import find_history_steps, format_steps
+    from verify.compare.steps import find_history_steps, format_steps
 
     out = out if out is not None else sys.stdout
     print(f"{len(runs)} saved run(s), oldest first:", file=out)
@@ -508,7 +508,7 @@ def main(argv=None) -> int:
             return EXIT_ERROR
         history_report(runs, args.time_threshold, args.absolute_time)
         if args.plot:
-            from verify.benchmarks.plot import plot_history
+            from verify.compare.plot import plot_history
 
             plot_history(runs, args.plot)
             print(f"wrote {args.plot}")
@@ -533,7 +533,3 @@ def main(argv=None) -> int:
         min_benchmarks=args.min_benchmarks,
     )
     return report(base, head, rule)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
