@@ -37,9 +37,8 @@ RATIO, ABSOLUTE = "time vs baseline", "time"
 def series_label(bench) -> str:
     """The variant name of a benchmark: ``extra_info["variant"]``, else the test's parameter
     (``test_mnist_net[eager-b32]`` -> ``eager-b32``), else the test name without ``test_``."""
-    variant = bench.extra_info.get("variant") if isinstance(bench.extra_info, dict) else None
-    if variant:
-        return str(variant)
+    if bench.variant:
+        return bench.variant
     match = re.search(r"\[(.*)\]$", bench.name)
     if match:
         return match.group(1)

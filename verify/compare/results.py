@@ -78,10 +78,10 @@ class Benchmark:
         return bytes_figures(self.extra_info)
 
     @property
-    def label(self) -> str:
-        """Short label within its group: the variant name when recorded, else the test name."""
-        variant = self.extra_info.get("variant") if isinstance(self.extra_info, dict) else None
-        return str(variant) if variant else self.name
+    def variant(self) -> str | None:
+        """The variant it ran (``extra_info["variant"]``), when the benchmark recorded one."""
+        variant = self.extra_info.get("variant")
+        return str(variant) if variant else None
 
 
 @dataclass

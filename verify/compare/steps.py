@@ -26,7 +26,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-__all__ = ["Step", "segment", "find_steps", "find_history_steps", "format_steps"]
+__all__ = ["Step", "segment", "find_steps", "find_history_steps"]
 
 # Noise floor (log units, about 1%): a perfectly flat series must not turn a 1% wobble into a step.
 _MIN_NOISE = 0.01
@@ -167,9 +167,8 @@ def _variant_steps(runs, threshold: float) -> list:
     series = {}  # variant -> fullname -> {run index: median ratio}
     for i, run in enumerate(runs):
         for name, bench in run.benchmarks.items():
-            variant = bench.extra_info.get("variant")
-            if variant and bench.ratios:
-                series.setdefault(str(variant), {}).setdefault(name, {})[i] = statistics.median(
+            if bench.variant and bench.ratios:
+                series.setdefault(bench.variant, {}).setdefault(name, {})[i] = statistics.median(
                     bench.ratios
                 )
     steps = []
@@ -197,35 +196,3 @@ def _variant_steps(runs, threshold: float) -> list:
                 )
             )
     return steps
-
-
-def format_steps(steps, n_runs: int, threshold: float) -> str:
-    if n_runs < 2:
-        return "Steps: need at least two runs."
-    if not steps:
-        return (
-            f"Steps: none (no time level moved by more than {threshold:.0%}, no bytes figure "
-            f"changed) across {n_runs} runs."
-        )
-    lines = [
-        f"Steps across {n_runs} runs (time: levels moved > {threshold:.0%}; bytes: any change), "
-        f"at the first run of the new level:"
-    ]
-    ups = [s for s in steps if s.after > s.before]
-    for title, group in (("UP (worse)", ups), ("down", [s for s in steps if s.after <= s.before])):
-        if not group:
-            continue
-        lines.append(f"  {title}:")
-        for s in sorted(group, key=lambda s: (s.index, s.benchmark, s.figure)):
-            lines.append(
-                f"    commit {s.commit} (run {s.index}): "
-                f"{s.benchmark.rsplit('::', 1)[-1]} {s.figure} "
-                f"{_fmt(s.before, s.figure)} -> {_fmt(s.after, s.figure)} ({s.ratio:.3f}x)"
-            )
-    return "\n".join(lines)
-
-
-def _fmt(value: float, figure: str) -> str:
-    if figure.endswith("bytes"):
-        return f"{value:,.0f}"
-    return f"{value:.3f}"

@@ -36,6 +36,7 @@ with fewer than DEFAULT_MIN_BENCHMARKS benchmarks is not judged on time (its fig
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 from verify.compare.stats import mann_whitney_greater, quartiles
@@ -136,12 +137,6 @@ class VariantVerdict:
     outcome: str  # OK, SLOWER, NOISY or UNJUDGED (too few benchmarks)
 
 
-def _median(values):
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def judge_variants(
     verdicts,
     threshold: float = DEFAULT_TIME_THRESHOLD,
@@ -156,7 +151,7 @@ def judge_variants(
             by_variant.setdefault(variant, []).append(verdict)
     result = {}
     for variant, group in by_variant.items():
-        estimate = _median([v.estimate for v in group])
+        estimate = statistics.median([v.estimate for v in group])
         slower = sum(v.outcome == SLOWER for v in group)
         if len(group) < min_benchmarks:
             outcome = UNJUDGED
