@@ -19,9 +19,18 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 import textwrap
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from verify.compare.results import Benchmark, Run
+from verify.compare.stats import quartiles
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_history", "series_label"]
 
@@ -32,9 +41,14 @@ _MARKERS = "osD^vP*Xh<>"
 # Series closer than this everywhere would be drawn on top of each other: merge them.
 _NEAR = 0.005
 RATIO, ABSOLUTE = "time vs baseline", "time"
+_NO_GROUP = "(no group)"
+
+Point = tuple[float, float, float]  # (median, q1, q3) of one figure at one run; NaN where absent
+Series = tuple[Point, ...]  # one per run
+Colour = tuple[float, float, float, float]
 
 
-def series_label(bench) -> str:
+def series_label(bench: Benchmark) -> str:
     """The variant name of a benchmark: ``extra_info["variant"]``, else the test's parameter
     (``test_mnist_net[eager-b32]`` -> ``eager-b32``), else the test name without ``test_``."""
     if bench.variant:
@@ -45,22 +59,23 @@ def series_label(bench) -> str:
     return re.sub(r"^test_", "", bench.name)
 
 
-def _group_key(name: str):
+def _group_key(name: str) -> list[int | str]:
     """Sort groups by name, with numbers compared as numbers (batch=32 before batch=128)."""
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name or "")]
 
 
-def _value(bench, column):
+# ------------------------------------------------------------------------------------------------
+# What to draw: groups, their panels, and each panel's series
+
+
+def _value(bench: Benchmark | None, column: str) -> Point | None:
     """(median, q1, q3) of `column` for one benchmark of one run, or None."""
     if bench is None:
         return None
     if column == RATIO:
         if not bench.ratios:
             return None
-        r = sorted(bench.ratios)
-        if len(r) < 2:
-            return r[0], r[0], r[0]
-        q1, med, q3 = statistics.quantiles(r, n=4, method="inclusive")
+        q1, med, q3 = quartiles(bench.ratios)
         return med, q1, q3
     if column == ABSOLUTE:
         return bench.median * 1e3, bench.q1 * 1e3, bench.q3 * 1e3
@@ -68,12 +83,12 @@ def _value(bench, column):
     return None if v is None else (v / _MIB, v / _MIB, v / _MIB)
 
 
-def _collect(runs):
+def _collect(runs: Sequence[Run]) -> OrderedDict[str, OrderedDict[str, str]]:
     """group -> label -> fullname, in first-seen order."""
-    groups: "OrderedDict[str, OrderedDict[str, str]]" = OrderedDict()
+    groups: OrderedDict[str, OrderedDict[str, str]] = OrderedDict()
     for run in runs:
         for bench in run.benchmarks.values():
-            lines = groups.setdefault(bench.group or "(no group)", OrderedDict())
+            lines = groups.setdefault(bench.group or _NO_GROUP, OrderedDict())
             label = series_label(bench)
             if label in lines and lines[label] != bench.fullname:
                 label = bench.name
@@ -81,9 +96,9 @@ def _collect(runs):
     return groups
 
 
-def _columns_of(runs, lines) -> list:
+def _columns_of(runs: Sequence[Run], lines: dict[str, str]) -> list[str]:
     """The columns with at least one value in this group."""
-    keys = set()
+    keys: set[str] = set()
     has_ratio = False
     for run in runs:
         for fullname in lines.values():
@@ -96,7 +111,31 @@ def _columns_of(runs, lines) -> list:
     return ([RATIO] if has_ratio else []) + [ABSOLUTE] + memory
 
 
-def _close(a, b, rel: float) -> bool:
+def _baseline_of(runs: Sequence[Run], group: str) -> str | None:
+    """The variant the group's time was paired with, for the ratio panel's title."""
+    return next(
+        (
+            b.baseline
+            for run in runs
+            for b in run.benchmarks.values()
+            if (b.group or _NO_GROUP) == group and b.baseline
+        ),
+        None,
+    )
+
+
+def _series(runs: Sequence[Run], lines: dict[str, str], column: str) -> list[tuple[str, Series]]:
+    """(label, one point per run) of every line of the group with a value in `column`."""
+    series = []
+    nothing: Point = (math.nan, math.nan, math.nan)
+    for label, fullname in lines.items():
+        points = [_value(run.benchmarks.get(fullname), column) for run in runs]
+        if any(p is not None for p in points):
+            series.append((label, tuple(p if p is not None else nothing for p in points)))
+    return series
+
+
+def _close(a: Series, b: Series, rel: float) -> bool:
     """Every finite value of series `a` within `rel` of series `b`'s (NaN where both are NaN)."""
     for u, v in zip(a, b, strict=False):
         x, y = u[0], v[0]
@@ -108,18 +147,18 @@ def _close(a, b, rel: float) -> bool:
     return True
 
 
-def _merge_overlapping(series):
-    """[(label, values)] -> [(label text, values)]: series that would hide each other (equal, or
-    within _NEAR of each other at every run) are drawn once, labelled ``a = b`` (identical) or
-    ``a ~ b`` (within _NEAR)."""
-    merged = []  # [first values, [(label, exact)]]
+def _merge_overlapping(series: list[tuple[str, Series]]) -> list[tuple[str, str, Series]]:
+    """[(label, values)] -> [(first label, label text, values)]: series that would hide each
+    other (equal, or within _NEAR of each other at every run) are drawn once, labelled ``a = b``
+    (identical) or ``a ~ b`` (within _NEAR)."""
+    merged: list[tuple[Series, list[tuple[str, bool]]]] = []  # (first values, [(label, exact)])
     for label, values in series:
-        for entry in merged:
-            if _close(entry[0], values, _NEAR):
-                entry[1].append((label, entry[0] == values))
+        for first, members in merged:
+            if _close(first, values, _NEAR):
+                members.append((label, first == values))
                 break
         else:
-            merged.append([values, [(label, True)]])
+            merged.append((values, [(label, True)]))
     out = []
     for values, members in merged:
         text = members[0][0]
@@ -131,7 +170,16 @@ def _merge_overlapping(series):
     return out
 
 
-def _title(column, baseline) -> str:
+def _drawn(column: str, series: list[tuple[str, Series]]) -> list[tuple[str, str, Series]]:
+    """(label for the style, legend text, values) of each line of a panel. Memory figures of
+    several variants coincide (every fused kernel saves the same buffers): drawn once, saying so.
+    Time series are never merged."""
+    if column in (RATIO, ABSOLUTE):
+        return [(label, label, values) for label, values in series]
+    return _merge_overlapping(series)
+
+
+def _title(column: str, baseline: str | None) -> str:
     if column == RATIO:
         return f"time / {baseline or 'baseline'} (per-round ratio median, IQR)"
     if column == ABSOLUTE:
@@ -139,134 +187,165 @@ def _title(column, baseline) -> str:
     return f"{column}, MiB"
 
 
-def plot_history(runs, path, title: str | None = None) -> str:
-    """Write a PNG of `runs` (a list of `verify.compare.results.Run`, oldest first) to `path`."""
+# ------------------------------------------------------------------------------------------------
+# How to draw it
+
+
+@dataclass(frozen=True)
+class _Style:
+    """What every panel shares: each label's colour and marker, and the x axis (the runs)."""
+
+    colours: dict[str, Colour]
+    markers: dict[str, str]
+    xs: list[int]
+    ticks: list[int]  # the runs that get a tick label
+    tick_labels: list[str]  # commit and date of each of `ticks`
+
+
+def _style(runs: Sequence[Run], labels: list[str], cmap_name: str) -> _Style:
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap(cmap_name)
+    step = max(1, math.ceil(len(runs) / 10))
+    dated = [
+        f"{run.label}\n{(run.datetime or '')[5:16].replace('T', ' ')}".rstrip() for run in runs
+    ]
+    xs = list(range(len(runs)))
+    return _Style(
+        colours={lbl: cmap(i % cmap.N) for i, lbl in enumerate(labels)},
+        markers={lbl: _MARKERS[i % len(_MARKERS)] for i, lbl in enumerate(labels)},
+        xs=xs,
+        ticks=xs[::step],
+        tick_labels=dated[::step],
+    )
+
+
+def _draw_lines(ax: Axes, column: str, lines: list[tuple[str, str, Series]], style: _Style):
+    """One line a series, spread sideways a little so that near-equal ones do not hide each
+    other; time lines with their interquartile band."""
+    timed = column in (RATIO, ABSOLUTE)
+    last = max(1, len(lines) - 1)
+    width = 0.2 if len(lines) > 1 and len(style.xs) > 1 else 0.0
+    for k, (first, text, values) in enumerate(lines):
+        offset = (k - (len(lines) - 1) / 2) * width / last
+        x = [xi + offset for xi in style.xs]
+        colour = style.colours[first]
+        # Earlier series are drawn wider, later ones on top of them thinner: where two lines
+        # coincide for some runs only, the one underneath still shows as a rim.
+        wide = 0.0 if timed else (len(lines) - 1 - k) / last
+        ax.plot(
+            x,
+            [v[0] for v in values],
+            marker=style.markers[first],
+            ms=4 + 3 * wide,
+            lw=1.2 + 2.4 * wide,
+            color=colour,
+            zorder=2 + k,
+            label="\n".join(textwrap.wrap(text, 44)),
+        )
+        if timed:
+            ax.fill_between(
+                x, [v[1] for v in values], [v[2] for v in values], color=colour, alpha=0.15, lw=0
+            )
+
+
+def _name_row(ax: Axes, group: str) -> None:
+    """The group's name above the first panel of its row."""
+    ax.annotate(
+        "\n".join(textwrap.wrap(group, 60)),
+        (0, 1),
+        xycoords="axes fraction",
+        xytext=(0, 22),
+        textcoords="offset points",
+        fontsize=11,
+        fontweight="bold",
+        va="bottom",
+    )
+
+
+def _dress_x_axis(ax: Axes, style: _Style) -> None:
+    """Tick labels (slanted when more than fit side by side) and the legend under them."""
+    ax.set_xticks(style.ticks)
+    slanted = len(style.ticks) > 4
+    labels = [t.replace("\n", " ") if slanted else t for t in style.tick_labels]
+    ax.set_xticklabels(
+        labels, fontsize=7, rotation=35 if slanted else 0, ha="right" if slanted else "center"
+    )
+    # below the panel (inside it, the legend hides the lines), clear of the tick labels
+    ax.legend(
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.62 if slanted else -0.2),
+        ncol=2,
+        frameon=False,
+    )
+    if len(style.xs) == 1:
+        ax.set_xlim(-0.5, 0.5)
+
+
+def _draw_panel(
+    ax: Axes,
+    runs: Sequence[Run],
+    lines: dict[str, str],
+    column: str,
+    title: str,
+    group: str | None,
+    style: _Style,
+) -> None:
+    """One figure of one group across the runs; `group` names the row on its first panel."""
+    _draw_lines(ax, column, _drawn(column, _series(runs, lines, column)), style)
+    if column == RATIO:
+        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    if group is not None:
+        _name_row(ax, group)
+    _dress_x_axis(ax, style)
+    ax.tick_params(axis="y", labelsize=8)
+
+
+def _figure(nrows: int, ncols: int) -> tuple[Figure, list[list[Axes]]]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 5.0 * nrows + 0.8), squeeze=False)
+    return fig, [list(row) for row in axes]
+
+
+def plot_history(runs: Sequence[Run], path: str, title: str | None = None) -> str:
+    """Write a PNG of `runs` (`verify.compare.results.Run`s, oldest first) to `path`."""
     groups = _collect(runs)
     group_names = sorted(groups, key=_group_key)
     layout = {g: _columns_of(runs, groups[g]) for g in group_names}
     labels = list(OrderedDict.fromkeys(lbl for g in group_names for lbl in groups[g]))
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    colours = {lbl: cmap(i % cmap.N) for i, lbl in enumerate(labels)}
-    markers = {lbl: _MARKERS[i % len(_MARKERS)] for i, lbl in enumerate(labels)}
-
-    nrows = max(1, len(group_names))
     ncols = max((len(c) for c in layout.values()), default=1)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 5.0 * nrows + 0.8), squeeze=False)
-    xs = list(range(len(runs)))
-    tick_labels = [
-        f"{run.label}\n{(run.datetime or '')[5:16].replace('T', ' ')}".rstrip() for run in runs
-    ]
-    step = max(1, math.ceil(len(runs) / 10))
-    for r, group in enumerate(group_names):
+    fig, axes = _figure(max(1, len(group_names)), ncols)
+    style = _style(runs, labels, "tab10" if len(labels) <= 10 else "tab20")
+    for group, row in zip(group_names, axes, strict=False):
         columns = layout[group]
-        baseline = next(
-            (
-                b.baseline
-                for run in runs
-                for b in run.benchmarks.values()
-                if (b.group or "(no group)") == group and b.baseline
-            ),
-            None,
-        )
-        for c in range(ncols):
-            ax = axes[r][c]
+        baseline = _baseline_of(runs, group)
+        for c, ax in enumerate(row):
             if c >= len(columns):
                 ax.set_visible(False)
                 continue
-            column = columns[c]
-            series = []
-            for label, fullname in groups[group].items():
-                points = [_value(run.benchmarks.get(fullname), column) for run in runs]
-                if any(p is not None for p in points):
-                    series.append(
-                        (label, tuple(p if p is not None else (math.nan,) * 3 for p in points))
-                    )
-            # Memory figures of several variants coincide (every fused kernel saves the same
-            # buffers): draw them once and say so. Time series are never merged, and are spread
-            # sideways a little so that near-equal ones do not hide each other.
-            if column in (RATIO, ABSOLUTE):
-                merged = [(label, label, values) for label, values in series]
-            else:
-                merged = _merge_overlapping(series)
-            width = 0.2 if len(merged) > 1 and len(runs) > 1 else 0.0
-            for k, (first, text, values) in enumerate(merged):
-                offset = (k - (len(merged) - 1) / 2) * width / max(1, len(merged) - 1)
-                x = [xi + offset for xi in xs]
-                colour = colours[first]
-                # Earlier series are drawn wider, later ones on top of them thinner: where two
-                # lines coincide for some runs only, the one underneath still shows as a rim.
-                wide = (
-                    0.0
-                    if column in (RATIO, ABSOLUTE)
-                    else (len(merged) - 1 - k) / max(1, len(merged) - 1)
-                )
-                ax.plot(
-                    x,
-                    [v[0] for v in values],
-                    marker=markers[first],
-                    ms=4 + 3 * wide,
-                    lw=1.2 + 2.4 * wide,
-                    color=colour,
-                    zorder=2 + k,
-                    label="\n".join(textwrap.wrap(text, 44)),
-                )
-                if column in (RATIO, ABSOLUTE):
-                    ax.fill_between(
-                        x,
-                        [v[1] for v in values],
-                        [v[2] for v in values],
-                        color=colour,
-                        alpha=0.15,
-                        lw=0,
-                    )
-            if column == RATIO:
-                ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-            ax.grid(True, alpha=0.3)
-            ax.set_title(_title(column, baseline), fontsize=9)
-            if c == 0:
-                ax.annotate(
-                    "\n".join(textwrap.wrap(group, 60)),
-                    (0, 1),
-                    xycoords="axes fraction",
-                    xytext=(0, 22),
-                    textcoords="offset points",
-                    fontsize=11,
-                    fontweight="bold",
-                    va="bottom",
-                )
-            ax.set_xticks(xs[::step])
-            slanted = len(xs[::step]) > 4  # more labels than fit side by side
-            labels = [t.replace("\n", " ") if slanted else t for t in tick_labels[::step]]
-            ax.set_xticklabels(
-                labels,
-                fontsize=7,
-                rotation=35 if slanted else 0,
-                ha="right" if slanted else "center",
+            name = group if c == 0 else None
+            _draw_panel(
+                ax, runs, groups[group], columns[c], _title(columns[c], baseline), name, style
             )
-            # below the panel (inside it, the legend hides the lines), clear of the tick labels
-            ax.legend(
-                fontsize=7,
-                loc="upper center",
-                bbox_to_anchor=(0.5, -0.62 if slanted else -0.2),
-                ncol=2,
-                frameon=False,
-            )
-            if len(runs) == 1:
-                ax.set_xlim(-0.5, 0.5)
-            ax.tick_params(axis="y", labelsize=8)
-    fig.suptitle(
-        title or f"Benchmark history: {len(runs)} run(s), oldest first (x: commit, date)",
-        fontsize=12,
-        fontweight="bold",
-        x=0.01,
-        ha="left",
-    )
-    fig.tight_layout(rect=(0, 0, 1, 0.985), h_pad=3.0)
+    _finish(fig, title or f"Benchmark history: {len(runs)} run(s), oldest first (x: commit, date)")
     fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _close_figure(fig)
     return str(path)
+
+
+def _finish(fig: Figure, title: str) -> None:
+    fig.suptitle(title, fontsize=12, fontweight="bold", x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.985), h_pad=3.0)
+
+
+def _close_figure(fig: Figure) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
