@@ -220,7 +220,7 @@ def _style(runs: Sequence[Run], labels: list[str], cmap_name: str) -> _Style:
     )
 
 
-def _draw_lines(ax: Axes, column: str, lines: list[tuple[str, str, Series]], style: _Style):
+def _draw_lines(ax: Axes, column: str, lines: list[tuple[str, str, Series]], style: _Style) -> None:
     """One line a series, spread sideways a little so that near-equal ones do not hide each
     other; time lines with their interquartile band."""
     timed = column in (RATIO, ABSOLUTE)

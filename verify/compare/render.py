@@ -54,7 +54,7 @@ def _fmt_ratio(ratio: float | None) -> str:
     return f"{ratio:.3f}x"
 
 
-def _table(rows: list[tuple[str, ...]], align: tuple[str, ...]) -> str:
+def _table(rows: Sequence[tuple[str, ...]], align: tuple[str, ...]) -> str:
     """Rows as columns (the first row a header, ruled off), aligned left (<) or right (>)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []

@@ -37,8 +37,10 @@ with fewer than DEFAULT_MIN_BENCHMARKS benchmarks is not judged on time (its fig
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from verify.compare.results import Benchmark
 from verify.compare.stats import mann_whitney_greater, quartiles
 
 __all__ = [
@@ -71,8 +73,8 @@ OK, SLOWER, NOISY, UNJUDGED, DRIFT = "ok", "SLOWER", "NOISY", "not judged", "dri
 class TimeVerdict:
     outcome: str  # OK, SLOWER, NOISY or UNJUDGED
     measure: str  # "vs <baseline>", "absolute" or "absolute (quartiles)"
-    base: tuple  # (q1, median, q3) of BASE's figure
-    head: tuple
+    base: tuple[float, float, float]  # (q1, median, q3) of BASE's figure
+    head: tuple[float, float, float]
     estimate: float  # median(HEAD) / median(BASE)
     p: float | None = None  # None when judged from quartiles
 
@@ -85,15 +87,15 @@ class TimeVerdict:
         return self.outcome == NOISY
 
 
-def _samples(bench, paired: bool):
+def _samples(bench: Benchmark, paired: bool) -> list[float] | None:
     if paired:
         return bench.ratios
     return bench.data
 
 
 def judge_time(
-    base,
-    head,
+    base: Benchmark,
+    head: Benchmark,
     threshold: float = DEFAULT_TIME_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
     absolute: bool = False,
@@ -138,14 +140,14 @@ class VariantVerdict:
 
 
 def judge_variants(
-    verdicts,
+    verdicts: Iterable[tuple[str, TimeVerdict]],
     threshold: float = DEFAULT_TIME_THRESHOLD,
     min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
-) -> dict:
+) -> dict[str, VariantVerdict]:
     """{variant: VariantVerdict} from `verdicts`, an iterable of (variant, TimeVerdict) of the
     benchmarks in both runs; benchmarks not judged (UNJUDGED) are left out, and a variant with
     fewer than `min_benchmarks` judged benchmarks is UNJUDGED."""
-    by_variant = {}
+    by_variant: dict[str, list[TimeVerdict]] = {}
     for variant, verdict in verdicts:
         if verdict.outcome != UNJUDGED:
             by_variant.setdefault(variant, []).append(verdict)
