@@ -493,3 +493,10 @@ def test_plot_without_history_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["--plot", str(tmp_path / "x.png")])
     assert exc.value.code == 2
+
+
+def test_plot_without_matplotlib_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    out = tmp_path / "history.png"
+    assert main(["--history", str(storage(tmp_path)), "--plot", str(out)]) == 2
+    assert "--plot needs matplotlib" in capsys.readouterr().err and not out.exists()

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from verify.benchmarks.results import load_run
-from verify.compare import compare, compare_runs, main
+from verify.compare import judge_runs, main
+from verify.compare.results import load_run
 
 DATA = Path(__file__).resolve().parent / "data" / "gate"
 SAME = sorted((DATA / "same_commit").glob("*.json"))
@@ -59,7 +59,7 @@ def test_same_commit_history_has_no_step(capsys):
 def _regressions(base, head):
     return [
         (f.benchmark.rsplit("::", 1)[-1], f.figure)
-        for f in compare_runs(load_run(base), load_run(head))
+        for f in judge_runs(load_run(base), load_run(head)).findings
         if f.regression
     ]
 
@@ -95,7 +95,7 @@ def test_planted_slowdown_size(slow, low, high):
     # What the plant costs, by the gate's own estimate (median over fused_standard's
     # benchmarks) against each same-commit run.
     for base in SAME:
-        _, variants = compare(load_run(base), load_run(slow))
+        variants = judge_runs(load_run(base), load_run(slow)).variants
         assert low < variants["fused_standard"].estimate < high, (base, variants)
 
 
@@ -114,7 +114,7 @@ def test_planted_memory_growth_is_caught(base, capsys):
 
 
 def test_planted_memory_growth_is_about_25_percent_on_mnist_256():
-    findings = compare_runs(load_run(SAME[0]), load_run(HUNGRY))
+    findings = judge_runs(load_run(SAME[0]), load_run(HUNGRY)).findings
     (growth,) = [
         f.ratio
         for f in findings

@@ -1,4 +1,4 @@
-"""verify.benchmarks.stats: the one-sided Mann-Whitney test behind the gate's time rule."""
+"""verify.compare.stats: the one-sided Mann-Whitney test behind the gate's time rule."""
 
 import itertools
 import math
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from verify.benchmarks.stats import mann_whitney_greater, quartiles
+from verify.compare.stats import mann_whitney_greater, quartiles
 
 
 def exact_p(base, head):

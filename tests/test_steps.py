@@ -1,12 +1,12 @@
-"""verify.benchmarks.steps (change points across saved runs) and `verify.compare --history`."""
+"""verify.compare.steps (change points across saved runs) and `verify.compare --history`."""
 
 import copy
 import json
 import random
 
 from tests.test_compare import BASE
-from verify.benchmarks.steps import find_steps, segment
 from verify.compare import main
+from verify.compare.steps import find_steps, segment
 
 
 def noisy(n, level=1.0, noise=0.05, seed=0):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 
-from verify.benchmarks.results import bytes_figures
+from verify.compare.results import bytes_figures
 
 __all__ = ["format_memory_tables"]
 

@@ -36,9 +36,12 @@ with fewer than DEFAULT_MIN_BENCHMARKS benchmarks is not judged on time (its fig
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from verify.benchmarks.stats import mann_whitney_greater, quartiles
+from verify.compare.results import Benchmark
+from verify.compare.stats import mann_whitney_greater, quartiles
 
 __all__ = [
     "TimeVerdict",
@@ -70,8 +73,8 @@ OK, SLOWER, NOISY, UNJUDGED, DRIFT = "ok", "SLOWER", "NOISY", "not judged", "dri
 class TimeVerdict:
     outcome: str  # OK, SLOWER, NOISY or UNJUDGED
     measure: str  # "vs <baseline>", "absolute" or "absolute (quartiles)"
-    base: tuple  # (q1, median, q3) of BASE's figure
-    head: tuple
+    base: tuple[float, float, float]  # (q1, median, q3) of BASE's figure
+    head: tuple[float, float, float]
     estimate: float  # median(HEAD) / median(BASE)
     p: float | None = None  # None when judged from quartiles
 
@@ -84,20 +87,20 @@ class TimeVerdict:
         return self.outcome == NOISY
 
 
-def _samples(bench, paired: bool):
+def _samples(bench: Benchmark, paired: bool) -> list[float] | None:
     if paired:
         return bench.ratios
     return bench.data
 
 
 def judge_time(
-    base,
-    head,
+    base: Benchmark,
+    head: Benchmark,
     threshold: float = DEFAULT_TIME_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
     absolute: bool = False,
 ) -> TimeVerdict:
-    """The verdict on one benchmark present in both runs (`verify.benchmarks.results.Benchmark`)."""
+    """The verdict on one benchmark present in both runs (`verify.compare.results.Benchmark`)."""
     paired = base.baseline is not None and base.baseline == head.baseline
     b, h = _samples(base, paired), _samples(head, paired)
     if b is not None and h is not None:
@@ -136,27 +139,21 @@ class VariantVerdict:
     outcome: str  # OK, SLOWER, NOISY or UNJUDGED (too few benchmarks)
 
 
-def _median(values):
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def judge_variants(
-    verdicts,
+    verdicts: Iterable[tuple[str, TimeVerdict]],
     threshold: float = DEFAULT_TIME_THRESHOLD,
     min_benchmarks: int = DEFAULT_MIN_BENCHMARKS,
-) -> dict:
+) -> dict[str, VariantVerdict]:
     """{variant: VariantVerdict} from `verdicts`, an iterable of (variant, TimeVerdict) of the
     benchmarks in both runs; benchmarks not judged (UNJUDGED) are left out, and a variant with
     fewer than `min_benchmarks` judged benchmarks is UNJUDGED."""
-    by_variant = {}
+    by_variant: dict[str, list[TimeVerdict]] = {}
     for variant, verdict in verdicts:
         if verdict.outcome != UNJUDGED:
             by_variant.setdefault(variant, []).append(verdict)
     result = {}
     for variant, group in by_variant.items():
-        estimate = _median([v.estimate for v in group])
+        estimate = statistics.median([v.estimate for v in group])
         slower = sum(v.outcome == SLOWER for v in group)
         if len(group) < min_benchmarks:
             outcome = UNJUDGED

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeGuard
 
 __all__ = ["BenchmarkFileError", "Benchmark", "Run", "load_run", "load_history", "bytes_figures"]
 
@@ -20,17 +22,17 @@ __all__ = ["BenchmarkFileError", "Benchmark", "Run", "load_run", "load_history",
 class BenchmarkFileError(Exception):
     """A file is missing, unreadable, not JSON, or not a pytest-benchmark result file."""
 
-    def __init__(self, path, problem: str):
+    def __init__(self, path: str | os.PathLike[str], problem: str):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
 
-def _number(value) -> bool:
+def _number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def bytes_figures(extra_info) -> dict:
+def bytes_figures(extra_info: object) -> dict[str, float]:
     """The numeric ``extra_info`` entries whose key ends in ``bytes``."""
     if not isinstance(extra_info, dict):
         return {}
@@ -52,8 +54,8 @@ class Benchmark:
     q1: float
     q3: float
     rounds: int
-    extra_info: dict = field(default_factory=dict)
-    data: list | None = None  # per-round times (seconds), when the file kept them
+    extra_info: dict[str, Any] = field(default_factory=dict)
+    data: list[float] | None = None  # per-round times (seconds), when the file kept them
 
     @property
     def baseline(self) -> str | None:
@@ -62,7 +64,7 @@ class Benchmark:
         return name if isinstance(name, str) and self.ratios else None
 
     @property
-    def ratios(self) -> list | None:
+    def ratios(self) -> list[float] | None:
         """Per-round time ratios to the paired baseline step, or None."""
         values = self.extra_info.get("time_vs_baseline")
         if isinstance(values, list) and values and all(_number(v) and v > 0 for v in values):
@@ -74,14 +76,14 @@ class Benchmark:
         return self.q3 - self.q1
 
     @property
-    def bytes(self) -> dict:
+    def bytes(self) -> dict[str, float]:
         return bytes_figures(self.extra_info)
 
     @property
-    def label(self) -> str:
-        """Short label within its group: the variant name when recorded, else the test name."""
-        variant = self.extra_info.get("variant") if isinstance(self.extra_info, dict) else None
-        return str(variant) if variant else self.name
+    def variant(self) -> str | None:
+        """The variant it ran (``extra_info["variant"]``), when the benchmark recorded one."""
+        variant = self.extra_info.get("variant")
+        return str(variant) if variant else None
 
 
 @dataclass
@@ -89,7 +91,7 @@ class Run:
     """A pytest-benchmark result file."""
 
     path: str
-    benchmarks: dict  # fullname -> Benchmark, in file order
+    benchmarks: dict[str, Benchmark]  # by fullname, in file order
     commit_id: str | None = None
     commit_dirty: bool = False
     datetime: str | None = None
@@ -104,7 +106,7 @@ class Run:
         return Path(self.path).stem
 
 
-def _parse_benchmark(path, index: int, entry) -> Benchmark:
+def _parse_benchmark(path: str | os.PathLike[str], index: int, entry: object) -> Benchmark:
     where = f"benchmarks[{index}]"
     if not isinstance(entry, dict):
         raise BenchmarkFileError(path, f"not a pytest-benchmark file: {where} is not an object")
@@ -125,16 +127,16 @@ def _parse_benchmark(path, index: int, entry) -> Benchmark:
     if not isinstance(extra, dict):
         raise BenchmarkFileError(path, f"benchmark {name}: 'extra_info' is not an object")
     rounds = stats.get("rounds")
-    data = stats.get("data")
+    kept = stats.get("data")
     data = (
-        [float(v) for v in data]
-        if isinstance(data, list) and data and all(_number(v) for v in data)
+        [float(v) for v in kept]
+        if isinstance(kept, list) and kept and all(_number(v) for v in kept)
         else None
     )
     return Benchmark(
         fullname=name,
         name=str(entry.get("name") or name),
-        group=entry.get("group"),
+        group=group if isinstance(group := entry.get("group"), str) else None,
         median=float(stats["median"]),
         q1=float(stats["q1"]),
         q3=float(stats["q3"]),
@@ -144,7 +146,7 @@ def _parse_benchmark(path, index: int, entry) -> Benchmark:
     )
 
 
-def load_run(path) -> Run:
+def load_run(path: str | os.PathLike[str]) -> Run:
     """Load and validate one pytest-benchmark JSON file."""
     p = Path(path)
     if not p.exists():
@@ -171,8 +173,8 @@ def load_run(path) -> Run:
         if bench.fullname in benchmarks:
             raise BenchmarkFileError(path, f"benchmark {bench.fullname} appears twice")
         benchmarks[bench.fullname] = bench
-    commit = data.get("commit_info") if isinstance(data.get("commit_info"), dict) else {}
-    machine = data.get("machine_info") if isinstance(data.get("machine_info"), dict) else {}
+    commit = _object(data.get("commit_info"))
+    machine = _object(data.get("machine_info"))
     return Run(
         path=str(path),
         benchmarks=benchmarks,
@@ -184,7 +186,12 @@ def load_run(path) -> Run:
     )
 
 
-def _threads(machine_info: dict):
+def _object(value: object) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (optional sections of the file)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _threads(machine_info: dict[str, Any]) -> int | None:
     torch_info = machine_info.get("torch")
     threads = torch_info.get("threads") if isinstance(torch_info, dict) else None
     return threads if isinstance(threads, int) and not isinstance(threads, bool) else None
@@ -193,7 +200,7 @@ def _threads(machine_info: dict):
 _COUNTER = re.compile(r"^(\d+)_")
 
 
-def load_history(directory) -> list:
+def load_history(directory: str | os.PathLike[str]) -> list[Run]:
     """Every saved run under a ``--benchmark-storage`` directory, oldest first.
 
     Looks for ``DIR/<machine-id>/NNNN_*.json`` (pytest-benchmark's layout) and, for convenience,
@@ -212,6 +219,12 @@ def load_history(directory) -> list:
             "holds no saved runs (expected <machine-id>/NNNN_*.json, "
             "as written by `pytest --benchmark-autosave`)",
         )
-    runs = [(load_run(p), int(_COUNTER.match(p.name).group(1))) for p in paths]
+    runs = [(load_run(p), _counter(p)) for p in paths]
     runs.sort(key=lambda rc: (rc[0].datetime or "", rc[1], rc[0].path))
     return [run for run, _ in runs]
+
+
+def _counter(path: Path) -> int:
+    """The NNNN of a saved run's file name ``NNNN_*.json``."""
+    match = _COUNTER.match(path.name)
+    return int(match.group(1)) if match else 0

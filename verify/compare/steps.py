@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Step", "segment", "find_steps", "find_history_steps", "format_steps"]
+from verify.compare.results import Run
+from verify.compare.time_rule import DEFAULT_TIME_THRESHOLD
+
+__all__ = ["Step", "segment", "find_steps", "find_history_steps"]
 
 # Noise floor (log units, about 1%): a perfectly flat series must not turn a 1% wobble into a step.
 _MIN_NOISE = 0.01
@@ -53,12 +57,12 @@ class Step:
         return self.after / self.before if self.before else float("inf")
 
 
-def _l1_cost(values) -> float:
+def _l1_cost(values: Sequence[float]) -> float:
     med = statistics.median(values)
     return sum(abs(v - med) for v in values)
 
 
-def _noise(values) -> float:
+def _noise(values: Sequence[float]) -> float:
     """Robust standard deviation of one value, from consecutive differences (a step moves only
     one of them, so it barely shows)."""
     diffs = [abs(b - a) for a, b in zip(values, values[1:], strict=False)]
@@ -68,7 +72,7 @@ def _noise(values) -> float:
     return max(_MIN_NOISE, statistics.median(diffs) / 0.954)
 
 
-def segment(values, penalty: float | None = None) -> list:
+def segment(values: Sequence[float], penalty: float | None = None) -> list[int]:
     """Start indices of the segments of the best piecewise-constant L1 fit (always starts with 0).
 
     `penalty` per segment defaults to _PENALTY x the series' noise x log(n) (more runs, more
@@ -95,7 +99,9 @@ def segment(values, penalty: float | None = None) -> list:
     return sorted(bounds)
 
 
-def find_steps(values, threshold: float = 0.12, exact: bool = False) -> list:
+def find_steps(
+    values: Sequence[float], threshold: float = DEFAULT_TIME_THRESHOLD, exact: bool = False
+) -> list[tuple[int, float, float]]:
     """(index, before, after) of every step of `values` (positive numbers, oldest first).
 
     exact: every change is a step (exact figures: saved bytes). Otherwise steps come from
@@ -117,17 +123,21 @@ def find_steps(values, threshold: float = 0.12, exact: bool = False) -> list:
     return steps
 
 
-def _series(runs, fullname, figure, absolute: bool):
+def _series(
+    runs: Sequence[Run], fullname: str, figure: str, absolute: bool
+) -> list[tuple[int, float]]:
     """(run index, value) of `figure` across runs, where the run has it."""
     points = []
     for i, run in enumerate(runs):
         bench = run.benchmarks.get(fullname)
         if bench is None:
             continue
+        value: float | None
         if figure == "time":
-            if not bench.ratios and not absolute:
+            ratios = bench.ratios
+            if not ratios and not absolute:
                 continue
-            value = statistics.median(bench.ratios) if bench.ratios else bench.median
+            value = statistics.median(ratios) if ratios else bench.median
         else:
             value = bench.bytes.get(figure)
         if value is not None and value > 0:
@@ -135,9 +145,12 @@ def _series(runs, fullname, figure, absolute: bool):
     return points
 
 
-def find_history_steps(runs, threshold: float = 0.12, absolute: bool = False) -> list:
+def find_history_steps(
+    runs: Sequence[Run], threshold: float = DEFAULT_TIME_THRESHOLD, absolute: bool = False
+) -> list[Step]:
     """Every `Step` of every benchmark figure across `runs` (`Run`s, oldest first)."""
-    names, figures = [], {}
+    names: list[str] = []
+    figures: dict[str, list[str]] = {}
     for run in runs:
         for name, bench in run.benchmarks.items():
             if name not in figures:
@@ -157,19 +170,18 @@ def find_history_steps(runs, threshold: float = 0.12, absolute: bool = False) ->
     return steps
 
 
-def _variant_steps(runs, threshold: float) -> list:
+def _variant_steps(runs: Sequence[Run], threshold: float) -> list[Step]:
     """Steps of each variant's time index: per run, the median over the variant's benchmarks of
     its paired ratio relative to that benchmark's median over all runs. The same reason as the
     gate's per-variant verdict: one benchmark's ratio drifts from run to run by itself, a slower
     kernel moves all of them (on the recorded runs, fused_standard's index held within 8% over
     six runs of one commit and stepped 1.21x at the planted slowdown, where no single
     benchmark's series showed a step)."""
-    series = {}  # variant -> fullname -> {run index: median ratio}
+    series: dict[str, dict[str, dict[int, float]]] = {}  # variant -> fullname -> run -> ratio
     for i, run in enumerate(runs):
         for name, bench in run.benchmarks.items():
-            variant = bench.extra_info.get("variant")
-            if variant and bench.ratios:
-                series.setdefault(str(variant), {}).setdefault(name, {})[i] = statistics.median(
+            if bench.variant and bench.ratios:
+                series.setdefault(bench.variant, {}).setdefault(name, {})[i] = statistics.median(
                     bench.ratios
                 )
     steps = []
@@ -197,35 +209,3 @@ def _variant_steps(runs, threshold: float) -> list:
                 )
             )
     return steps
-
-
-def format_steps(steps, n_runs: int, threshold: float) -> str:
-    if n_runs < 2:
-        return "Steps: need at least two runs."
-    if not steps:
-        return (
-            f"Steps: none (no time level moved by more than {threshold:.0%}, no bytes figure "
-            f"changed) across {n_runs} runs."
-        )
-    lines = [
-        f"Steps across {n_runs} runs (time: levels moved > {threshold:.0%}; bytes: any change), "
-        f"at the first run of the new level:"
-    ]
-    ups = [s for s in steps if s.after > s.before]
-    for title, group in (("UP (worse)", ups), ("down", [s for s in steps if s.after <= s.before])):
-        if not group:
-            continue
-        lines.append(f"  {title}:")
-        for s in sorted(group, key=lambda s: (s.index, s.benchmark, s.figure)):
-            lines.append(
-                f"    commit {s.commit} (run {s.index}): "
-                f"{s.benchmark.rsplit('::', 1)[-1]} {s.figure} "
-                f"{_fmt(s.before, s.figure)} -> {_fmt(s.after, s.figure)} ({s.ratio:.3f}x)"
-            )
-    return "\n".join(lines)
-
-
-def _fmt(value: float, figure: str) -> str:
-    if figure.endswith("bytes"):
-        return f"{value:,.0f}"
-    return f"{value:.3f}"

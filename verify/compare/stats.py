@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Sequence
 
 __all__ = ["mann_whitney_greater", "quartiles"]
 
 
-def _ranks(values) -> list:
+def _ranks(values: Sequence[float]) -> list[float]:
     """Ranks 1..n of `values`, ties sharing their average rank."""
     order = sorted(range(len(values)), key=values.__getitem__)
     ranks = [0.0] * len(values)
@@ -28,7 +29,7 @@ def _ranks(values) -> list:
     return ranks
 
 
-def mann_whitney_greater(base, head) -> float:
+def mann_whitney_greater(base: Sequence[float], head: Sequence[float]) -> float:
     """One-sided p-value of the hypothesis that `head`'s values tend to be larger than `base`'s.
 
     Small when nearly every HEAD sample exceeds nearly every BASE sample; about 0.5 for two
@@ -41,7 +42,7 @@ def mann_whitney_greater(base, head) -> float:
     ranks = _ranks(values)
     u_head = sum(ranks[n1:]) - n2 * (n2 + 1) / 2
     n = n1 + n2
-    counts = {}
+    counts: dict[float, int] = {}
     for v in values:
         counts[v] = counts.get(v, 0) + 1
     ties = sum(t**3 - t for t in counts.values())
@@ -52,7 +53,7 @@ def mann_whitney_greater(base, head) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
-def quartiles(values) -> tuple:
+def quartiles(values: Iterable[float]) -> tuple[float, float, float]:
     """(q1, median, q3) of `values` (inclusive method; a single value is all three)."""
     values = list(values)
     if len(values) == 1:

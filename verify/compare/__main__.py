@@ -1,0 +1,5 @@
+import sys
+
+from verify.compare.cli import main
+
+sys.exit(main())
