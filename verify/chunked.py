@@ -22,7 +22,6 @@ from verify import tolerance
 from verify.case import Case
 from verify.dtypes import underflow_unit, unit_roundoff
 
-
 # Distinct values per channel gathered across chunks, beyond which a channel counts its repeats
 # chunk by chunk (below the global count only for data with more distinct values than this,
 # where repeats are the bias-only positions each chunk holds as well).
