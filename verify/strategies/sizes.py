@@ -235,6 +235,7 @@ def depthwise_widths(tier: str) -> tuple:
     small to large: a new draw there would reshuffle the derandomised ci examples that the
     gallery's catches of context and program bugs were calibrated on (measured: four catches
     lost), while `wide` already crosses the 8-channel vector of a depthwise fast path."""
+    boundaries: tuple[int, ...]
     if tier == "wide":
         boundaries = CHANNEL_BOUNDARIES
     elif tier == "channels":
