@@ -1,5 +1,5 @@
-"""A subtly wrong kernel, for the README: it accumulates the batch statistics in bfloat16 to save
-bandwidth. On ordinary random inputs its outputs look right to two or three digits; the suite's
+"""A subtly wrong kernel, for docs/running.md: it accumulates the batch statistics in bfloat16 to
+save bandwidth. On ordinary random inputs its outputs look right to two or three digits; the suite's
 dtype-derived bounds catch it.
 
     pytest verify --variant examples/half_stats_kernel.py:VARIANT -x

@@ -13,7 +13,7 @@ Under `torch.compile` the Python entry `memory_saving_conv_bn_op` does not call 
 the same function in plain ops (`fused.traceable`), which the compiler's partitioner sees through.
 Compiled as an opaque op inside the tutorial's MNIST network the op saved 0.34x eager's bytes at
 1.50x eager's step time, against 0.66x at 0.67-0.81x for the compiled plain ops, 0.28x with an
-activation memory budget of 0.5 (README, "Under torch.compile"). The op itself,
+activation memory budget of 0.5 (docs/performance.md, "Under torch.compile"). The op itself,
 `torch.ops.convbn.memory_saving_conv_bn`, stays opaque for whoever calls it directly.
 
 The op returns (out, mean, invstd, var): the batch (training) or running (eval) mean, the inverse

@@ -8,7 +8,7 @@ backward: it recomputes cheap elementwise work instead of saving it, fuses what 
 autograd.Function is a fixed block in that graph: its forward and backward are traced as they are
 written (with their in-place writes turned into copies), and the budget cannot touch what it saves.
 So under compile the layer states the same numbers in ops the partitioner sees through; the
-measurements behind this choice are in the README ("Under torch.compile").
+measurements behind this choice are in docs/performance.md ("Under torch.compile").
 
 `traceable_kernel` is the kernel the fused entry points (`fused.entry.conv_bn_entry`) trace
 instead of their own while torch.compile traces them; `conv_bn_traceable` is its entry point. It
@@ -78,7 +78,7 @@ def _conv_bn(call: ConvBNCall) -> Tensor:
         # In the input dtype, as the eager kernel rounds its conv output (F.batch_norm takes
         # half activations with half or float32 parameters and keeps its statistics in float32).
         # Dense bn_weight/bn_bias: PyTorch 2.13's CPU batch-norm backward misreads strided ones
-        # (README, "Known upstream issues"; the eager baseline does the same).
+        # (docs/upstream-bugs.md; the eager baseline does the same).
         out = F.batch_norm(
             y.to(x.dtype),
             running_mean,

@@ -39,7 +39,7 @@ from verify.dtypes import underflow_unit, unit_roundoff
 from verify.oracle import Results
 
 # Calibrated on correct kernels over the fuzz profile: the worst error/bound seen is reported by
-# the run's summary table and in the README; the margin stays far below 2^13.
+# the run's summary table and in docs/error-bounds.md; the margin stays far below 2^13.
 SAFETY = 8.0
 # Identical addends round the same way at every step, so the rounding error of a per-channel sum
 # grows linearly in its length R on the part the addends share, not as sqrt(R): measured on

@@ -90,7 +90,8 @@ def _call_args(requires_grad=True):
 )
 def test_entries_trace_plain_ops_under_compile(entry):
     # Without the dispatch the graph would hold the opaque custom op, or the hand-written
-    # autograd.Function (the "traced" peer of the README's measurements), and no conv2d.
+    # autograd.Function (the "traced" peer of the measurements in docs/performance.md), and no
+    # conv2d.
     ops = _ops_traced(entry, *_call_args(), form="standard")
     assert not any("convbn" in op for op in ops), ops
     assert any("conv2d" in op for op in ops), ops

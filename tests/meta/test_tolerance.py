@@ -380,7 +380,7 @@ def test_correct_kernel_within_bounds_at_two_to_the_21_values_per_channel(values
     strict=True,
     reason="known gap: at 2^21 values per channel the linear charge on the shared part of the "
     "mean (SHARED_SUM R u |mean|, x SAFETY) lets a float32 mean err by 25% of |mean|, so "
-    "statistics rounded to bfloat16 pass (0.004-0.011x the bound); see the README",
+    "statistics rounded to bfloat16 pass (0.004-0.011x the bound); see docs/error-bounds.md",
 )
 @pytest.mark.parametrize("values", ["normal", "offset", "positive"])
 def test_bfloat16_statistics_fail_at_two_to_the_21_values_per_channel(values):

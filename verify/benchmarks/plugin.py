@@ -16,7 +16,7 @@
   with different core counts. 1, because the reference machine has 2 cores shared with other
   jobs: there a 2-thread step stalls whenever one of its threads is preempted, the per-round
   time ratios the regression gate compares spread about twice as wide as with 1 thread, and a
-  run takes twice as long (README, "Benchmarks"). Pass ``--bench-threads 2`` on a dedicated
+  run takes twice as long (docs/benchmarks.md). Pass ``--bench-threads 2`` on a dedicated
   machine to measure parallel kernels.
 * After pytest-benchmark's time tables, a memory table per group (`verify.benchmarks.summary`):
   saved and peak bytes, their ratio to eager, and the paired time ratio to eager.

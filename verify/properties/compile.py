@@ -7,7 +7,7 @@ A variant whose numbers change when it is compiled (a `torch.compiler.is_compili
 mutation the compiler drops, a different formula in the traced path) fails here and nowhere else.
 A graph break is a failure too: fullgraph=True raises it, and the report says where.
 
-Cost, measured on a 2-core CPU (README, "Under torch.compile"): the variant's function
+Cost, measured on a 2-core CPU (docs/performance.md, "The compile property"): the variant's function
 is compiled afresh for every example (`torch._dynamo.reset()` first, so no state carries over
 between examples and dynamo's recompile limit, past which it silently falls back to eager, is
 never reached). Inductor generates and builds C++ for each graph, seconds per example; the
