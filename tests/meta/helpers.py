@@ -1,15 +1,10 @@
-"""The helpers of the meta tests: tiny correct and wrong variants, lower-precision imitations, and
-subprocess runs of the suite's command lines from the checkout.
+"""The helpers of the meta tests: tiny correct and wrong variants and lower-precision imitations
+(the suite's command lines are run by `tests.helpers.run_cli`).
 
 The source of the variants written to files for `pytest verify --variant FILE:ATTR` subprocesses
 is `VARIANT_FILE`, so those runs do not depend on this package being importable."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +13,6 @@ from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
 
 ALL_CONV_BN = CONV_FEATURES | BN_FEATURES
-ROOT = Path(__file__).resolve().parents[2]
 
 # A module with correct and wrong variants that handle no optional feature.
 VARIANT_FILE = '''\
@@ -141,24 +135,3 @@ def correct(form: str) -> Variant:
     """A correct kernel of `form`: eager F.conv2d + F.batch_norm (standard) or the fused
     tutorial-form kernel (whose zero-variance gradient is the finite limit)."""
     return builtin_variant("eager" if form == "standard" else "fused_tutorial")
-
-
-# -- the suite's command lines, run from the checkout ------------------------------------------
-def cli_env() -> dict:
-    env = dict(os.environ, CI="1", OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
-    # The checkout first, whatever state its editable install is in.
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    return env
-
-
-def run_cli(args, *, timeout=120, cwd=ROOT) -> subprocess.CompletedProcess:
-    """Run `python ARGS` from the checkout; text output, stdout and stderr together."""
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=cwd,
-        env=cli_env(),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=timeout,
-    )

@@ -14,7 +14,7 @@ from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
 from tests.gallery import program_bugs
 from tests.gallery._correct import OUTPUT_SAVING_FEATURES, OutputSaving
-from tests.meta.helpers import run_cli
+from tests.helpers import run_cli
 from verify import legality
 from verify.case import GRAD_MODES, PROGRAMS, Case
 from verify.properties import programs

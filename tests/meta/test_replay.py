@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.meta.helpers import run_cli
+from tests.helpers import run_cli
 from verify.case import Case
 from verify.replay import main, replay
 

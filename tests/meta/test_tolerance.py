@@ -15,10 +15,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from fused.variant import FORMS
+from tests.helpers import ratios
 from tests.meta.helpers import correct, lower_precision, single_precision
-from verify import oracle, runner, tolerance
+from verify import oracle, tolerance
 from verify.case import Case
-from verify.oracle_comparison import compare
 from verify.strategies.configs import cases
 
 BASE = Case(
@@ -53,18 +53,6 @@ CASES = {
 }
 # Where a kernel in half precision must be caught on every result family of the forward.
 WELL_CONDITIONED = ("normal", "affine_bias_geometry", "positive", "integers", "train_stats", "eval")
-
-
-def ratios(kernel, case, *, gradients=True) -> dict:
-    """error / bound for every result of `kernel` on `case`."""
-    arrays = case.arrays()
-    exact = oracle.expected(case, arrays, gradients=gradients)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=gradients)
-    actual, _ = runner.run(kernel, case, arrays, gradients=gradients)
-    return {
-        name: compare(name, getattr(actual, name), value, getattr(allowed, name)).ratio
-        for name, value in exact.items()
-    }
 
 
 # (a) correct kernels pass, with a wide margin
