@@ -1,10 +1,11 @@
-"""The helpers of tests/fused: configs and inputs compared with the NumPy oracle, float64 cases of
-the fused op with the oracle's expected results, saved-tensor counting, and small models for
-fuse_conv_bn."""
+"""The helpers of tests/fused: configs and inputs compared with the NumPy oracle, the calls the
+argument validator rejects, float64 cases of the fused op with the oracle's expected results,
+saved-tensor counting, and small models for fuse_conv_bn."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -167,6 +168,70 @@ def saved_storages(fn, *args, **kwargs):
     """Storages (id -> bytes) saved for backward while running fn, deduplicated by storage."""
     out, storages, _ = _saved_for_backward(lambda: fn(*args, **kwargs))
     return out, storages
+
+
+# --- calls the one argument validator (fused.arguments.check_conv_bn_arguments) rejects -------
+# name -> (changes to a valid float64 call, regex of the ValueError's message). The valid call:
+# x (2, 4, 5, 5), weight (6, 4, 3, 3), running statistics of 6 channels, training. In the changes
+# a tensor is given by its shape (None: not passed).
+_VALID_CALL = dict(
+    x=(2, 4, 5, 5),
+    weight=(6, 4, 3, 3),
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=(6,),
+    running_var=(6,),
+)
+BAD_CALLS = {
+    "channels": (dict(x=(2, 3, 5, 5)), "x has 3 channels"),
+    "groups_div": (dict(groups=4, weight=(6, 1, 3, 3)), "divisible"),
+    "groups_zero": (dict(groups=0), "groups must be a positive int"),
+    "stride0": (dict(stride=0), "stride must be positive"),
+    "dilation0": (dict(dilation=(1, 0)), "dilation must be positive"),
+    "neg_padding": (dict(padding=-1), "padding must be non-negative"),
+    "kernel_too_big": (dict(x=(2, 4, 2, 2)), "larger than the padded input"),
+    "single_value": (dict(x=(1, 4, 3, 3)), r"more than 1 value per channel .*\(1, 6, 1, 1\)"),
+    "eval_no_stats": (dict(training=False, running_mean=None, running_var=None), "eval mode"),
+    "half_stats": (dict(running_var=None), "together"),
+    "bn_weight_shape": (dict(bn_weight=(5,)), "bn_weight"),
+    "running_mean_shape": (dict(running_mean=(5,)), "running_mean"),
+    "running_var_shape": (dict(running_var=(7,)), "running_var"),
+    "bias_shape": (dict(bias=(2,)), "bias"),
+    "x_rank": (dict(x=(4, 5, 5)), "x must be 4-D"),
+    "weight_rank": (dict(weight=(6, 36)), "weight must be 4-D"),
+    "dtype_mismatch": (dict(weight_dtype=torch.float32), "dtype"),
+    "momentum_none_no_counter": (dict(momentum=None), "num_batches_tracked"),
+}
+
+
+def bad_call(name: str) -> tuple[dict, str]:
+    """The keyword arguments of the call `BAD_CALLS[name]`, and the regex its message must match."""
+    changes, message = BAD_CALLS[name]
+    changes = dict(changes)
+    weight_dtype = changes.pop("weight_dtype", torch.float64)
+    g = torch.Generator().manual_seed(0)
+    call = {}
+    for key, valid_shape in _VALID_CALL.items():
+        shape = changes.pop(key, valid_shape)
+        if shape is not None:
+            t = torch.rand(shape, generator=g, dtype=torch.float64) + 0.5
+            call[key] = t.to(weight_dtype) if key == "weight" else t
+        else:
+            call[key] = None
+    return dict(call, **changes), message
+
+
+def assert_rejected(fn, name: str) -> None:
+    """`fn(**call)` for `BAD_CALLS[name]` raises ValueError with its message before touching the
+    running statistics."""
+    call, message = bad_call(name)
+    stats = ("running_mean", "running_var")
+    before = {k: call[k].clone() for k in stats if call[k] is not None}
+    with pytest.raises(ValueError, match=message):
+        fn(**call)
+    for key, old in before.items():
+        assert torch.equal(call[key], old), f"{name}: a rejected call changed {key}"
 
 
 # --- float64 cases of the fused op and the oracle's results for them (test_functional,
