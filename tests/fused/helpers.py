@@ -1,6 +1,6 @@
 """The helpers of tests/fused: configs and inputs compared with the NumPy oracle, the calls the
 argument validator rejects, float64 cases of the fused op with the oracle's expected results,
-saved-tensor counting, and small models for fuse_conv_bn."""
+and small models for fuse_conv_bn."""
 
 from __future__ import annotations
 
@@ -148,28 +148,6 @@ def compare_with_reference(
     return errors
 
 
-def _saved_for_backward(fn):
-    """(fn's result, storages {(ptr, device): bytes} saved for backward while it ran, deduplicated
-    by untyped storage, and the saved tensors' shapes)."""
-    storages, shapes = {}, []
-
-    def pack(t):
-        s = t.untyped_storage()
-        storages[(s.data_ptr(), t.device)] = s.nbytes()
-        shapes.append(tuple(t.shape))
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, storages, shapes
-
-
-def saved_storages(fn, *args, **kwargs):
-    """Storages (id -> bytes) saved for backward while running fn, deduplicated by storage."""
-    out, storages, _ = _saved_for_backward(lambda: fn(*args, **kwargs))
-    return out, storages
-
-
 # --- calls the one argument validator (fused.arguments.check_conv_bn_arguments) rejects -------
 # name -> (changes to a valid float64 call, regex of the ValueError's message). The valid call:
 # x (2, 4, 5, 5), weight (6, 4, 3, 3), running statistics of 6 channels, training. In the changes
@@ -303,13 +281,6 @@ def assert_close(actual, expected_, *, rtol=1e-10, atol=1e-10, what=""):
         atol=atol,
         msg=lambda m: f"{what}: {m}",
     )
-
-
-def saved_bytes(fn):
-    """Bytes saved for backward while running fn(), deduplicated by untyped storage, plus the
-    list of saved tensors' shapes."""
-    out, storages, shapes = _saved_for_backward(fn)
-    return sum(storages.values()), shapes, out
 
 
 # --- small models for fuse_conv_bn --------------------------------------------------------------

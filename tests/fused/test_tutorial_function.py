@@ -13,8 +13,8 @@ from tests.fused.helpers import (
     assert_rejected,
     expected,
     make_case,
-    saved_bytes,
 )
+from verify.memory import saved_tensors
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -60,9 +60,10 @@ def test_bad_shapes(name):
 def test_saves_only_input_weight_and_stats():
     x = torch.randn(8, 4, 10, 10, requires_grad=True)
     w = torch.randn(16, 4, 3, 3, requires_grad=True)
-    nbytes, shapes, out = saved_bytes(lambda: FusedConvBN2DFunction.apply(x, w))
-    assert sorted(shapes) == sorted([tuple(x.shape), tuple(w.shape), (16,), (16,)])
-    assert nbytes == (x.numel() + w.numel() + 32) * 4
+    saved = saved_tensors(lambda: FusedConvBN2DFunction.apply(x, w), params=[x, w])
+    # x, w and two per-channel vectors of 16 values.
+    assert saved.storages == 4 and saved.parameter_bytes == (x.numel() + w.numel()) * 4
+    assert saved.activation_bytes == 2 * 16 * 4
 
 
 def test_variant_fn_and_unsupported_features():
