@@ -235,21 +235,17 @@ def make_case(
     **kwargs,
 ):
     """(tensors, kwargs): tensors = [x, weight, bias, bn_weight, bn_bias, running_mean,
-    running_var] with None for absent ones; x/weight/bias/bn params require grad."""
-    g = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0, offset=0.0):
-        return (torch.randn(*shape, generator=g, dtype=DT) * scale + offset).to(dtype)
-
-    x = rnd(N, C_in, H, W).requires_grad_()
-    w = rnd(C_out, C_in // groups, *k, scale=0.5).requires_grad_()
-    b = rnd(C_out).requires_grad_() if bias else None
-    bw = rnd(C_out, scale=0.5, offset=1.0).requires_grad_() if affine else None
-    bb = rnd(C_out).requires_grad_() if affine else None
-    rm = rnd(C_out) if running else None
-    rv = (torch.rand(C_out, generator=g, dtype=DT) + 0.5).to(dtype) if running else None
+    running_var] from `make_inputs`, with None for absent ones; x/weight/bias/bn params require
+    grad. kwargs: the call's options (groups and the given ones)."""
+    cfg = config(
+        N=N, C_in=C_in, H=H, W=W, C_out=C_out, k=k, groups=groups, bias=bias, affine=affine
+    )
+    tensors = list(make_inputs(dict(cfg, running_stats=running), dtype=dtype, seed=seed))
+    for t in tensors[:5]:
+        if t is not None:
+            t.requires_grad_()
     kwargs.setdefault("groups", groups)
-    return [x, w, b, bw, bb, rm, rv], kwargs
+    return tensors, kwargs
 
 
 def clone_tensors(tensors):
