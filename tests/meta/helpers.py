@@ -11,8 +11,13 @@ import torch.nn.functional as F
 
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
+from verify.case import Case
 
 ALL_CONV_BN = CONV_FEATURES | BN_FEATURES
+# The small case the meta tests start from (each adds its features, form and seed).
+TINY_CASE = Case(
+    batch=2, in_channels=2, out_channels=3, height=4, width=4, kernel=(2, 2), dtype="float32"
+)
 
 # A module with correct and wrong variants that handle no optional feature.
 VARIANT_FILE = '''\

@@ -11,27 +11,15 @@ from hypothesis import HealthCheck, given, settings
 
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, DIFFERENTIABLE, Variant
+from tests.meta.helpers import TINY_CASE
 from verify import legality, runner
-from verify.case import Case
 from verify.hunt import SuiteError, run_example
 from verify.properties import forward, gradients
 from verify.report import PropertyFailure
 from verify.strategies.configs import calling_contexts, cases
 
 ALL = frozenset(CONV_FEATURES | BN_FEATURES)
-CASE = Case(
-    batch=2,
-    in_channels=2,
-    out_channels=3,
-    height=4,
-    width=4,
-    kernel=(2, 2),
-    bias=True,
-    affine=True,
-    form="standard",
-    dtype="float32",
-    seed=3,
-)
+CASE = TINY_CASE.replace(bias=True, affine=True, form="standard", seed=3)
 
 
 @pytest.mark.parametrize(

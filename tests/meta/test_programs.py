@@ -15,6 +15,7 @@ from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
 from tests.gallery import program_bugs
 from tests.gallery._correct import OUTPUT_SAVING_FEATURES, OutputSaving
 from tests.helpers import run_cli
+from tests.meta.helpers import TINY_CASE
 from verify import legality
 from verify.case import GRAD_MODES, PROGRAMS, Case
 from verify.properties import programs
@@ -22,20 +23,7 @@ from verify.report import PropertyFailure
 from verify.runner import KernelRaised
 
 ALL = frozenset(CONV_FEATURES | BN_FEATURES)
-CASE = Case(
-    batch=2,
-    in_channels=2,
-    out_channels=3,
-    height=4,
-    width=4,
-    kernel=(2, 2),
-    bias=True,
-    affine=True,
-    running_stats=True,
-    form="standard",
-    dtype="float32",
-    seed=5,
-)
+CASE = TINY_CASE.replace(bias=True, affine=True, running_stats=True, form="standard", seed=5)
 
 
 def test_draws_reach_every_program_and_every_grad_mode_of_repeated():

@@ -9,23 +9,13 @@ import sys
 
 import pytest
 
-from tests.meta.helpers import lower_precision
+from tests.meta.helpers import TINY_CASE, lower_precision
 from verify import report
 from verify.case import Case
 from verify.properties import forward
 from verify.variants import BUILTIN_SPEC
 
-CASE = Case(
-    batch=2,
-    in_channels=2,
-    out_channels=3,
-    height=4,
-    width=4,
-    kernel=(2, 2),
-    dtype="float32",
-    seed=11,
-    form="standard",
-)
+CASE = TINY_CASE.replace(form="standard", seed=11)
 
 
 def _case_from_command(command):
