@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, settings
 
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
@@ -140,3 +141,16 @@ def correct(form: str) -> Variant:
     """A correct kernel of `form`: eager F.conv2d + F.batch_norm (standard) or the fused
     tutorial-form kernel (whose zero-variance gradient is the finite limit)."""
     return builtin_variant("eager" if form == "standard" else "fused_tutorial")
+
+
+def derandomised(max_examples: int, **more) -> settings:
+    """Hypothesis settings for a claim about a fixed number of draws: derandomised (the claim must
+    not depend on the seed), no database, no deadline, no health checks."""
+    return settings(
+        max_examples=max_examples,
+        database=None,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        **more,
+    )

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, DIFFERENTIABLE, Variant
-from tests.meta.helpers import TINY_CASE
+from tests.meta.helpers import TINY_CASE, derandomised
 from verify import legality, runner
 from verify.hunt import SuiteError, run_example
 from verify.properties import forward, gradients
@@ -55,13 +55,7 @@ def test_drawn_contexts_cover_every_subset_and_layout():
 
     # Derandomised: a coverage claim about 300 draws must not depend on the seed (a random run
     # missed one subset now and then).
-    @settings(
-        max_examples=300,
-        database=None,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-    )
+    @derandomised(300)
     @given(case=cases(ALL, "standard").flatmap(calling_contexts))
     def draw(case):
         assert case.requires_grad and legality.problems(case) == []

@@ -8,14 +8,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
 from tests.gallery import program_bugs
 from tests.gallery._correct import OUTPUT_SAVING_FEATURES, OutputSaving
 from tests.helpers import run_cli
-from tests.meta.helpers import TINY_CASE
+from tests.meta.helpers import TINY_CASE, derandomised
 from verify import legality
 from verify.case import GRAD_MODES, PROGRAMS, Case
 from verify.properties import programs
@@ -30,13 +30,7 @@ def test_draws_reach_every_program_and_every_grad_mode_of_repeated():
     seen_programs, seen_modes = set(), set()
 
     # Derandomised: a coverage claim about a fixed number of draws must not depend on the seed.
-    @settings(
-        max_examples=200,
-        database=None,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-    )
+    @derandomised(200)
     @given(case=programs.strategy(Variant("all", lambda *a, **k: None, supports=ALL)))
     def draw(case):
         assert legality.problems(case) == []

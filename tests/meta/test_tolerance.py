@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from fused.variant import FORMS
 from tests.helpers import ratios
-from tests.meta.helpers import correct, lower_precision, single_precision
+from tests.meta.helpers import correct, derandomised, lower_precision, single_precision
 from verify import oracle, tolerance
 from verify.case import Case
 from verify.strategies.configs import cases
@@ -71,13 +71,7 @@ def test_correct_kernels_within_bounds(name, form, dtype):
         values=("normal", "positive", "offset", "tiny", "huge", "integers", "constant"),
     )
 )
-@settings(
-    max_examples=25,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
+@derandomised(25)
 def test_correct_tutorial_kernel_within_bounds_on_drawn_cases(case):
     assert max(ratios(correct("tutorial"), case).values()) <= 1.0
 
@@ -189,13 +183,7 @@ def test_bounds_finite_and_positive(name, form, dtype):
 
 
 @given(case=cases(correct("standard").supports, "standard"))
-@settings(
-    max_examples=30,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
+@derandomised(30)
 def test_bounds_finite_and_positive_on_drawn_cases(case):
     _assert_sane(case)
 
