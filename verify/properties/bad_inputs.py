@@ -85,30 +85,25 @@ class _Scenario:
     expected: tuple[type[Exception], ...] = CLEAR_ERRORS
 
 
+def _needing(feature: str) -> dict:
+    """A scenario for variants that declare `feature`, on cases that use it."""
+    return {
+        "applies": lambda supports: feature in supports,
+        "shape": lambda case: case.replace(**{feature: True}),
+    }
+
+
 SCENARIOS = {
     s.name: s
     for s in (
         _Scenario("single_value_per_channel", shape=_one_pixel),
         _Scenario("channel_mismatch", breaks=_extra_channel),
         _Scenario("weight_not_4d", breaks=_flat_weight),
+        _Scenario("bn_weight_length", breaks=_long_bn_weight, **_needing("affine")),
         _Scenario(
-            "bn_weight_length",
-            applies=lambda supports: "affine" in supports,
-            shape=lambda case: case.replace(affine=True),
-            breaks=_long_bn_weight,
+            "eval_without_running_stats", breaks=_eval_without_stats, **_needing("running_stats")
         ),
-        _Scenario(
-            "eval_without_running_stats",
-            applies=lambda supports: "running_stats" in supports,
-            shape=lambda case: case.replace(running_stats=True),
-            breaks=_eval_without_stats,
-        ),
-        _Scenario(
-            "running_stats_length",
-            applies=lambda supports: "running_stats" in supports,
-            shape=lambda case: case.replace(running_stats=True),
-            breaks=_long_running_var,
-        ),
+        _Scenario("running_stats_length", breaks=_long_running_var, **_needing("running_stats")),
         _Scenario(
             "undeclared_feature",
             applies=lambda supports: bool((CONV_FEATURES | BN_FEATURES) - supports),
