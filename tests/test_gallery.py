@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
@@ -33,8 +31,8 @@ import pytest
 from tests.gallery import bugs
 from tests.gallery._correct import CORRECT
 from tests.gallery.tutorial_published import PUBLISHED, PUBLISHED_EXPECTED
+from tests.helpers import cli_env, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
 BUGS_SPEC = "tests/gallery/bugs.py:ALL"
 PUBLISHED_SPEC = "tests/gallery/tutorial_published.py:PUBLISHED"
 CORRECT_SPEC = "tests.gallery._correct:CORRECT"
@@ -61,7 +59,6 @@ CPU_PROPERTIES = (
 def _run_suite(tmp: Path, specs: list[str], profile: str, extra: list[str] = (), env_extra=None):
     summary, junit = tmp / "summary.json", tmp / "junit.xml"
     command = [
-        sys.executable,
         "-m",
         "pytest",
         "verify",
@@ -86,17 +83,13 @@ def _run_suite(tmp: Path, specs: list[str], profile: str, extra: list[str] = (),
         command += ["--variant", spec]
     # One intra-op thread: the tensors are tiny, and on a busy 2-core machine two OpenMP threads
     # make every conv ~100x slower (spinning), which turns minutes into tens of minutes.
-    env = dict(
-        os.environ,
-        CI="1",
+    env = cli_env(
         OMP_NUM_THREADS=os.environ.get("CONVBN_GALLERY_THREADS", "1"),
+        CONVBN_FUZZ=None,
         **(env_extra or {}),
     )
-    env.pop("CONVBN_FUZZ", None)
-    done = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
-    )
-    output = done.stdout + done.stderr
+    done = run_cli(command, env=env, timeout=TIMEOUT_S)
+    output = done.stdout
     (tmp / "output.txt").write_text(output)
     if done.returncode not in (0, 1) or not summary.exists():
         pytest.fail(

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -24,7 +22,8 @@ pytest.importorskip(
 )
 
 from tests.gallery import triton_bugs  # noqa: E402
-from tests.test_gallery import ROOT, Run, _run_suite  # noqa: E402
+from tests.helpers import cli_env, run_cli  # noqa: E402
+from tests.test_gallery import Run, _run_suite  # noqa: E402
 from verify.case import Case  # noqa: E402
 from verify.properties import PROPERTIES  # noqa: E402
 from verify.report import PropertyFailure  # noqa: E402
@@ -52,10 +51,8 @@ def test_replayed_bug_is_caught(name):
 def test_replay_command_line_runs_triton_bugs_on_the_interpreter():
     """`python -m verify.replay` sets the interpreter up itself (no pytest plugin involved)."""
     name = "triton_missing_mask"
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run(
+    done = run_cli(
         [
-            sys.executable,
             "-m",
             "verify.replay",
             "--variant",
@@ -67,13 +64,10 @@ def test_replay_command_line_runs_triton_bugs_on_the_interpreter():
             "--case",
             Case(**triton_bugs.CASES[name]).to_json(),
         ],
-        cwd=ROOT,
-        env=dict(env, OMP_NUM_THREADS="1"),
-        capture_output=True,
-        text=True,
+        env=cli_env(TRITON_INTERPRET=None),
         timeout=600,
     )
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout
     assert re.search(
         r"breaks property 'forward'\s+size: .*\s+case: .*\s+out: worst element", done.stdout
     )

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers import run_cli
 from verify import memory
 from verify.memory import (
     kept_memory,
@@ -412,16 +413,10 @@ def test_memory_table_shows_figures_and_ratios_to_the_baseline_per_group():
 
 def test_benchmark_run_prints_memory_next_to_time_tables(tmp_path):
     import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
     out = tmp_path / "run.json"
-    proc = subprocess.run(
+    proc = run_cli(
         [
-            sys.executable,
             "-m",
             "pytest",
             "verify/benchmarks/bench_mnist.py",
@@ -436,12 +431,9 @@ def test_benchmark_run_prints_memory_next_to_time_tables(tmp_path):
             "-p",
             "no:randomly",
         ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        timeout=600,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-6000:]
     text = proc.stdout
     time_table = text.index("benchmark 'mnist_net batch=32': 2 tests")
     memory_table = text.index("memory 'mnist_net batch=32': 2 tests")

@@ -3,26 +3,16 @@ the reason. Simulated in a subprocess where `import triton` fails (sys.modules['
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import run_cli
+
 BLOCK_TRITON = "import sys; sys.modules['triton'] = None\n"
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", CI="1")
-    return subprocess.run(
-        [sys.executable, "-c", BLOCK_TRITON + textwrap.dedent(code)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_cli(["-c", BLOCK_TRITON + textwrap.dedent(code)], timeout=600)
 
 
 def test_registry_lists_triton_variants_as_unavailable():
@@ -39,7 +29,7 @@ def test_registry_lists_triton_variants_as_unavailable():
         assert all(not v.unavailable for v in BUILTIN_VARIANTS if not v.triton)
         print("ok")
     """)
-    assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and "ok" in done.stdout, done.stdout
 
 
 def test_pytest_verify_skips_them_with_the_reason():
@@ -50,7 +40,7 @@ def test_pytest_verify_skips_them_with_the_reason():
                               "--verify-isolation", "off", "-k",
                               "triton and (forward or bad_inputs or mnist)"]))
     """)
-    output = done.stdout + done.stderr
+    output = done.stdout
     assert done.returncode == 0, output
     assert "passed" not in output.split("short test summary")[-1], output
     for name in ("triton_standard", "triton_tutorial"):

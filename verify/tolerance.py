@@ -30,6 +30,9 @@ the margin over the model, calibrated on correct kernels.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 
 import reference
@@ -73,6 +76,21 @@ def _mean(a):
 
 def _rms(a):
     return np.sqrt((a * a).mean(axis=_AXES))
+
+
+@dataclass(frozen=True)
+class _Forward:
+    """What the gradients' bounds take from the forward's: the unit roundoff and underflow unit of
+    the dtype, |bn_weight| (ones without affine), the denominator D and the normalised values xhat
+    of the exact forward, the bound on xhat's error and D's relative error."""
+
+    u: float
+    eta: float
+    gamma: np.ndarray
+    denom: np.ndarray
+    xhat: np.ndarray
+    e_xhat: np.ndarray
+    rel_denom: np.ndarray
 
 
 def bounds(case: Case, arrays: dict, exact: Results, *, gradients: bool = True) -> Results:
@@ -165,9 +183,8 @@ def _bounds(case, arrays, exact, gradients):
             result.running_var = np.zeros(case.out_channels)
 
     if gradients:
-        _gradient_bounds(
-            case, arrays, exact, result, u, eta, gamma, denom, xhat, e_xhat, rel_denom, conv
-        )
+        forward = _Forward(u, eta, gamma, denom, xhat, e_xhat, rel_denom)
+        result = dataclasses.replace(result, **_gradient_bounds(case, arrays, exact, forward))
     return Results(**{name: SAFETY * value for name, value in result.items()})
 
 
@@ -184,14 +201,16 @@ def _shared_sum(v):
     return np.abs(v.sum(axis=_AXES))
 
 
-def _gradient_bounds(
-    case, arrays, exact, result, u, eta, gamma, denom, xhat, e_xhat, rel_denom, conv
-):
+def _gradient_bounds(case: Case, arrays: dict, exact: Results, forward: _Forward) -> dict:
+    """The bounds of the gradients present in the case, by name."""
+    u, eta, xhat, e_xhat = forward.u, forward.eta, forward.xhat, forward.e_xhat
+    rel_denom = forward.rel_denom
+    grads = {}
     g = arrays["grad_out"]
     abs_g = np.abs(g)
     r = case.values_per_channel
     root_r = np.sqrt(r)
-    scale = _c(gamma / denom)
+    scale = _c(forward.gamma / forward.denom)
     if case.training:
         rms_g = _c(_rms(g))
         terms = abs_g + _c(_mean(abs_g)) + VAR_TERM * np.abs(xhat) * rms_g
@@ -210,14 +229,14 @@ def _gradient_bounds(
         grad_y = scale * abs_g
     e_gy = e_gy + 2 * eta  # grad_y is rounded to the dtype
     if arrays["bn_weight"] is not None:
-        result.grad_bn_weight = (
+        grads["grad_bn_weight"] = (
             u * root_r * np.einsum("nchw,nchw->c", abs_g, np.abs(xhat))
             + SHARED_SUM * u * r * _shared_sum(g * xhat)
             + np.einsum("nchw,nchw->c", abs_g, e_xhat)
             + eta * (root_r + 1)
         )
     if arrays["bn_bias"] is not None:
-        result.grad_bn_bias = (
+        grads["grad_bn_bias"] = (
             u * root_r * abs_g.sum(axis=_AXES)
             + SHARED_SUM * u * r * _shared_sum(g)
             + eta * (root_r + 1)
@@ -225,19 +244,23 @@ def _gradient_bounds(
 
     has_bias = arrays["bias"] is not None
     x_abs, w_abs = np.abs(arrays["x"]), np.abs(arrays["weight"])
+    conv = case.conv_options()
     pushed = reference.conv2d_backward(e_gy, x_abs, w_abs, has_bias=has_bias, **conv)
     sums = reference.conv2d_backward(grad_y, x_abs, w_abs, has_bias=has_bias, **conv)
     transposed_terms = case.out_channels // case.groups * case.kernel[0] * case.kernel[1]
-    result.grad_x = (
+    grads["grad_x"] = (
         pushed[0] + u * np.sqrt(transposed_terms) * sums[0] + eta * (np.sqrt(transposed_terms) + 1)
     )
     # Sums over the R positions of a channel: their shared part (the exact gradient itself,
     # when grad_y is constant as in eval mode with a stride-0 grad_out) errs linearly.
     linear = SHARED_SUM * u * r
-    result.grad_weight = (
+    assert exact.grad_weight is not None, "gradients' bounds need the oracle's gradients"
+    grads["grad_weight"] = (
         pushed[1] + u * root_r * sums[1] + linear * np.abs(exact.grad_weight) + eta * (root_r + 1)
     )
     if has_bias:
-        result.grad_bias = (
+        assert exact.grad_bias is not None
+        grads["grad_bias"] = (
             pushed[2] + u * root_r * sums[2] + linear * np.abs(exact.grad_bias) + eta * (root_r + 1)
         )
+    return grads

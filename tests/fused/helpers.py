@@ -1,10 +1,11 @@
-"""The helpers of tests/fused: configs and inputs compared with the NumPy oracle, float64 cases of
-the fused op with the oracle's expected results, saved-tensor counting, and small models for
-fuse_conv_bn."""
+"""The helpers of tests/fused: configs and inputs compared with the NumPy oracle, the calls the
+argument validator rejects, float64 cases of the fused op with the oracle's expected results,
+and small models for fuse_conv_bn."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -147,26 +148,68 @@ def compare_with_reference(
     return errors
 
 
-def _saved_for_backward(fn):
-    """(fn's result, storages {(ptr, device): bytes} saved for backward while it ran, deduplicated
-    by untyped storage, and the saved tensors' shapes)."""
-    storages, shapes = {}, []
+# --- calls the one argument validator (fused.arguments.check_conv_bn_arguments) rejects -------
+# name -> (changes to a valid float64 call, regex of the ValueError's message). The valid call:
+# x (2, 4, 5, 5), weight (6, 4, 3, 3), running statistics of 6 channels, training. In the changes
+# a tensor is given by its shape (None: not passed).
+_VALID_CALL = dict(
+    x=(2, 4, 5, 5),
+    weight=(6, 4, 3, 3),
+    bias=None,
+    bn_weight=None,
+    bn_bias=None,
+    running_mean=(6,),
+    running_var=(6,),
+)
+BAD_CALLS = {
+    "channels": (dict(x=(2, 3, 5, 5)), "x has 3 channels"),
+    "groups_div": (dict(groups=4, weight=(6, 1, 3, 3)), "divisible"),
+    "groups_zero": (dict(groups=0), "groups must be a positive int"),
+    "stride0": (dict(stride=0), "stride must be positive"),
+    "dilation0": (dict(dilation=(1, 0)), "dilation must be positive"),
+    "neg_padding": (dict(padding=-1), "padding must be non-negative"),
+    "kernel_too_big": (dict(x=(2, 4, 2, 2)), "larger than the padded input"),
+    "single_value": (dict(x=(1, 4, 3, 3)), r"more than 1 value per channel .*\(1, 6, 1, 1\)"),
+    "eval_no_stats": (dict(training=False, running_mean=None, running_var=None), "eval mode"),
+    "half_stats": (dict(running_var=None), "together"),
+    "bn_weight_shape": (dict(bn_weight=(5,)), "bn_weight"),
+    "running_mean_shape": (dict(running_mean=(5,)), "running_mean"),
+    "running_var_shape": (dict(running_var=(7,)), "running_var"),
+    "bias_shape": (dict(bias=(2,)), "bias"),
+    "x_rank": (dict(x=(4, 5, 5)), "x must be 4-D"),
+    "weight_rank": (dict(weight=(6, 36)), "weight must be 4-D"),
+    "dtype_mismatch": (dict(weight_dtype=torch.float32), "dtype"),
+    "momentum_none_no_counter": (dict(momentum=None), "num_batches_tracked"),
+}
 
-    def pack(t):
-        s = t.untyped_storage()
-        storages[(s.data_ptr(), t.device)] = s.nbytes()
-        shapes.append(tuple(t.shape))
-        return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, storages, shapes
+def bad_call(name: str) -> tuple[dict, str]:
+    """The keyword arguments of the call `BAD_CALLS[name]`, and the regex its message must match."""
+    changes, message = BAD_CALLS[name]
+    changes = dict(changes)
+    weight_dtype = changes.pop("weight_dtype", torch.float64)
+    g = torch.Generator().manual_seed(0)
+    call = {}
+    for key, valid_shape in _VALID_CALL.items():
+        shape = changes.pop(key, valid_shape)
+        if shape is not None:
+            t = torch.rand(shape, generator=g, dtype=torch.float64) + 0.5
+            call[key] = t.to(weight_dtype) if key == "weight" else t
+        else:
+            call[key] = None
+    return dict(call, **changes), message
 
 
-def saved_storages(fn, *args, **kwargs):
-    """Storages (id -> bytes) saved for backward while running fn, deduplicated by storage."""
-    out, storages, _ = _saved_for_backward(lambda: fn(*args, **kwargs))
-    return out, storages
+def assert_rejected(fn, name: str) -> None:
+    """`fn(**call)` for `BAD_CALLS[name]` raises ValueError with its message before touching the
+    running statistics."""
+    call, message = bad_call(name)
+    stats = ("running_mean", "running_var")
+    before = {k: call[k].clone() for k in stats if call[k] is not None}
+    with pytest.raises(ValueError, match=message):
+        fn(**call)
+    for key, old in before.items():
+        assert torch.equal(call[key], old), f"{name}: a rejected call changed {key}"
 
 
 # --- float64 cases of the fused op and the oracle's results for them (test_functional,
@@ -192,21 +235,17 @@ def make_case(
     **kwargs,
 ):
     """(tensors, kwargs): tensors = [x, weight, bias, bn_weight, bn_bias, running_mean,
-    running_var] with None for absent ones; x/weight/bias/bn params require grad."""
-    g = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0, offset=0.0):
-        return (torch.randn(*shape, generator=g, dtype=DT) * scale + offset).to(dtype)
-
-    x = rnd(N, C_in, H, W).requires_grad_()
-    w = rnd(C_out, C_in // groups, *k, scale=0.5).requires_grad_()
-    b = rnd(C_out).requires_grad_() if bias else None
-    bw = rnd(C_out, scale=0.5, offset=1.0).requires_grad_() if affine else None
-    bb = rnd(C_out).requires_grad_() if affine else None
-    rm = rnd(C_out) if running else None
-    rv = (torch.rand(C_out, generator=g, dtype=DT) + 0.5).to(dtype) if running else None
+    running_var] from `make_inputs`, with None for absent ones; x/weight/bias/bn params require
+    grad. kwargs: the call's options (groups and the given ones)."""
+    cfg = config(
+        N=N, C_in=C_in, H=H, W=W, C_out=C_out, k=k, groups=groups, bias=bias, affine=affine
+    )
+    tensors = list(make_inputs(dict(cfg, running_stats=running), dtype=dtype, seed=seed))
+    for t in tensors[:5]:
+        if t is not None:
+            t.requires_grad_()
     kwargs.setdefault("groups", groups)
-    return [x, w, b, bw, bb, rm, rv], kwargs
+    return tensors, kwargs
 
 
 def clone_tensors(tensors):
@@ -238,13 +277,6 @@ def assert_close(actual, expected_, *, rtol=1e-10, atol=1e-10, what=""):
         atol=atol,
         msg=lambda m: f"{what}: {m}",
     )
-
-
-def saved_bytes(fn):
-    """Bytes saved for backward while running fn(), deduplicated by untyped storage, plus the
-    list of saved tensors' shapes."""
-    out, storages, shapes = _saved_for_backward(fn)
-    return sum(storages.values()), shapes, out
 
 
 # --- small models for fuse_conv_bn --------------------------------------------------------------

@@ -21,6 +21,7 @@ from fused.traceable import conv_bn_traceable
 from fused.triton_support import triton_missing_reason
 from fused.tutorial import tutorial_variant_fn
 from fused.variant import UnsupportedFeatureError
+from tests.fused.helpers import make_case
 
 ENTRIES = {
     "memory_saving_conv_bn": memory_saving_conv_bn,
@@ -35,12 +36,10 @@ if not triton_missing_reason():
     ENTRIES["triton_conv_bn"] = triton_conv_bn
 
 
-def _inputs(channels=3):
-    torch.manual_seed(0)
-    x = torch.randn(4, 2, 5, 5, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(channels, 2, 3, 3, dtype=torch.float64, requires_grad=True)
-    stats = torch.randn(channels, dtype=torch.float64), torch.rand(channels, dtype=torch.float64)
-    return x, w, stats
+def _inputs():
+    """x, weight (requiring grad) and the running statistics of three channels."""
+    x, w, _, _, _, rm, rv = make_case(N=4, C_in=2, H=5, W=5, C_out=3, k=(3, 3), running=True)[0]
+    return x, w, (rm, rv)
 
 
 def test_every_entry_point_has_the_validators_signature():

@@ -14,7 +14,14 @@ from fused import triton_support  # noqa: E402
 from fused.triton_bn import TritonBatchNorm, _channel_strides  # noqa: E402
 from fused.triton_conv_bn import triton_conv_bn  # noqa: E402
 from fused.variant import BN_FEATURES, CONV_FEATURES, FORMS  # noqa: E402
-from tests.fused.helpers import compare_with_reference, config, make_inputs  # noqa: E402
+from tests.fused.helpers import (  # noqa: E402
+    BAD_CALLS,
+    assert_rejected,
+    compare_with_reference,
+    config,
+    make_inputs,
+)
+from verify.memory import saved_tensors  # noqa: E402
 
 ALL = tuple(sorted(CONV_FEATURES | BN_FEATURES))
 
@@ -106,38 +113,19 @@ def test_strided_views_are_read_in_place_or_copied():
     torch.testing.assert_close(mean, transposed.mean(dim=(0, 2, 3)))
 
 
-@pytest.mark.parametrize(
-    "bad", ["single_value", "bn_weight_length", "momentum_none", "eval_without_stats"]
-)
-def test_bad_input_raises_value_error_and_leaves_running_stats(bad):
-    cfg = config(features=("affine", "running_stats"))
-    x, w, b, g, bb, rm, rv = make_inputs(cfg)
-    before = rm.clone(), rv.clone()
-    kwargs = {}
-    if bad == "single_value":
-        x = x[:1, :, :3, :2]  # one output pixel per channel with a 3x2 kernel
-    elif bad == "bn_weight_length":
-        g = torch.ones(cfg["C_out"] + 1, dtype=x.dtype)
-    elif bad == "momentum_none":
-        kwargs["momentum"] = None
-    else:
-        rm = rv = None
-        kwargs["training"] = False
-    with pytest.raises(ValueError):
-        triton_conv_bn(x, w, b, g, bb, rm, rv, **kwargs)
-    if rm is not None:
-        assert torch.equal(rm, before[0]) and torch.equal(rv, before[1])
+@pytest.mark.parametrize("name", list(BAD_CALLS))
+def test_bad_input_raises_value_error_and_leaves_running_stats(name):
+    assert_rejected(triton_conv_bn, name)
 
 
 def test_saves_only_the_conv_input_for_backward():
     cfg = config(N=4, C_in=3, C_out=8, H=12, W=12)
     x, w, *_ = make_inputs(cfg)
     x.requires_grad_()
-    saved = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        triton_conv_bn(x, w)
-    big = [t for t in saved if t.numel() >= x.numel()]
-    assert len(big) == 1 and big[0].data_ptr() == x.data_ptr()
+    saved = saved_tensors(lambda: triton_conv_bn(x, w), params=[x])
+    x_bytes = x.numel() * x.element_size()
+    # x itself, and less than another x besides it.
+    assert saved.parameter_bytes == x_bytes and saved.activation_bytes < x_bytes
 
 
 def test_configure_interpreter_respects_an_explicit_setting(monkeypatch):

@@ -7,7 +7,14 @@ import torch
 
 from fused.tutorial import FusedConvBN2DFunction, tutorial_variant_fn
 from fused.variant import UnsupportedFeatureError, Variant
-from tests.fused.helpers import assert_close, expected, make_case, saved_bytes
+from tests.fused.helpers import (
+    BAD_CALLS,
+    assert_close,
+    assert_rejected,
+    expected,
+    make_case,
+)
+from verify.memory import saved_tensors
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -42,32 +49,21 @@ def test_zero_variance_channel_has_the_finite_limit():
     torch.testing.assert_close(gy[:, 0], (g[:, 0] - g[:, 0].mean()) / 1e-3, rtol=1e-10, atol=1e-10)
 
 
-def test_single_value_per_channel_raises_naming_shape():
-    x = torch.randn(1, 3, 3, 3, dtype=torch.float64)
-    w = torch.randn(2, 3, 3, 3, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"\(1, 2, 1, 1\)"):
-        FusedConvBN2DFunction.apply(x, w)
-
-
+# The calls of the shared table that pass only x and weight: all the tutorial's function takes.
 @pytest.mark.parametrize(
-    "x_shape,w_shape,msg",
-    [
-        ((2, 3, 5, 5), (4, 2, 3, 3), "channels"),
-        ((3, 5, 5), (4, 3, 3, 3), "4-D"),
-        ((2, 3, 2, 2), (4, 3, 3, 3), "larger"),
-    ],
+    "name", [n for n, (changes, _) in BAD_CALLS.items() if set(changes) <= {"x", "weight"}]
 )
-def test_bad_shapes(x_shape, w_shape, msg):
-    with pytest.raises(ValueError, match=msg):
-        FusedConvBN2DFunction.apply(torch.randn(*x_shape), torch.randn(*w_shape))
+def test_bad_shapes(name):
+    assert_rejected(lambda x, weight, **_: FusedConvBN2DFunction.apply(x, weight), name)
 
 
 def test_saves_only_input_weight_and_stats():
     x = torch.randn(8, 4, 10, 10, requires_grad=True)
     w = torch.randn(16, 4, 3, 3, requires_grad=True)
-    nbytes, shapes, out = saved_bytes(lambda: FusedConvBN2DFunction.apply(x, w))
-    assert sorted(shapes) == sorted([tuple(x.shape), tuple(w.shape), (16,), (16,)])
-    assert nbytes == (x.numel() + w.numel() + 32) * 4
+    saved = saved_tensors(lambda: FusedConvBN2DFunction.apply(x, w), params=[x, w])
+    # x, w and two per-channel vectors of 16 values.
+    assert saved.storages == 4 and saved.parameter_bytes == (x.numel() + w.numel()) * 4
+    assert saved.activation_bytes == 2 * 16 * 4
 
 
 def test_variant_fn_and_unsupported_features():

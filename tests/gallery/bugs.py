@@ -25,28 +25,21 @@ from torch.nn.grad import conv2d_weight
 from torch.utils.checkpoint import checkpoint
 
 try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from anywhere
-    from tests.gallery import memory_bugs, program_bugs, size_bugs, tiled_bugs
-    from tests.gallery._correct import (
-        ALL_FEATURES,
-        DIMS,
-        Explicit,
-        Traced,
-        per_channel,
-        values_per_channel,
-    )
+    import tests.gallery  # noqa: F401
 except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.gallery import memory_bugs, program_bugs, size_bugs, tiled_bugs
-    from tests.gallery._correct import (
-        ALL_FEATURES,
-        DIMS,
-        Explicit,
-        Traced,
-        per_channel,
-        values_per_channel,
-    )
 
 from fused.variant import Variant
+from tests.gallery import memory_bugs, program_bugs, size_bugs, tiled_bugs
+from tests.gallery._correct import (
+    ALL_FEATURES,
+    DIMS,
+    Explicit,
+    Traced,
+    per_channel,
+    values_per_channel,
+)
+from tests.gallery.planted import Planted
 
 # ------------------------------------------------------------------------------------------------
 # Forward statistics
@@ -376,27 +369,21 @@ DIRECTIONAL = r"directional derivative: backward gives"
 GRADCHECK = r"gradcheck failed"
 SAME_SHAPES = r"call [12] of 2 with the same shapes and new values\s+out: worst element"
 
-# name -> (implementation, form, memory_saving, {property: reason regex that must catch it})
+# name -> the planted bug
 # Every variant declares all conv and batch-norm features (the buggy one among them).
 _GALLERY = {
     # forward statistics
-    "biased_var_tutorial": (
+    "biased_var_tutorial": Planted(
         BiasedVarianceTutorial("tutorial"),
-        "tutorial",
-        False,
         # The biased variance corrupts the output first: gradients may report it before grad_x.
         {"forward": OUT, "gradients": r"(out|grad_(x|weight)): worst element"},
     ),
-    "eps_inside_sqrt_tutorial": (
+    "eps_inside_sqrt_tutorial": Planted(
         EpsInsideSqrtTutorial("tutorial"),
-        "tutorial",
-        False,
         {"forward": OUT, "gradients": GRAD_X_W},
     ),
-    "one_pass_variance": (
+    "one_pass_variance": Planted(
         OnePassVarianceFloat32("standard"),
-        "standard",
-        False,
         {
             "forward": r"(out|running_var): worst element",
             "gradients": r"(out|grad_\w+|running_var): worst element",
@@ -404,70 +391,56 @@ _GALLERY = {
         },
     ),
     # backward terms
-    "dropped_mean_term": (
+    "dropped_mean_term": Planted(
         DroppedMeanTerm("standard"),
-        "standard",
-        True,
         {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL, "gradcheck": GRADCHECK},
+        memory_saving=True,
     ),
-    "dropped_variance_term": (
+    "dropped_variance_term": Planted(
         DroppedVarianceTerm("tutorial"),
-        "tutorial",
-        True,
         {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL, "gradcheck": GRADCHECK},
+        memory_saving=True,
     ),
-    "n_instead_of_n_minus_1_backward": (
+    "n_instead_of_n_minus_1_backward": Planted(
         NInsteadOfNMinus1Backward("tutorial"),
-        "tutorial",
-        True,
         {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL, "gradcheck": GRADCHECK},
+        memory_saving=True,
     ),
-    "bn_bias_grad_mean": (
+    "bn_bias_grad_mean": Planted(
         BnBiasGradMean("standard"),
-        "standard",
-        True,
         {"gradients": r"grad_bn_bias: worst element", "finite_differences": DIRECTIONAL},
+        memory_saving=True,
     ),
-    "bn_weight_grad_missing": (
+    "bn_weight_grad_missing": Planted(
         BnWeightGradMissing("tutorial"),
-        "tutorial",
-        True,
         {
             "gradients": r"grad_bn_weight: worst element .* actual 0\.0",
             "finite_differences": DIRECTIONAL,
             "gradcheck": GRADCHECK,
         },
+        memory_saving=True,
     ),
-    "conv_bias_grad_nonzero": (
+    "conv_bias_grad_nonzero": Planted(
         ConvBiasGradFromGradOut("standard"),
-        "standard",
-        True,
         {"gradients": r"grad_bias: worst element", "finite_differences": DIRECTIONAL},
+        memory_saving=True,
     ),
     # running statistics
-    "running_var_biased": (
+    "running_var_biased": Planted(
         RunningVarBiased("standard"),
-        "standard",
-        False,
         {"forward": r"running_var: worst element", "running_stats": r"running_var: worst element"},
     ),
-    "momentum_reversed": (
+    "momentum_reversed": Planted(
         MomentumReversed("tutorial"),
-        "tutorial",
-        False,
         {"forward": STATS, "running_stats": STATS},
     ),
     # Only calls with a backward (gradients, determinism) see the second update.
-    "naive_checkpoint_double_update": (
+    "naive_checkpoint_double_update": Planted(
         NaiveCheckpoint("standard"),
-        "standard",
-        False,
         {"gradients|determinism": STATS},
     ),
-    "update_before_validation": (
+    "update_before_validation": Planted(
         UpdateBeforeValidation("standard"),
-        "standard",
-        False,
         {
             "bad_inputs": r"(was modified although the call raised"
             r"|scenario '(bn_weight|running_stats)_length': "
@@ -475,43 +448,36 @@ _GALLERY = {
         },
     ),
     # eval branch
-    "eval_uses_batch_stats": (
+    "eval_uses_batch_stats": Planted(
         EvalUsesBatchStats("tutorial"),
-        "tutorial",
-        False,
         {
             "forward": OUT,
             "running_stats": r"eval step after \d+ training "
             r"steps\s+out: worst element",
         },
     ),
-    "eval_backward_as_training": (
+    "eval_backward_as_training": Planted(
         EvalBackwardAsTraining("standard"),
-        "standard",
-        True,
         {"gradients": GRAD_X_W, "finite_differences": DIRECTIONAL},
+        memory_saving=True,
     ),
     # conv parameters in the backward
-    "grad_weight_first_group": (
+    "grad_weight_first_group": Planted(
         GradWeightFirstGroup("standard"),
-        "standard",
-        True,
         {"gradients": r"groups=[23].*\s+grad_weight: worst element"},
+        memory_saving=True,
     ),
-    "padding_dropped_in_recompute": (
+    "padding_dropped_in_recompute": Planted(
         PaddingDroppedInRecompute("tutorial"),
-        "tutorial",
-        True,
         {
             "gradients": r"(grad_\w+: worst element|raised RuntimeError in (forward|backward) on a "
             r"legal case: Calculated padded input size|must match the size)"
         },
+        memory_saving=True,
     ),
     # conv bias dropped
-    "conv_bias_dropped": (
+    "conv_bias_dropped": Planted(
         ConvBiasDropped("standard"),
-        "standard",
-        False,
         {
             "forward": r"(running_mean|out): worst element",
             "running_stats": r"running_mean: worst element",
@@ -519,74 +485,56 @@ _GALLERY = {
         },
     ),
     # memory layout
-    "assumes_contiguous": (
+    "assumes_contiguous": Planted(
         AssumesContiguous("standard"),
-        "standard",
-        False,
         {"forward": r"layout=(channels_last|strided).*\s+out: worst element"},
     ),
     # precision
-    "float64_in_float32": (
+    "float64_in_float32": Planted(
         Float64InFloat32("tutorial"),
-        "tutorial",
-        False,
         {
             "forward": r"dtype=float64.*\s+out: worst element",
             "running_stats": r"dtype=float64.*\s+.*\s+running_(mean|var): worst",
         },
     ),
-    "float16_statistics": (
+    "float16_statistics": Planted(
         LowPrecisionStatistics("standard", torch.float16),
-        "standard",
-        False,
         {"forward": r"dtype=float32.*\s+out: worst element", "gradients": GRAD_X_W},
     ),
-    "bfloat16_statistics": (
+    "bfloat16_statistics": Planted(
         LowPrecisionStatistics("tutorial", torch.bfloat16),
-        "tutorial",
-        False,
         {"forward": r"dtype=float32.*\s+out: worst element", "gradients": GRAD_X_W},
     ),
     # degenerate inputs
-    "nan_at_zero_variance": (
+    "nan_at_zero_variance": Planted(
         NaNAtZeroVariance("tutorial"),
-        "tutorial",
-        False,
         {"gradients": r"grad_\w+: worst element .* actual nan"},
     ),
-    "no_single_value_check": (
+    "no_single_value_check": Planted(
         NoSingleValueCheck("standard"),
-        "standard",
-        False,
         {"bad_inputs": r"scenario 'single_value_per_channel': no exception"},
     ),
     # cheating, mutation, memory
-    "caches_by_shape": (
+    "caches_by_shape": Planted(
         CachesByShape("tutorial"),
-        "tutorial",
-        False,
         {
             "no_mutation": r"call 2 of 2 with the same shapes and new values\s+"
             r"out: worst element"
         },
     ),
-    "scales_grad_out_in_place": (
+    "scales_grad_out_in_place": Planted(
         ScalesGradOutInPlace("standard"),
-        "standard",
-        True,
         {"no_mutation": r"modified its input\(s\) \['grad_out'\]"},
+        memory_saving=True,
     ),
-    "saves_conv_output": (
+    "saves_conv_output": Planted(
         SavesConvOutput("tutorial"),
-        "tutorial",
-        True,
         {"saved_memory": r"saves \d+ activation bytes for backward"},
+        memory_saving=True,
     ),
     # compiled path
-    "biased_variance_when_compiled": (
+    "biased_variance_when_compiled": Planted(
         BiasedVarianceWhenCompiled("tutorial"),
-        "tutorial",
-        False,
         {"compile": r"(out|grad_\w+): worst element"},
     ),
 }
@@ -606,18 +554,18 @@ EXTRA_SUPPORTS = dict(
 ALL = [
     Variant(
         name,
-        impl,
-        form=form,
-        memory_saving=saving,
+        bug.impl,
+        form=bug.form,
+        memory_saving=bug.memory_saving,
         **{
             "supports": ALL_FEATURES | EXTRA_SUPPORTS.get(name, frozenset()),
             **program_bugs.OPTIONS.get(name, {}),
         },
     )
-    for name, (impl, form, saving, _) in _GALLERY.items()
+    for name, bug in _GALLERY.items()
 ]
 # name -> {property: regex its failure report must match}
-EXPECTED = {name: dict(reasons) for name, (_, _, _, reasons) in _GALLERY.items()}
+EXPECTED = {name: dict(bug.caught_by) for name, bug in _GALLERY.items()}
 # Realistic bugs the suite misses today (tests/test_gallery.py: xfail, strict).
 KNOWN_GAPS: dict = {}
 # name -> properties the bug must not trip (its planted fault is elsewhere).

@@ -7,8 +7,8 @@ output, a float64 copy for precision, a module-level cache. Real programs count 
 being freed; the `saved_memory` property's kept figure (the CPU allocator's events) must catch
 them.
 
-Each is a one-method change of `_correct.Explicit`. `GALLERY` maps name -> (implementation, form,
-memory_saving, {property: reason regex}), merged into `bugs.py`'s gallery.
+Each is a one-method change of `_correct.Explicit`. `GALLERY` maps name -> `Planted`, merged into
+`bugs.py`'s gallery.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import sys
 from pathlib import Path
 
 try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from anywhere
-    from tests.gallery._correct import DIMS, Explicit, per_channel
+    import tests.gallery  # noqa: F401
 except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.gallery._correct import DIMS, Explicit, per_channel
+
+from tests.gallery._correct import DIMS, Explicit, per_channel
+from tests.gallery.planted import Planted
 
 
 def _saved_without_conv(ctx):
@@ -118,30 +120,30 @@ KEPT = r"keeps \d+ bytes alive for backward after the forward returned"
 OUTLIVES = r"still holds \d+ bytes allocated during the call .*after backward ran"
 
 GALLERY = {
-    "conv_output_on_ctx": (ConvOutputOnCtx("tutorial"), "tutorial", True, {"saved_memory": KEPT}),
-    "lazy_recompute_closure": (
+    "conv_output_on_ctx": Planted(
+        ConvOutputOnCtx("tutorial"),
+        {"saved_memory": KEPT},
+        memory_saving=True,
+    ),
+    "lazy_recompute_closure": Planted(
         LazyRecomputeClosure("standard"),
-        "standard",
-        True,
         {"saved_memory": KEPT},
+        memory_saving=True,
     ),
-    "normalised_in_float64_on_ctx": (
+    "normalised_in_float64_on_ctx": Planted(
         NormalisedInFloat64OnCtx("standard"),
-        "standard",
-        True,
         {"saved_memory": KEPT},
+        memory_saving=True,
     ),
-    "monitoring_hook_keeps_conv_output": (
+    "monitoring_hook_keeps_conv_output": Planted(
         MonitoringHookKeepsConvOutput("tutorial"),
-        "tutorial",
-        True,
         {"saved_memory": KEPT},
+        memory_saving=True,
     ),
-    "caches_last_conv_output": (
+    "caches_last_conv_output": Planted(
         CachesLastConvOutput("tutorial"),
-        "tutorial",
-        True,
         {"saved_memory": OUTLIVES},
+        memory_saving=True,
     ),
 }
 # Their only fault is the memory they keep: every number is right.

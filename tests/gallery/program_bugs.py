@@ -4,8 +4,8 @@ wrong when a program modifies its output in place, runs two backward passes, acc
 gradients over two steps, or calls the layer again and again (`verify/properties/programs.py`).
 
 Each is a one-method change of the correct implementations in `_correct.py`. `GALLERY` maps
-name -> (implementation, form, memory_saving, {property: reason regex}), merged into `bugs.py`'s
-gallery; `OPTIONS` gives a variant's own `supports` or `limitations`.
+name -> `Planted`, merged into `bugs.py`'s gallery; `OPTIONS` gives a variant's own `supports`
+or `limitations`.
 """
 
 from __future__ import annotations
@@ -17,24 +17,19 @@ from pathlib import Path
 import torch
 
 try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from anywhere
-    from tests.gallery._correct import (
-        DIMS,
-        OUTPUT_SAVING_FEATURES,
-        Explicit,
-        OutputSaving,
-        Traced,
-        per_channel,
-    )
+    import tests.gallery  # noqa: F401
 except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.gallery._correct import (
-        DIMS,
-        OUTPUT_SAVING_FEATURES,
-        Explicit,
-        OutputSaving,
-        Traced,
-        per_channel,
-    )
+
+from tests.gallery._correct import (
+    DIMS,
+    OUTPUT_SAVING_FEATURES,
+    Explicit,
+    OutputSaving,
+    Traced,
+    per_channel,
+)
+from tests.gallery.planted import Planted
 
 
 # -- in-place ops on the output --------------------------------------------------------------------
@@ -184,54 +179,41 @@ IN_PLACE = r"after (ReLU\(inplace=True\)|`out \+= identity`|`out\.mul_\(0\.5\)`)
 SECOND_PASS = r"backward pass"
 CALL_OF_ONE_LAYER = r"call \d of \d of one layer"
 
-# name -> (implementation, form, memory_saving, {property: reason the report must match})
 GALLERY = {
-    "output_kept_off_the_books": (
+    "output_kept_off_the_books": Planted(
         OutputKeptOffTheBooks("standard"),
-        "standard",
-        False,
         {"programs": _after(IN_PLACE, r"grad_\w+: worst element")},
     ),
-    "output_saving_undeclared": (
+    "output_saving_undeclared": Planted(
         OutputSaving("standard"),
-        "standard",
-        False,
         {"programs": r"raised autograd's in-place error[\s\S]*declare limitations"},
     ),
-    "frees_statistics_after_backward": (
+    "frees_statistics_after_backward": Planted(
         FreesStatisticsAfterBackward("tutorial"),
-        "tutorial",
-        True,
         {"programs": r"program=retain_graph[\s\S]*raised AttributeError in backward"},
+        memory_saving=True,
     ),
-    "centres_kept_output_in_place": (
+    "centres_kept_output_in_place": Planted(
         CentresKeptOutputInPlace("standard"),
-        "standard",
-        False,
         {"programs": _after(SECOND_PASS, r"grad_\w+: worst element")},
     ),
-    "parameter_gradient_workspace": (
+    "parameter_gradient_workspace": Planted(
         ParameterGradientWorkspace("tutorial"),
-        "tutorial",
-        True,
         {"programs": r"grad_bn_(weight|bias): worst element"},
+        memory_saving=True,
     ),
-    "statistics_on_the_layer": (
+    "statistics_on_the_layer": Planted(
         StatisticsOnTheLayer("standard"),
-        "standard",
-        True,
         {"programs": _after(CALL_OF_ONE_LAYER, r"grad_\w+: worst element")},
+        memory_saving=True,
     ),
-    "packed_weight_cache": (
+    "packed_weight_cache": Planted(
         PackedWeightCache("tutorial"),
-        "tutorial",
-        True,
         {"programs": _after(r"call 3 of 3 of one layer, after an optimizer step", r"out: worst")},
+        memory_saving=True,
     ),
-    "output_buffer_without_autograd": (
+    "output_buffer_without_autograd": Planted(
         OutputBufferWithoutAutograd("standard"),
-        "standard",
-        False,
         {"programs": _after(r"call [12] of \d of one layer", r"out: worst element")},
     ),
 }

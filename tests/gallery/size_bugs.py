@@ -6,8 +6,8 @@ fail the network tiers (verify/strategies/sizes.py: channels, long, grid, crowd)
 depthwise ones, the depthwise cases every tier now draws.
 
 Written in torch the way a Triton or CUDA kernel organises its work, each a one-method change of
-the correct implementations in `_correct.py`. `GALLERY` maps name -> (implementation, form,
-memory_saving, {property: reason regex}), merged into `bugs.py`'s gallery.
+the correct implementations in `_correct.py`. `GALLERY` maps name -> `Planted`, merged into
+`bugs.py`'s gallery.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ import torch
 from torch.nn.grad import conv2d_weight
 
 try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from anywhere
-    from tests.gallery._correct import Explicit, Traced, per_channel
+    import tests.gallery  # noqa: F401
 except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.gallery._correct import Explicit, Traced, per_channel
+
+from tests.gallery._correct import Explicit, Traced, per_channel
+from tests.gallery.planted import Planted
 
 CHANNEL_CHUNK = 1024  # channels per launch of a channel loop
 GRID_LIMIT = 65535  # the largest CUDA grid y/z dimension
@@ -204,60 +206,42 @@ def _then(size: str, result: str = VALUES) -> str:
     return size + r"[\s\S]*?" + result
 
 
-# name -> (implementation, form, memory_saving, {property: reason the report must match})
 GALLERY = {
-    "channel_index_eight_bit": (
+    "channel_index_eight_bit": Planted(
         ChannelIndexEightBit("standard"),
-        "standard",
-        False,
         {NUMERIC: _then(PAST_256_CHANNELS)},
     ),
-    "channel_loop_remainder": (
+    "channel_loop_remainder": Planted(
         ChannelChunkRemainder("tutorial"),
-        "tutorial",
-        False,
         {NUMERIC: _then(PAST_1024_CHANNELS)},
     ),
-    "count_in_sixteen_bits": (
+    "count_in_sixteen_bits": Planted(
         CountInSixteenBits("standard"),
-        "standard",
-        False,
         {NUMERIC: _then(PAST_2_16_VALUES)},
     ),
-    "split_reduction_capped": (
+    "split_reduction_capped": Planted(
         ReductionPastMaxPrograms("tutorial"),
-        "tutorial",
-        False,
         {NUMERIC: _then(PAST_2_20_VALUES)},
     ),
-    "batch_grid_clamped": (
+    "batch_grid_clamped": Planted(
         BatchGridClamped("standard"),
-        "standard",
-        False,
         {NUMERIC: _then(BATCH_PAST_GRID, r"out: worst element .* actual nan")},
     ),
-    "pixel_index_wraps": (
+    "pixel_index_wraps": Planted(
         PixelGridWraps("tutorial"),
-        "tutorial",
-        False,
         {NUMERIC: _then(PIXELS_PAST_GRID, r"out: worst element")},
     ),
-    "depthwise_filter_grad_flipped": (
+    "depthwise_filter_grad_flipped": Planted(
         DepthwiseFlippedGradWeight("standard"),
-        "standard",
-        True,
         {"gradients": _then(DEPTHWISE, r"grad_weight: worst element")},
+        memory_saving=True,
     ),
-    "depthwise_square_stride": (
+    "depthwise_square_stride": Planted(
         DepthwiseStrideOfRows("tutorial"),
-        "tutorial",
-        False,
         {NUMERIC: _then(DEPTHWISE)},
     ),
-    "channels_last_crowd_rows": (
+    "channels_last_crowd_rows": Planted(
         ChannelsLastCrowdRows("standard"),
-        "standard",
-        False,
         {NUMERIC: _then(CROWD)},
     ),
 }

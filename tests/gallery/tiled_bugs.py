@@ -5,8 +5,7 @@ grad, grad_out laid out like x, grad mode on), and must fail the suite's size ti
 
 Written in torch the way a Triton or CUDA kernel organises its work (blocks of a channel's values,
 programs per chunk, channel groups), each a one-method change of the correct implementations in
-`_correct.py`. `GALLERY` maps name -> (implementation, form, memory_saving, {property: reason
-regex}), merged into `bugs.py`'s gallery.
+`_correct.py`. `GALLERY` maps name -> `Planted`, merged into `bugs.py`'s gallery.
 """
 
 from __future__ import annotations
@@ -17,10 +16,12 @@ from pathlib import Path
 import torch
 
 try:  # loaded by path (pytest verify --variant tests/gallery/bugs.py:ALL) from anywhere
-    from tests.gallery._correct import DIMS, ArrivalOrder, Explicit, Traced, _Fused, per_channel
+    import tests.gallery  # noqa: F401
 except ImportError:  # pragma: no cover - the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.gallery._correct import DIMS, ArrivalOrder, Explicit, Traced, _Fused, per_channel
+
+from tests.gallery._correct import DIMS, ArrivalOrder, Explicit, Traced, _Fused, per_channel
+from tests.gallery.planted import Planted
 
 BLOCK = 64  # values per block of a channel's reduction
 CHUNK = 512  # values per program of a split reduction
@@ -220,87 +221,66 @@ def _at(size: str, result: str) -> str:
 VALUES = r"(out|grad_\w+|running_(mean|var)): worst element"
 FIRST_LAYER = r"requires_grad=\[(?!'x')[^\]]*\][\s\S]*?grad_\w+: worst element .* actual 0\.0"
 
-# name -> (implementation, form, memory_saving, {property: reason the report must match})
 GALLERY = {
-    "tile_tail_skipped": (
+    "tile_tail_skipped": Planted(
         TileTailSkipped("standard"),
-        "standard",
-        False,
         {NUMERIC: _at(r"(6[5-9]|[7-9]\d|\d{3,}) values per channel", VALUES)},
     ),
-    "welford_merge_without_delta": (
+    "welford_merge_without_delta": Planted(
         WelfordMergeWithoutDelta("tutorial"),
-        "tutorial",
-        False,
         {NUMERIC: _at(r"(51[3-9]|5[2-9]\d|[6-9]\d\d|\d{4,}) values per channel", VALUES)},
     ),
-    "channel_group_wraps": (
+    "channel_group_wraps": Planted(
         ChannelGroupWraps("standard"),
-        "standard",
-        False,
         {NUMERIC: _at(r".*, (1[7-9]|[2-9]\d|\d{3}) channels", VALUES)},
     ),
-    "batch_past_grid": (
+    "batch_past_grid": Planted(
         BatchPastGrid("tutorial"),
-        "tutorial",
-        False,
         # (or at the grid tier's batch past 65535)
         {NUMERIC: _at(r"\d+ values per channel \(N=(9|1\d|\d{5,}) x", VALUES)},
     ),
-    "partly_written_output": (
+    "partly_written_output": Planted(
         PartlyWrittenOutput("standard"),
-        "standard",
-        False,
         {NUMERIC: OUT + r" .* actual nan,.*uninitialised memory"},
     ),
-    "uninitialised_accumulator": (
+    "uninitialised_accumulator": Planted(
         UninitialisedAccumulator("tutorial"),
-        "tutorial",
-        True,
         {"gradients": r"grad_bn_weight: worst element .* actual nan"},
+        memory_saving=True,
     ),
-    "no_grads_when_input_frozen": (
+    "no_grads_when_input_frozen": Planted(
         NoGradsWhenInputFrozen("standard"),
-        "standard",
-        True,
         {"gradients": FIRST_LAYER},
+        memory_saving=True,
     ),
-    "grad_out_strided_like_output": (
+    "grad_out_strided_like_output": Planted(
         GradOutStridedLikeOutput("tutorial"),
-        "tutorial",
-        True,
         # (a stride-0 grad_out, made dense, is indexed with the output's strides as well)
         {"gradients": r"grad_layout=(contiguous|channels_last|expanded|broadcast)[\s\S]*?" + GRADS},
+        memory_saving=True,
     ),
-    "graph_under_no_grad": (
+    "graph_under_no_grad": Planted(
         GraphUnderNoGrad("standard"),
-        "standard",
-        False,
         {
             "grad_mode": r"under torch\.(no_grad|inference_mode)\(\) the output "
             r"requires grad"
         },
     ),
-    "arrival_order_sum": (
+    "arrival_order_sum": Planted(
         ArrivalOrder("standard"),
-        "standard",
-        False,
         {"determinism": r"two identical calls differ"},
     ),
-    "running_stats_in_activation_dtype": (
+    "running_stats_in_activation_dtype": Planted(
         RunningStatsInActivationDtype("standard"),
-        "standard",
-        False,
         {"running_stats": r"param_dtype=float32[\s\S]*?running_(mean|var): worst element"},
     ),
-    "double_backward_silently_wrong": (
+    "double_backward_silently_wrong": Planted(
         DoubleBackwardSilentlyWrong("standard"),
-        "standard",
-        True,
         {
             "second_order": r"gradgradcheck failed \(double backward "
             r"does not raise"
         },
+        memory_saving=True,
     ),
 }
 # Features declared beyond every conv and batch-norm feature.

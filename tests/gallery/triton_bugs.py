@@ -25,6 +25,7 @@ import inspect
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -118,41 +119,54 @@ _LARGE = dict(batch=4, in_channels=2, out_channels=2, height=33, width=31, kerne
 # A small case: 2 x 3 x 4 = 24 values per channel (one program, one partial tile).
 _SMALL = dict(batch=2, in_channels=2, out_channels=2, height=3, width=4, kernel=[1, 1])
 
-# name -> (launcher, form, {property: reason regex}, replay case, only shows on large channels)
+
+@dataclass(frozen=True)
+class _Planted:
+    """A planted Triton bug: its launcher, the form it computes, the properties that must catch it
+    (with the regex each report must match), the case that replays it, and whether it only shows
+    on channels longer than one program's chunk."""
+
+    launcher: TritonBatchNorm
+    form: str
+    caught_by: dict[str, str]
+    case: dict
+    large_channels_only: bool
+
+
 _GALLERY = {
-    "triton_missing_mask": (
+    "triton_missing_mask": _Planted(
         MissingMask(),
         "standard",
         {"forward": OUT},
         dict(_SMALL, form="standard", dtype="float32"),
-        False,
+        large_channels_only=False,
     ),
-    "triton_merge_without_between_term": (
+    "triton_merge_without_between_term": _Planted(
         MergeWithoutBetweenTerm(),
         "tutorial",
         {"forward": OUT},
         dict(_LARGE, form="tutorial", dtype="float32", values="positive"),
-        True,
+        large_channels_only=True,
     ),
-    "triton_float16_accumulator": (
+    "triton_float16_accumulator": _Planted(
         Float16Accumulator(),
         "standard",
         {"forward": r"dtype=float16.*\s+out: worst element"},
         dict(_LARGE, form="standard", dtype="float16", values="offset"),
-        True,
+        large_channels_only=True,
     ),
-    "triton_off_by_one_tail": (
+    "triton_off_by_one_tail": _Planted(
         OffByOneTail(),
         "standard",
         {"forward": OUT},
         dict(_LARGE, form="standard", dtype="float32"),
-        True,
+        large_channels_only=True,
     ),
 }
 
-ALL = [_variant(name, bn, form) for name, (bn, form, _, _, _) in _GALLERY.items()]
-EXPECTED = {name: dict(reasons) for name, (_, _, reasons, _, _) in _GALLERY.items()}
-CASES = {name: case for name, (_, _, _, case, _) in _GALLERY.items()}
-LARGE = {name: large for name, (_, _, _, _, large) in _GALLERY.items()}
+ALL = [_variant(name, bug.launcher, bug.form) for name, bug in _GALLERY.items()]
+EXPECTED = {name: dict(bug.caught_by) for name, bug in _GALLERY.items()}
+CASES = {name: bug.case for name, bug in _GALLERY.items()}
+LARGE = {name: bug.large_channels_only for name, bug in _GALLERY.items()}
 # The correct kernels the bugs are variations of (the built-in Triton variants).
 CORRECT = [v for v in BUILTIN_VARIANTS if v.triton]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.meta.helpers import VARIANT_FILE, run_cli
+from tests.helpers import run_cli
+from tests.meta.helpers import VARIANT_FILE
 from verify import report
 
 

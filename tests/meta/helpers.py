@@ -1,24 +1,24 @@
-"""The helpers of the meta tests: tiny correct and wrong variants, lower-precision imitations, and
-subprocess runs of the suite's command lines from the checkout.
+"""The helpers of the meta tests: tiny correct and wrong variants and lower-precision imitations
+(the suite's command lines are run by `tests.helpers.run_cli`).
 
 The source of the variants written to files for `pytest verify --variant FILE:ATTR` subprocesses
 is `VARIANT_FILE`, so those runs do not depend on this package being importable."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, settings
 
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
+from verify.case import Case
 
 ALL_CONV_BN = CONV_FEATURES | BN_FEATURES
-ROOT = Path(__file__).resolve().parents[2]
+# The small case the meta tests start from (each adds its features, form and seed).
+TINY_CASE = Case(
+    batch=2, in_channels=2, out_channels=3, height=4, width=4, kernel=(2, 2), dtype="float32"
+)
 
 # A module with correct and wrong variants that handle no optional feature.
 VARIANT_FILE = '''\
@@ -143,22 +143,14 @@ def correct(form: str) -> Variant:
     return builtin_variant("eager" if form == "standard" else "fused_tutorial")
 
 
-# -- the suite's command lines, run from the checkout ------------------------------------------
-def cli_env() -> dict:
-    env = dict(os.environ, CI="1", OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
-    # The checkout first, whatever state its editable install is in.
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    return env
-
-
-def run_cli(args, *, timeout=120, cwd=ROOT) -> subprocess.CompletedProcess:
-    """Run `python ARGS` from the checkout; text output, stdout and stderr together."""
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=cwd,
-        env=cli_env(),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=timeout,
+def derandomised(max_examples: int, **more) -> settings:
+    """Hypothesis settings for a claim about a fixed number of draws: derandomised (the claim must
+    not depend on the seed), no database, no deadline, no health checks."""
+    return settings(
+        max_examples=max_examples,
+        database=None,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        **more,
     )

@@ -7,31 +7,19 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, DIFFERENTIABLE, Variant
+from tests.meta.helpers import TINY_CASE, derandomised
 from verify import legality, runner
-from verify.case import Case
 from verify.hunt import SuiteError, run_example
 from verify.properties import forward, gradients
 from verify.report import PropertyFailure
 from verify.strategies.configs import calling_contexts, cases
 
 ALL = frozenset(CONV_FEATURES | BN_FEATURES)
-CASE = Case(
-    batch=2,
-    in_channels=2,
-    out_channels=3,
-    height=4,
-    width=4,
-    kernel=(2, 2),
-    bias=True,
-    affine=True,
-    form="standard",
-    dtype="float32",
-    seed=3,
-)
+CASE = TINY_CASE.replace(bias=True, affine=True, form="standard", seed=3)
 
 
 @pytest.mark.parametrize(
@@ -67,13 +55,7 @@ def test_drawn_contexts_cover_every_subset_and_layout():
 
     # Derandomised: a coverage claim about 300 draws must not depend on the seed (a random run
     # missed one subset now and then).
-    @settings(
-        max_examples=300,
-        database=None,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-    )
+    @derandomised(300)
     @given(case=cases(ALL, "standard").flatmap(calling_contexts))
     def draw(case):
         assert case.requires_grad and legality.problems(case) == []

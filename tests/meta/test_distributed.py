@@ -13,7 +13,7 @@ import time
 import pytest
 from hypothesis import settings
 
-from tests.meta.helpers import run_cli
+from tests.helpers import run_cli
 from verify import campaign
 from verify.properties import forward, gradients
 from verify.strategies.sizes import ALL_TIERS, SIZE_TIERS

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import venv
@@ -13,7 +12,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from tests.meta.helpers import ROOT, VARIANT_FILE
+from tests.helpers import ROOT, cli_env, run_cli
+from tests.meta.helpers import VARIANT_FILE
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 DECLARED = PROJECT["entry-points"]["pytest11"]
@@ -35,18 +35,16 @@ def test_installed_metadata_declares_the_plugins():
 
 
 def _outside_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
-    return dict(env, CI="1", OMP_NUM_THREADS="1")
+    """The installed package, not the checkout."""
+    return cli_env(PYTHONPATH=None, PYTEST_ADDOPTS=None)
 
 
 def _run_outside(python: str, args: list[str], cwd: Path, timeout: int = 300):
-    return subprocess.run(
-        [python, "-m", "pytest", "-p", "no:cacheprovider", *args],
+    return run_cli(
+        ["-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=cwd,
         env=_outside_env(),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        python=python,
         timeout=timeout,
     )
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.meta.helpers import ROOT, cli_env, run_cli
+from tests.helpers import ROOT, cli_env, run_cli
 
 KERNELS = """\
 import os

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import sys
+import types
 
 import pytest
 
-from tests.meta.helpers import ROOT, cli_env, run_cli
+from tests.helpers import run_cli
 from verify import isolation
 
 CRASHING_KERNELS = """\
@@ -155,10 +155,9 @@ def test_replay_line_reproduces_the_crash(crash_run):
         for line in text.splitlines()
         if line.strip().startswith("replay: ")
     ]
-    done = subprocess.run(
-        shlex.split(replay), cwd=ROOT, env=cli_env(), capture_output=True, timeout=120
-    )
-    assert done.returncode == -11, done  # SIGSEGV, on the very case of the report
+    python, *args = shlex.split(replay)
+    done = run_cli(args, python=python)
+    assert done.returncode == -11, done.stdout  # SIGSEGV, on the very case of the report
 
 
 # -- pieces ---------------------------------------------------------------------------------------
@@ -188,8 +187,38 @@ def test_excerpt_keeps_the_test_thread():
     assert isolation._fatal_error(FAULT) == "Fatal Python error: Segmentation fault"
 
 
-def test_note_case_outside_a_worker_does_nothing():
-    isolation.note_case("v", "forward", object())  # no worker: not even case.to_json()
+class _CountingCase:
+    def __init__(self):
+        self.serialised = 0
+
+    def to_json(self):
+        self.serialised += 1
+        return "{}"
+
+
+def test_note_case_outside_a_worker_does_nothing(monkeypatch):
+    monkeypatch.setattr(isolation, "_worker", [None])
+    case = _CountingCase()
+    isolation.note_case("v", "forward", case)
+    assert case.serialised == 0  # no worker: not even case.to_json()
+
+
+def test_note_case_in_a_worker_notes_the_case(monkeypatch):
+    noted = []
+    worker = types.SimpleNamespace(
+        nodeid="verify/test_forward.py::x", note=lambda record, factor: noted.append(record)
+    )
+    monkeypatch.setattr(isolation, "_worker", [worker])
+    isolation.note_case("v", "forward", _CountingCase(), tier="tile")
+    assert noted == [
+        {
+            "nodeid": "verify/test_forward.py::x",
+            "variant": "v",
+            "property": "forward",
+            "tier": "tile",
+            "case": "{}",
+        }
+    ]
 
 
 def test_a_kernel_on_the_triton_interpreter_gets_a_longer_time_limit(tmp_path):

@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant
 from tests.gallery import program_bugs
 from tests.gallery._correct import OUTPUT_SAVING_FEATURES, OutputSaving
-from tests.meta.helpers import run_cli
+from tests.helpers import run_cli
+from tests.meta.helpers import TINY_CASE, derandomised
 from verify import legality
 from verify.case import GRAD_MODES, PROGRAMS, Case
 from verify.properties import programs
@@ -22,33 +23,14 @@ from verify.report import PropertyFailure
 from verify.runner import KernelRaised
 
 ALL = frozenset(CONV_FEATURES | BN_FEATURES)
-CASE = Case(
-    batch=2,
-    in_channels=2,
-    out_channels=3,
-    height=4,
-    width=4,
-    kernel=(2, 2),
-    bias=True,
-    affine=True,
-    running_stats=True,
-    form="standard",
-    dtype="float32",
-    seed=5,
-)
+CASE = TINY_CASE.replace(bias=True, affine=True, running_stats=True, form="standard", seed=5)
 
 
 def test_draws_reach_every_program_and_every_grad_mode_of_repeated():
     seen_programs, seen_modes = set(), set()
 
     # Derandomised: a coverage claim about a fixed number of draws must not depend on the seed.
-    @settings(
-        max_examples=200,
-        database=None,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-    )
+    @derandomised(200)
     @given(case=programs.strategy(Variant("all", lambda *a, **k: None, supports=ALL)))
     def draw(case):
         assert legality.problems(case) == []

@@ -8,20 +8,11 @@ import sys
 
 import pytest
 
-from tests.meta.helpers import run_cli
-from verify.case import Case
+from tests.helpers import run_cli
+from tests.meta.helpers import TINY_CASE
 from verify.replay import main, replay
 
-GOOD_CASE = Case(
-    batch=2,
-    in_channels=2,
-    out_channels=3,
-    height=4,
-    width=4,
-    kernel=(2, 2),
-    dtype="float32",
-    seed=5,
-)
+GOOD_CASE = TINY_CASE.replace(seed=5)
 
 
 def _replay(spec, name, prop, case):

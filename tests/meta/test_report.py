@@ -9,23 +9,15 @@ import sys
 
 import pytest
 
-from tests.meta.helpers import lower_precision
+from tests.meta.helpers import TINY_CASE, lower_precision
 from verify import report
 from verify.case import Case
 from verify.properties import forward
 from verify.variants import BUILTIN_SPEC
 
-CASE = Case(
-    batch=2,
-    in_channels=2,
-    out_channels=3,
-    height=4,
-    width=4,
-    kernel=(2, 2),
-    dtype="float32",
-    seed=11,
-    form="standard",
-)
+CASE = TINY_CASE.replace(form="standard", seed=11)
+# The summary table's header, split into words ("size tier", "worst err/bound").
+SUMMARY_HEADER = ["variant", "property", "size", "tier", "examples", "failed", "worst", "err/bound"]
 
 
 def _case_from_command(command):
@@ -140,16 +132,7 @@ def test_tally_and_summary(report_session):
         ),
     ]
     lines = report_session.summary_lines()
-    assert lines[0].split() == [
-        "variant",
-        "property",
-        "size",
-        "tier",
-        "examples",
-        "failed",
-        "worst",
-        "err/bound",
-    ]
+    assert lines[0].split() == SUMMARY_HEADER
     assert lines[1].split() == ["v1", "forward", "small", "3", "0", "0.5"]
     assert lines[2].split() == ["v1", "forward", "large", "1", "0", "0.75"]
     assert lines[3].split() == ["v2", "gradients", "small", "1", "1", "inf"]
@@ -193,16 +176,7 @@ def test_summary_table_of_a_passing_run(passing_run):
     assert proc.returncode == 0, proc.stdout
     lines = proc.stdout.splitlines()
     i = next(i for i, line in enumerate(lines) if "convbn-verify: examples and worst error" in line)
-    assert lines[i + 1].split() == [
-        "variant",
-        "property",
-        "size",
-        "tier",
-        "examples",
-        "failed",
-        "worst",
-        "err/bound",
-    ]
+    assert lines[i + 1].split() == SUMMARY_HEADER
     variant, prop, tier, examples, failed, worst = lines[i + 2].split()
     assert (variant, prop, tier, failed) == ("meta_good", "forward", "small", "0")
     assert int(examples) >= 10 and 0 < float(worst) < 1

@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import Phase, find, given, settings
 
 from fused.variant import BN_FEATURES, CONV_FEATURES
+from tests.meta.helpers import derandomised
 from verify import legality
 from verify.hunt import TIER_SHARE, examples_for
 from verify.properties import PROPERTIES
@@ -17,13 +18,7 @@ from verify.strategies import sizes
 from verify.strategies.configs import cases
 
 ALL = frozenset(CONV_FEATURES | BN_FEATURES)
-FAST = settings(
-    max_examples=40,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
+FAST = derandomised(40)
 
 
 def _depthwise(case) -> bool:
@@ -90,23 +85,13 @@ def test_every_boundary_value_is_reachable(tier, values):
     found = find(
         cases(ALL, "standard", tier=tier),
         lambda c: c.values_per_channel == values,
-        settings=settings(
-            max_examples=3000,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        ),
+        settings=derandomised(3000),
     )
     assert found.values_per_channel == values
 
 
 def test_channel_and_batch_edges_are_reachable():
-    quiet = settings(
-        max_examples=3000,
-        database=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-    )
+    quiet = derandomised(3000)
     assert (
         find(
             cases(ALL, "standard", tier="wide"), lambda c: c.out_channels == 129, settings=quiet
@@ -125,9 +110,7 @@ def test_channel_and_batch_edges_are_reachable():
     assert big.output_hw[0] * big.output_hw[1] > 1024
 
 
-QUIET = settings(
-    max_examples=3000, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
-)
+QUIET = derandomised(3000)
 
 
 @pytest.mark.parametrize(
@@ -231,12 +214,7 @@ def test_a_size_failure_shrinks_to_the_smallest_failing_size():
     minimal = find(
         cases(frozenset(), "standard", tier="tile"),
         lambda c: c.values_per_channel > 64 and c.values_per_channel % 64,
-        settings=settings(
-            max_examples=2000,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        ),
+        settings=derandomised(2000),
     )
     assert minimal.values_per_channel == 65
     assert minimal.size().startswith("65 values per channel")

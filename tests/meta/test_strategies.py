@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import reference
 from fused.variant import BN_FEATURES, CONV_FEATURES, FORMS
+from tests.meta.helpers import derandomised
 from verify import oracle
 from verify.case import LAYOUTS
 from verify.dtypes import HALF_DTYPES
@@ -137,14 +138,7 @@ def test_everything_is_eventually_drawn(name):
     found = find(
         cases(ALL, "tutorial"),
         REACHABLE[name],
-        settings=settings(
-            max_examples=2000,
-            database=None,
-            deadline=None,
-            derandomize=True,
-            phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        ),
+        settings=derandomised(2000, phases=[Phase.generate]),
     )
     assert REACHABLE[name](found)
 
@@ -191,14 +185,7 @@ def test_has_spread_filter_keeps_only_spread_cases(case):
 def test_float16_cases_have_representable_answers():
     from verify import oracle
 
-    @settings(
-        max_examples=40,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @derandomised(40, phases=[Phase.generate])
     @given(case=cases(ALL, "tutorial", dtypes=("float16",), values=("constant",)))
     def check(case):
         exact = oracle.expected(case, case.arrays())

@@ -4,14 +4,12 @@ importing Inductor."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from hypothesis import settings, target
 from hypothesis.database import InMemoryExampleDatabase
 
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES
+from tests.helpers import run_cli
 from verify import hunt
 from verify.benchmarks.throughput import _examples
 from verify.dtypes import HALF_DTYPES
@@ -107,8 +105,8 @@ with uninitialized_memory_filled():
     assert inductor_config.deterministic
 assert not inductor_config.deterministic
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_cli(["-c", code])
+    assert done.returncode == 0, done.stdout[-2000:]
 
 
 def test_throughput_script_counts_one_property_and_tier():

@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from fused.variant import FORMS
-from tests.meta.helpers import correct, lower_precision, single_precision
-from verify import oracle, runner, tolerance
+from tests.helpers import ratios
+from tests.meta.helpers import correct, derandomised, lower_precision, single_precision
+from verify import oracle, tolerance
 from verify.case import Case
-from verify.oracle_comparison import compare
 from verify.strategies.configs import cases
 
 BASE = Case(
@@ -55,18 +55,6 @@ CASES = {
 WELL_CONDITIONED = ("normal", "affine_bias_geometry", "positive", "integers", "train_stats", "eval")
 
 
-def ratios(kernel, case, *, gradients=True) -> dict:
-    """error / bound for every result of `kernel` on `case`."""
-    arrays = case.arrays()
-    exact = oracle.expected(case, arrays, gradients=gradients)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=gradients)
-    actual, _ = runner.run(kernel, case, arrays, gradients=gradients)
-    return {
-        name: compare(name, getattr(actual, name), value, getattr(allowed, name)).ratio
-        for name, value in exact.items()
-    }
-
-
 # (a) correct kernels pass, with a wide margin
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("form", FORMS)
@@ -83,13 +71,7 @@ def test_correct_kernels_within_bounds(name, form, dtype):
         values=("normal", "positive", "offset", "tiny", "huge", "integers", "constant"),
     )
 )
-@settings(
-    max_examples=25,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
+@derandomised(25)
 def test_correct_tutorial_kernel_within_bounds_on_drawn_cases(case):
     assert max(ratios(correct("tutorial"), case).values()) <= 1.0
 
@@ -201,13 +183,7 @@ def test_bounds_finite_and_positive(name, form, dtype):
 
 
 @given(case=cases(correct("standard").supports, "standard"))
-@settings(
-    max_examples=30,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
+@derandomised(30)
 def test_bounds_finite_and_positive_on_drawn_cases(case):
     _assert_sane(case)
 

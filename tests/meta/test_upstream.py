@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 
 from fused.variant import Variant
 from tests.gallery.tutorial_published import PUBLISHED
-from tests.meta.helpers import ROOT, cli_env
+from tests.helpers import ROOT, cli_env, run_cli
 from verify import upstream
 from verify.case import Case
 from verify.properties import PROPERTIES
@@ -174,18 +173,10 @@ def _outside_run(tmp: Path, spec: str, case: Case, *options) -> subprocess.Compl
         spec.format(kernels=tmp / "kernels.py"),
     ]
     args += ["--verify-summary-json", str(tmp / "summary.json"), "-rx", *options]
-    env = cli_env()  # the checkout first (as an install would provide it), then the plugin's dir
+    env = cli_env(FORCED_CASE=case.to_json())
+    # The checkout first (as an install would provide it), then the plugin's dir.
     env["PYTHONPATH"] += os.pathsep + str(tmp)
-    env["FORCED_CASE"] = case.to_json()
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=tmp,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=180,
-    )
+    return run_cli(args, cwd=tmp, env=env, timeout=180)
 
 
 @pytest.fixture(scope="module")
@@ -245,16 +236,14 @@ def test_every_known_bug_still_reproduces(bug):
     script = ROOT / bug.repro
     assert script.is_file(), f"{bug.id}: no repro script {bug.repro}"
     assert f"## {bug.id}" in (ROOT / "docs" / "upstream-bugs.md").read_text()
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
-    )
+    done = run_cli([str(script)])
     assert done.returncode != 0, (
         f"PyTorch {torch.__version__} fixed {bug.id} ({bug.repro} exits 0): move it out of "
         "verify.upstream.KNOWN_BUGS and docs/upstream-bugs.md (say which version fixed it), "
         f"and drop its workaround where the suite no longer needs it.\n{done.stdout}"
     )
     assert done.returncode == 1 and "BUG PRESENT" in done.stdout, (
-        f"{bug.repro} is broken (exit {done.returncode}):\n{done.stdout}{done.stderr}"
+        f"{bug.repro} is broken (exit {done.returncode}):\n{done.stdout}"
     )
 
 

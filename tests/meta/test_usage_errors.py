@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.meta.helpers import run_cli
+from tests.helpers import run_cli
 
 GOOD_HEAD = "import torch.nn.functional as F\nfrom fused import Variant\n"
 FN = (

@@ -6,7 +6,7 @@ import pytest
 
 from fused.registry import BUILTIN_VARIANTS
 from fused.variant import Variant
-from tests.meta.helpers import run_cli
+from tests.helpers import run_cli
 from verify.variants import BUILTIN_SPEC, VariantSpecError, load_all, load_variants, select
 
 MODULE = """

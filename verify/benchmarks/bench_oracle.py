@@ -12,13 +12,12 @@ Run: ``pytest verify/benchmarks/bench_oracle.py --benchmark-only``.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import reference
+from verify.benchmarks.harness import timed
 
 GROUP = "oracle conv_bn fwd+bwd, x(32,32,28,28) w(64,32,3,3) pad 1, float64 CPU"
 X_SHAPE, W_SHAPE, PADDING = (32, 32, 28, 28), (64, 32, 3, 3), 1
@@ -78,18 +77,10 @@ def test_oracle_conv_bn_forward_backward(benchmark):
     _record_sizes(benchmark)
     x, w, grad_out = _inputs()
     measuring = not getattr(benchmark, "disabled", False)
-    torch_step, torch_times = _torch_step(x, w, grad_out), []
-
-    def time_torch():
-        # Each oracle round follows a torch round, so both see the same machine load and their
-        # ratio is meaningful on a noisy machine (see verify.benchmarks.harness.run_benchmark).
-        start = time.perf_counter()
-        torch_step()
-        torch_times.append(time.perf_counter() - start)
-
+    torch_times: list[float] = []
     grads = benchmark.pedantic(
         _oracle_step(x, w, grad_out),
-        setup=time_torch if measuring else None,
+        setup=timed(_torch_step(x, w, grad_out), torch_times) if measuring else None,
         rounds=ROUNDS,
         iterations=1,
         warmup_rounds=1,

@@ -20,8 +20,6 @@ Side-by-side examples/s of two checkouts, start-up and crash isolation included:
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -29,6 +27,7 @@ from hypothesis.database import InMemoryExampleDatabase
 
 import reference
 from fused.registry import builtin_variant
+from verify.benchmarks.harness import timed
 from verify.hunt import examples_for, hunt
 from verify.properties import PROPERTIES
 from verify.report import ReportSession
@@ -91,16 +90,10 @@ def test_suite_throughput(benchmark, name, tier):
     if not measuring:
         assert benchmark(_hunt_round(prop, tier, SMOKE_EXAMPLES)) >= 1
         return
-    baseline, baseline_times = _oracle_round(), []
-
-    def time_baseline():
-        start = time.perf_counter()
-        baseline()
-        baseline_times.append(time.perf_counter() - start)
-
+    baseline_times: list[float] = []
     examples = benchmark.pedantic(
         _hunt_round(prop, tier, ROUND_EXAMPLES),
-        setup=time_baseline,
+        setup=timed(_oracle_round(), baseline_times),
         rounds=ROUNDS,
         iterations=1,
         warmup_rounds=1,

@@ -89,17 +89,11 @@ def run_benchmark(benchmark, workload: Workload, group: str, baseline=None) -> N
         workload.zero_grad()
         return
     baseline = baseline() if baseline is not None else None
-    baseline_times = []
-
-    def time_baseline():
-        start = time.perf_counter()
-        baseline.step()
-        baseline_times.append(time.perf_counter() - start)
-
+    baseline_times: list[float] = []
     rounds = _paired_rounds(benchmark, workload, baseline)
     benchmark.pedantic(
         workload.step,
-        setup=time_baseline if baseline is not None else None,
+        setup=timed(baseline.step, baseline_times) if baseline is not None else None,
         rounds=rounds,
         warmup_rounds=0,
         iterations=1,
@@ -112,6 +106,19 @@ def run_benchmark(benchmark, workload: Workload, group: str, baseline=None) -> N
         benchmark.extra_info["time_vs_baseline"] = [
             round(v / b, 6) for v, b in zip(data, baseline_times, strict=False)
         ]
+
+
+def timed(step, times: list[float]):
+    """`step` as the setup of `benchmark.pedantic`: a baseline round before every timed round, so
+    both see the same machine load and their ratio means something on a noisy machine; each
+    call appends its seconds to `times`."""
+
+    def run():
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+
+    return run
 
 
 def _paired_rounds(benchmark, workload: Workload, baseline: Workload | None) -> int:

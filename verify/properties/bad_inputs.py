@@ -3,13 +3,15 @@ bit-for-bit unchanged after the error."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from hypothesis import strategies as st
 
 from fused.variant import BN_FEATURES, CONV_FEATURES, UnsupportedFeatureError
 from verify import runner
+from verify.case import Case
 from verify.properties.checks import fail
 from verify.strategies.configs import cases
 
@@ -21,81 +23,118 @@ SIZE_TIERS = ("small",)
 CLEAR_ERRORS = (ValueError, RuntimeError, TypeError, NotImplementedError)
 
 
-def _scenarios(supports: frozenset) -> list[str]:
-    names = ["single_value_per_channel", "channel_mismatch", "weight_not_4d"]
-    if "affine" in supports:
-        names.append("bn_weight_length")
-    if "running_stats" in supports:
-        names += ["eval_without_running_stats", "running_stats_length"]
-    if (CONV_FEATURES | BN_FEATURES) - supports:
-        names.append("undeclared_feature")
-    return names
+def _one_pixel(case):
+    # One sample whose output is a single pixel: no padding, input as large as the kernel.
+    extent = [d * (k - 1) + 1 for k, d in zip(case.kernel, case.dilation, strict=True)]
+    return case.replace(batch=1, height=extent[0], width=extent[1], padding=(0, 0))
+
+
+def _extra_channel(case, t: dict, supports: frozenset) -> dict:
+    t["x"] = torch.cat([t["x"], t["x"][:, :1]], dim=1)
+    return {}
+
+
+def _flat_weight(case, t: dict, supports: frozenset) -> dict:
+    t["weight"] = t["weight"].flatten(1)
+    return {}
+
+
+def _long_bn_weight(case, t: dict, supports: frozenset) -> dict:
+    t["bn_weight"] = torch.ones(case.out_channels + 1, dtype=t["x"].dtype)
+    return {}
+
+
+def _eval_without_stats(case, t: dict, supports: frozenset) -> dict:
+    t["running_mean"] = t["running_var"] = None
+    return {"training": False}
+
+
+def _long_running_var(case, t: dict, supports: frozenset) -> dict:
+    t["running_var"] = torch.ones(case.out_channels + 1, dtype=t["x"].dtype)
+    return {}
+
+
+# How a call uses each feature a variant may not declare (the first one it lacks is used).
+_FEATURE_OPTIONS = {"stride": 2, "padding": 1, "dilation": 2, "groups": 2}
+
+
+def _undeclared_feature(case, t: dict, supports: frozenset) -> dict:
+    missing = sorted((CONV_FEATURES | BN_FEATURES) - supports)[0]
+    dtype, channels = t["x"].dtype, case.out_channels
+    if missing == "bias":
+        t["bias"] = torch.zeros(channels, dtype=dtype)
+    elif missing == "affine":
+        t["bn_weight"] = torch.ones(channels, dtype=dtype)
+    elif missing == "running_stats":
+        t["running_mean"] = torch.zeros(channels, dtype=dtype)
+        t["running_var"] = torch.ones(channels, dtype=dtype)
+    return {missing: _FEATURE_OPTIONS[missing]} if missing in _FEATURE_OPTIONS else {}
+
+
+@dataclass(frozen=True)
+class _Scenario:
+    """One kind of bad call: which variants it applies to (by their declared features), the case
+    it needs, how the call is broken, and the exceptions that count as a clear refusal."""
+
+    name: str
+    applies: Callable[[frozenset], bool] = lambda supports: True
+    shape: Callable[[Case], Case] = lambda case: case
+    # Breaks the call's tensors (in place, given the variant's declared features); returns the
+    # keyword arguments that override the case's.
+    breaks: Callable[[Case, dict, frozenset], dict] = lambda case, tensors, supports: {}
+    expected: tuple[type[Exception], ...] = CLEAR_ERRORS
+
+
+def _needing(feature: str) -> dict:
+    """A scenario for variants that declare `feature`, on cases that use it."""
+    return {
+        "applies": lambda supports: feature in supports,
+        "shape": lambda case: case.replace(**{feature: True}),
+    }
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        _Scenario("single_value_per_channel", shape=_one_pixel),
+        _Scenario("channel_mismatch", breaks=_extra_channel),
+        _Scenario("weight_not_4d", breaks=_flat_weight),
+        _Scenario("bn_weight_length", breaks=_long_bn_weight, **_needing("affine")),
+        _Scenario(
+            "eval_without_running_stats", breaks=_eval_without_stats, **_needing("running_stats")
+        ),
+        _Scenario("running_stats_length", breaks=_long_running_var, **_needing("running_stats")),
+        _Scenario(
+            "undeclared_feature",
+            applies=lambda supports: bool((CONV_FEATURES | BN_FEATURES) - supports),
+            breaks=_undeclared_feature,
+            expected=(UnsupportedFeatureError,),
+        ),
+    )
+}
 
 
 @st.composite
 def _bad_case(draw, variant):
-    scenario = draw(st.sampled_from(_scenarios(variant.supports)))
+    names = [name for name, s in SCENARIOS.items() if s.applies(variant.supports)]
+    scenario = SCENARIOS[draw(st.sampled_from(names))]
     case = draw(cases(variant.supports, variant.form, training=True))
-    if scenario == "single_value_per_channel":
-        # One sample whose output is a single pixel: no padding, input as large as the kernel.
-        extent = [d * (k - 1) + 1 for k, d in zip(case.kernel, case.dilation, strict=True)]
-        case = case.replace(batch=1, height=extent[0], width=extent[1], padding=(0, 0))
-    if scenario in ("running_stats_length", "eval_without_running_stats"):
-        case = case.replace(running_stats=True)
-    if scenario == "bn_weight_length":
-        case = case.replace(affine=True)
-    return case.replace(values="normal", defect=scenario)
+    return scenario.shape(case).replace(values="normal", defect=scenario.name)
 
 
 def strategy(variant, tier: str = "small"):
     return _bad_case(variant)
 
 
-def _break(scenario: str, case, tensors: dict, supports: frozenset) -> tuple[dict, dict]:
-    """Return (tensors, extra kwargs) with the scenario's defect applied."""
-    kwargs: dict[str, Any] = {}
-    t = dict(tensors)
-    dtype = t["x"].dtype
-    if scenario == "channel_mismatch":
-        t["x"] = torch.cat([t["x"], t["x"][:, :1]], dim=1)
-    elif scenario == "weight_not_4d":
-        t["weight"] = t["weight"].flatten(1)
-    elif scenario == "bn_weight_length":
-        t["bn_weight"] = torch.ones(case.out_channels + 1, dtype=dtype)
-    elif scenario == "eval_without_running_stats":
-        kwargs["training"] = False
-        t["running_mean"] = t["running_var"] = None
-    elif scenario == "running_stats_length":
-        t["running_var"] = torch.ones(case.out_channels + 1, dtype=dtype)
-    elif scenario == "undeclared_feature":
-        missing = sorted((CONV_FEATURES | BN_FEATURES) - supports)[0]
-        kwargs.update(
-            {
-                "stride": {"stride": 2},
-                "padding": {"padding": 1},
-                "dilation": {"dilation": 2},
-                "groups": {"groups": 2},
-            }.get(missing, {})
-        )
-        if missing == "bias":
-            t["bias"] = torch.zeros(case.out_channels, dtype=dtype)
-        elif missing == "affine":
-            t["bn_weight"] = torch.ones(case.out_channels, dtype=dtype)
-        elif missing == "running_stats":
-            t["running_mean"] = torch.zeros(case.out_channels, dtype=dtype)
-            t["running_var"] = torch.ones(case.out_channels, dtype=dtype)
-    return t, kwargs
-
-
 def check(variant, case) -> float:
     scenario = case.defect
-    tensors = runner.make_inputs(case, case.arrays(), requires_grad=True)
-    tensors, overrides = _break(scenario, case, tensors, variant.supports)
+    tensors = dict(runner.make_inputs(case, case.arrays(), requires_grad=True))
+    overrides = SCENARIOS[scenario].breaks(case, tensors, variant.supports)
     before = {
         n: None if tensors[n] is None else tensors[n].clone()
         for n in ("running_mean", "running_var")
     }
-    expected = UnsupportedFeatureError if scenario == "undeclared_feature" else CLEAR_ERRORS
+    expected = SCENARIOS[scenario].expected
     kwargs = dict(case.kwargs(), **overrides)
     try:
         out = variant(*runner.positional(tensors), **kwargs)
@@ -136,6 +175,5 @@ def check(variant, case) -> float:
     return 0.0
 
 
-def _names(expected) -> str:
-    classes = expected if isinstance(expected, tuple) else (expected,)
-    return "/".join(c.__name__ for c in classes)
+def _names(expected: tuple) -> str:
+    return "/".join(c.__name__ for c in expected)
