@@ -1,4 +1,4 @@
-"""The batch-norm half of the memory-saving fused Conv2d+BatchNorm kernels (`fused.functional`,
+"""The batch-norm half of the memory-saving fused Conv2d+BatchNorm kernels (`fused.memory_saving`,
 `fused.custom_op`, and the per-channel coefficients of `fused.triton_conv_bn`); the convolution
 half is `fused.native_conv`.
 
@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from fused.dtypes import HALF_DTYPES, stat_dtype
+from fused.dtypes import is_half, stat_dtype
 
 
 def per_channel(t: Tensor) -> Tensor:
@@ -104,7 +104,7 @@ def _single_rounding(y: Tensor) -> bool:
     # (32, 64, 28, 28)), so float32/float64 take the two fast passes and their one extra rounding
     # (a unit roundoff of the product, far inside every error bound). Half types keep one op:
     # there an extra rounding is 2**-11 or 2**-8 of the value, and CPU half is not a speed path.
-    return y.dtype in HALF_DTYPES
+    return is_half(y.dtype)
 
 
 def normalize_(y: Tensor, scale: Tensor, shift: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """The fused Conv2d + BatchNorm2d as a `torch.library` custom op, "convbn::memory_saving_conv_bn".
 
 The op is opaque to `torch.compile` (its forward is the same `forward_math` as
-`fused.functional.memory_saving_conv_bn`), has a fake (meta) kernel for tracing, leaves the
+`fused.memory_saving.memory_saving_conv_bn`), has a fake (meta) kernel for tracing, leaves the
 in-place update of the running statistics to a second op that declares it
 ("convbn::track_batch_", `mutates_args`; `num_batches_tracked` is counted before, by the entry
 point, as nn.BatchNorm2d counts it), and has an
@@ -30,7 +30,7 @@ from fused import batch_norm_math as bnm
 from fused import native_conv
 from fused.arguments import ConvBNCall, ConvConfig, NormConfig
 from fused.entry import conv_bn_entry
-from fused.functional import backward_math, differentiable, forward_math, saved_variance
+from fused.memory_saving import backward_math, differentiable, forward_math, saved_variance
 from fused.traceable import traceable_kernel
 
 __all__ = ["memory_saving_conv_bn_op", "OP_NAME"]
@@ -181,7 +181,7 @@ memory_saving_conv_bn_op = conv_bn_entry(
     _custom_op_kernel,
     name="memory_saving_conv_bn_op",
     under_compile=traceable_kernel,
-    doc="""`fused.functional.memory_saving_conv_bn` through the "convbn::memory_saving_conv_bn"
+    doc="""`fused.memory_saving.memory_saving_conv_bn` through the "convbn::memory_saving_conv_bn"
     custom op (same arguments, same validation, same numbers); under
     `torch.compile(fullgraph=True)`, the same function in plain ops (`fused.traceable`).""",
 )

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["HALF_DTYPES", "stat_dtype"]
+__all__ = ["is_half", "stat_dtype"]
 
-HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+def is_half(dtype: torch.dtype) -> bool:
+    """float16 or bfloat16 (the suite names them `verify.dtypes.HALF_DTYPES`)."""
+    return dtype in (torch.float16, torch.bfloat16)
 
 
 def stat_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype statistics are computed and stored in for an input of `dtype`."""
-    return torch.float32 if dtype in HALF_DTYPES else dtype
+    return torch.float32 if is_half(dtype) else dtype

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.utils import _pair
 
-from fused.functional import memory_saving_conv_bn
+from fused.memory_saving import memory_saving_conv_bn
 from fused.variant import FORMS
 
 __all__ = ["FusedConvBN2d"]

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from fused.dtypes import HALF_DTYPES
+from fused.dtypes import is_half
 
 __all__ = ["conv_forward", "conv_backward", "cpu_half"]
 
@@ -21,7 +21,7 @@ def cpu_half(x: Tensor) -> bool:
     # garbage where a kernel tap sees only padding, e.g. grouped 3x3, stride (1, 2), padding
     # (0, 2), width 1). Neither is faster than float32 on CPU, so CPU half convs run in float32 and
     # round once to the input dtype.
-    return x.dtype in HALF_DTYPES and x.device.type == "cpu"
+    return is_half(x.dtype) and x.device.type == "cpu"
 
 
 def conv_forward(

@@ -5,7 +5,7 @@ every declared feature, dtype and double backward against the NumPy oracle):
 
 * ``tutorial_function``: the tutorial's `FusedConvBN2DFunction` (tutorial form); it handles no
   optional feature (no bias, stride, ..., no affine, no running stats) and stays fp32/fp64.
-* ``fused_tutorial`` / ``fused_standard``: `fused.functional.memory_saving_conv_bn` with its form
+* ``fused_tutorial`` / ``fused_standard``: `fused.memory_saving.memory_saving_conv_bn` with its form
   fixed; every conv and BN feature, float16 and bfloat16 on CPU; once-differentiable (no double
   backward).
 * ``custom_op_standard``: the same kernel as a `torch.library` custom op,
@@ -39,7 +39,7 @@ from dataclasses import replace
 from fused.baselines import checkpoint_conv_bn, eager_conv_bn
 from fused.custom_op import memory_saving_conv_bn_op
 from fused.entry import with_form
-from fused.functional import memory_saving_conv_bn
+from fused.memory_saving import memory_saving_conv_bn
 from fused.triton_support import triton_missing_reason
 from fused.tutorial import tutorial_variant_fn
 from fused.variant import BN_FEATURES, CONV_FEATURES, Variant

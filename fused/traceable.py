@@ -1,6 +1,6 @@
 """The fused Conv2d + BatchNorm2d in plain differentiable torch ops, for `torch.compile`.
 
-In eager mode the memory saving comes from `fused.functional`'s autograd.Function, which decides
+In eager mode the memory saving comes from `fused.memory_saving`'s autograd.Function, which decides
 by hand what backward keeps (the conv input) and recomputes (the conv). Under `torch.compile` that
 decision belongs to AOTAutograd's partitioner, which sees the whole network's forward and
 backward: it recomputes cheap elementwise work instead of saving it, fuses what is left, and with
@@ -12,7 +12,7 @@ measurements behind this choice are in docs/performance.md ("Under torch.compile
 
 `traceable_kernel` is the kernel the fused entry points (`fused.entry.conv_bn_entry`) trace
 instead of their own while torch.compile traces them; `conv_bn_traceable` is its entry point. It
-computes the same function as `fused.functional.memory_saving_conv_bn`: the standard form through
+computes the same function as `fused.memory_saving.memory_saving_conv_bn`: the standard form through
 `F.batch_norm` (what nn.BatchNorm2d compiles to), the tutorial form (and the standard one with
 momentum=None) in elementwise ops and `var_mean`, statistics in the statistics dtype (float32 for
 half inputs), running statistics and `num_batches_tracked` updated in place (momentum=None:
@@ -56,9 +56,9 @@ def _tutorial_train_invstd(var_biased: Tensor, n: int, eps: float) -> Tensor:
 
 
 def traceable_kernel(call: ConvBNCall) -> Tensor:
-    """`fused.functional.memory_saving_conv_bn`'s function, autograd through plain ops (saves what
-    autograd or the compiler's partitioner chooses, not only the conv input). Counts the batch in
-    `num_batches_tracked` itself, last, without reading the count back to Python."""
+    """`fused.memory_saving.memory_saving_conv_bn`'s function, autograd through plain ops (saves
+    what autograd or the compiler's partitioner chooses, not only the conv input). Counts the batch
+    in `num_batches_tracked` itself, last, without reading the count back to Python."""
     out = _conv_bn(call)
     counter = call.num_batches_tracked
     if call.norm.training and counter is not None:

@@ -5,7 +5,7 @@ NCHW-sized batch-norm work runs in the Triton kernels of `fused.triton_bn_kernel
 per-channel statistics (a split Welford reduction), normalisation and affine in one pass, the
 backward reductions sum(g) and sum(g * (y - mean)), and the input-gradient pass. The C-sized
 arithmetic between them (inverse std, scale and shift, running-stat blend, the backward's
-per-channel coefficients), the recompute and the autograd Function are `fused.functional`'s:
+per-channel coefficients), the recompute and the autograd Function are `fused.memory_saving`'s:
 `TritonBatchNorm` is the batch-norm passes argument of its forward and backward.
 
 As in the tutorial, only the conv input is saved for backward; the backward recomputes the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 
 from fused.entry import conv_bn_entry
-from fused.functional import memory_saving_kernel
+from fused.memory_saving import memory_saving_kernel
 from fused.triton_bn import TritonBatchNorm
 
 __all__ = ["triton_conv_bn", "triton_conv_bn_with", "DEFAULT_BATCH_NORM"]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from verify import oracle, runner, tolerance
+from verify import error_bounds, oracle, runner
 from verify.oracle_comparison import compare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,13 +47,13 @@ def run_cli(
 
 # -- a kernel against the suite's bounds --------------------------------------------------------
 def ratios(kernel, case, *, gradients=True) -> dict:
-    """error / bound (`verify.tolerance.bounds`) for every result of `kernel` on `case`, the
+    """error / bound (`verify.error_bounds.bounds`) for every result of `kernel` on `case`, the
     oracle fed the case's arrays (rounded to the dtypes they are passed in)."""
     arrays = case.arrays()
     exact = oracle.expected(case, arrays, gradients=gradients)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=gradients)
+    bounds = error_bounds.bounds(case, arrays, exact, gradients=gradients)
     actual, _ = runner.run(kernel, case, arrays, gradients=gradients)
     return {
-        name: compare(name, getattr(actual, name), value, getattr(allowed, name)).ratio
+        name: compare(name, getattr(actual, name), value, getattr(bounds, name)).ratio
         for name, value in exact.items()
     }

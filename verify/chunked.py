@@ -4,9 +4,9 @@ rows of one sample at a time (a whole sample where the convolution is not pointw
 float64 copy of a whole tensor is ever held.
 
 The same maths as `reference.batch_norm_statistics` (two passes: mean, then squared deviations)
-and the same first-order model as `verify.tolerance.bounds` for the output and running
+and the same first-order model as `verify.error_bounds.bounds` for the output and running
 statistics, evaluated from per-channel sums accumulated chunk by chunk (four passes over the
-batch). tests/meta/test_chunked.py checks both against the oracle and `tolerance.bounds` on small
+batch). tests/meta/test_chunked.py checks both against the oracle and `error_bounds.bounds` on small
 cases, on CPU, so the two stay one model.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from verify import tolerance
+from verify import error_bounds
 from verify.case import Case
 from verify.dtypes import underflow_unit, unit_roundoff
 
@@ -29,7 +29,7 @@ DISTINCT_CAP = 2**24
 
 
 class _Repeats:
-    """`tolerance.repeats` over chunks of the conv output: exact while each channel's distinct
+    """`error_bounds.repeats` over chunks of the conv output: exact while each channel's distinct
     values fit DISTINCT_CAP, otherwise the sum of each chunk's own repeats."""
 
     def __init__(self, channels: int):
@@ -68,7 +68,7 @@ class Worst:
     index: tuple = ()
     expected: float = 0.0
     actual: float = 0.0
-    allowed: float = 0.0
+    bound: float = 0.0
 
     def update(self, name, actual, exact, bound, offset: tuple = ()) -> None:
         diff = (actual.double() - exact).abs()
@@ -84,12 +84,12 @@ class Worst:
             self.index = tuple(int(i) + o for i, o in zip(index, offset, strict=True))
             self.expected = float(exact.flatten()[flat])
             self.actual = float(actual.flatten()[flat])
-            self.allowed = float(bound.flatten()[flat])
+            self.bound = float(bound.flatten()[flat])
 
     def describe(self) -> str:
         return (
             f"{self.name}: worst element {self.index}: expected {self.expected!r}, actual "
-            f"{self.actual!r}, allowed {self.allowed:.3e} ({self.ratio:.3g}x the bound)"
+            f"{self.actual!r}, bound {self.bound:.3e} ({self.ratio:.3g}x the bound)"
         )
 
 
@@ -145,7 +145,7 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
         sum_abs = sum_abs + centred.abs().sum(dim=dims)
     var = sum_sq / (r - 1)
     denom = var.sqrt() + case.eps if case.form == "tutorial" else (sum_sq / r + case.eps).sqrt()
-    e_mean = sum_e_y / r + u * (root_r * sum_abs / r + tolerance.SHARED_SUM * r * mean.abs())
+    e_mean = sum_e_y / r + u * (root_r * sum_abs / r + error_bounds.SHARED_SUM * r * mean.abs())
 
     def e_d_of(y, e_y):
         centred = y - _c(mean)
@@ -155,9 +155,9 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
     for _, y, e_y in conv_chunks():
         centred, e_d = e_d_of(y, e_y)
         sum_var_err = sum_var_err + (2 * centred.abs() * e_d + e_d * e_d).sum(dim=dims)
-    u_sum = unit_roundoff(tolerance.SUM_DTYPE.get(case.dtype, case.dtype))
+    u_sum = unit_roundoff(error_bounds.SUM_DTYPE.get(case.dtype, case.dtype))
     e_var = sum_var_err / r * r / max(r - 1, 1) + var * (
-        u * root_r + tolerance.SHARED_SUM * u_sum * repeats.per_channel(x.device)
+        u * root_r + error_bounds.SHARED_SUM * u_sum * repeats.per_channel(x.device)
     )
     if case.form == "tutorial":
         std = var.sqrt()
@@ -179,7 +179,7 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
         exact = _c(gamma) * xhat + _c(beta)
         bound = _c(gamma.abs()) * e_xhat + 2 * u * (exact.abs() + _c(beta.abs())) + 2 * eta
         actual = out[n : n + 1, :, h : h + y.shape[2]]
-        worst.update("out", actual, exact, tolerance.SAFETY * bound, offset)
+        worst.update("out", actual, exact, error_bounds.SAFETY * bound, offset)
     if running:
         m = case.momentum
         u_s, eta_s = unit_roundoff(case.stats_dtype), underflow_unit(case.stats_dtype)
@@ -193,5 +193,5 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
             "running_var": m * e_var + 2 * u_s * (old_var + m * var) + 2 * eta_s,
         }
         for name, actual in running.items():
-            worst.update(name, actual, exact_stats[name], tolerance.SAFETY * bounds[name])
+            worst.update(name, actual, exact_stats[name], error_bounds.SAFETY * bounds[name])
     return worst

@@ -16,13 +16,13 @@ _EXCEPTION_GROUPS = getattr(builtins, "BaseExceptionGroup", ())
 _KERNEL_FRAMES = 6
 
 
-def short_report(error: BaseException) -> str | None:
+def pytest_report(error: BaseException) -> str | None:
     """The report of a PropertyFailure (or a group of them, when Hypothesis found several);
     None for anything else, which keeps pytest's own report."""
     failures = property_failures(error)
     if not failures:
         return None
-    return "\n\n".join(failure_report(f) for f in failures) + (
+    return "\n\n".join(full_report(f) for f in failures) + (
         "\n\n(pytest's traceback of the suite's frames: --tb=long)"
     )
 
@@ -37,7 +37,7 @@ def property_failures(error: BaseException) -> list[PropertyFailure]:
     return []
 
 
-def failure_report(failure: PropertyFailure) -> str:
+def full_report(failure: PropertyFailure) -> str:
     """One failure as pytest and `verify.replay` show it: the report, the kernel's innermost
     frames when it raised, and Hypothesis's notes worth keeping."""
     parts = [str(failure)]

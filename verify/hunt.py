@@ -85,7 +85,7 @@ def hunt(prop_module, variant, tier: str, session: ReportSession) -> None:
     search._hypothesis_internal_add_digest = label.encode()  # type: ignore[attr-defined]
     profile = settings.default
     assert profile is not None  # Hypothesis always has a current profile
-    share = _example_share(variant) * getattr(prop_module, "EXAMPLE_SHARE", 1.0)
+    share = _example_share(variant) * prop_module.EXAMPLE_SHARE
     budget = examples_for(tier, round(profile.max_examples * share))
     with runner.uninitialized_memory_filled():
         given(data=st.data())(settings(settings.default, max_examples=budget)(search))()

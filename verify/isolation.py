@@ -290,7 +290,7 @@ class _Controller:
             headline = f"variant {variant_name!r} crashes on property {prop!r}: {what}"
         details = ["the stack when it happened (faulthandler):"]
         details += ["  " + line for line in _excerpt(fault).splitlines()] if fault else ["  (none)"]
-        return session.failure_message(variant_name, prop, case, details, headline=headline)
+        return session.report_text(variant_name, prop, case, details, headline=headline)
 
     def pytest_unconfigure(self, config):
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -11,11 +11,11 @@ import numpy as np
 class Comparison:
     name: str
     ok: bool
-    ratio: float  # worst |actual - expected| / allowed; inf for NaN/Inf or shape errors
+    ratio: float  # worst |actual - expected| / bound; inf for NaN/Inf or shape errors
     index: tuple | None = None
     expected: float | None = None
     actual: float | None = None
-    allowed: float | None = None
+    bound: float | None = None
     problem: str = ""
 
     def describe(self) -> str:
@@ -23,11 +23,11 @@ class Comparison:
             return f"{self.name}: {self.problem}"
         if self.ok:
             return f"{self.name}: ok, worst error {self.ratio:.3g}x the bound at {self.index}"
-        assert self.actual is not None and self.expected is not None and self.allowed is not None
+        assert self.actual is not None and self.expected is not None and self.bound is not None
         text = (
             f"{self.name}: worst element {self.index}: expected {self.expected!r}, "
             f"actual {self.actual!r}, |diff| {abs(self.actual - self.expected):.3e} "
-            f"> allowed {self.allowed:.3e} ({self.ratio:.3g}x the bound)"
+            f"> bound {self.bound:.3e} ({self.ratio:.3g}x the bound)"
         )
         if np.isnan(self.actual) and np.isfinite(self.expected):
             text += (
@@ -37,8 +37,8 @@ class Comparison:
         return text
 
 
-def compare(name: str, actual, expected, allowed, *, largest: float = np.inf) -> Comparison:
-    """`actual` must match `expected` elementwise within `allowed`; NaN/Inf where the oracle is
+def compare(name: str, actual, expected, bounds, *, largest: float = np.inf) -> Comparison:
+    """`actual` must match `expected` elementwise within `bounds`; NaN/Inf where the oracle is
     finite always fails, and so does a missing result or a wrong shape. Where the exact value
     exceeds `largest` (the dtype's largest finite value) it cannot be represented: overflow to
     infinity of the right sign is then the correctly rounded answer."""
@@ -60,7 +60,7 @@ def compare(name: str, actual, expected, allowed, *, largest: float = np.inf) ->
     with np.errstate(all="ignore"):
         diff = np.abs(actual - expected)
         # A NaN or infinite bound or difference never passes an error: ratio inf unless equal.
-        ratio = np.where(diff == 0, 0.0, np.nan_to_num(diff / allowed, nan=np.inf, posinf=np.inf))
+        ratio = np.where(diff == 0, 0.0, np.nan_to_num(diff / bounds, nan=np.inf, posinf=np.inf))
     finite_expected = np.isfinite(expected)
     overflowed = (
         finite_expected
@@ -82,5 +82,5 @@ def compare(name: str, actual, expected, allowed, *, largest: float = np.inf) ->
         index=index,
         expected=float(expected[index]),
         actual=float(actual[index]),
-        allowed=float(allowed[index]),
+        bound=float(bounds[index]),
     )

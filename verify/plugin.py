@@ -127,7 +127,7 @@ def pytest_collect_file(file_path, parent):
 
 def _variants(config):
     if config._convbn_variants is None:
-        from verify.variants import VariantSpecError, load_all
+        from verify.specs import VariantSpecError, load_all
 
         try:
             loaded = load_all(config.getoption("--variant"))
@@ -149,9 +149,7 @@ def pytest_generate_tests(metafunc):
         params.append(pytest.param(v, id=v.name, marks=marks))
     metafunc.parametrize("variant", params)
     if "tier" in metafunc.fixturenames:
-        from verify.strategies.sizes import SIZE_TIERS
-
-        metafunc.parametrize("tier", list(getattr(prop, "SIZE_TIERS", SIZE_TIERS)))
+        metafunc.parametrize("tier", list(prop.SIZE_TIERS))
 
 
 def _parametrizes_variant_itself(metafunc) -> bool:
@@ -177,8 +175,7 @@ def _not_applicable(prop, variant) -> str | None:
         if "cuda" not in variant.supports:
             return f"variant {variant.name!r} does not declare 'cuda'"
     if prop.strategy(variant) is None:
-        scope = getattr(prop, "APPLIES_TO", "some variants")
-        return f"property {prop.NAME!r} applies to {scope}, not to {variant.name!r}"
+        return f"property {prop.NAME!r} applies to {prop.APPLIES_TO}, not to {variant.name!r}"
     return None
 
 
@@ -216,9 +213,9 @@ def pytest_runtest_makereport(item, call):
         session.write_last_repro()
         accepted = call.excinfo is not None and _judge_upstream(item, call.excinfo.value, session)
         if call.excinfo is not None and item.config.getoption("tbstyle") in ("auto", "short"):
-            from verify.failures import short_report
+            from verify.failures import pytest_report
 
-            rep.longrepr = short_report(call.excinfo.value) or rep.longrepr
+            rep.longrepr = pytest_report(call.excinfo.value) or rep.longrepr
         if accepted and item.config.getoption("--verify-accept-upstream"):
             rep.outcome = "skipped"  # what pytest makes of an xfail
             rep.wasxfail = f"upstream (PyTorch's own ops fail it the same way): {accepted}"

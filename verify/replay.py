@@ -13,7 +13,7 @@ import sys
 
 from fused.variant import Variant
 from verify.case import Case, CaseJSONError
-from verify.failures import failure_report
+from verify.failures import full_report
 from verify.report import PropertyFailure, ReportSession
 from verify.runner import uninitialized_memory_filled
 
@@ -41,7 +41,7 @@ def _resolve(spec: str, name: str, prop: str):
     first mistake reported is the first one typed."""
     from fused.triton_support import configure_interpreter
     from verify.properties import PROPERTIES
-    from verify.variants import VariantSpecError, load_variants
+    from verify.specs import VariantSpecError, load_variants
 
     configure_interpreter()  # before a variant module defines Triton kernels (as pytest verify)
     try:
@@ -101,12 +101,12 @@ def _run(spec: str, variant: Variant, prop: str, check, case: Case) -> int:
         return 0
     except PropertyFailure as failure:
         _label_upstream(variant, prop, failure)
-        print(f"FAIL\n{failure_report(session.complete(failure))}")
+        print(f"FAIL\n{full_report(session.complete(failure))}")
         return 1
     except (KernelRaised, ContractViolation) as error:
         # As verify.hunt reports it, the kernel's traceback included (the failure's cause).
         raised = kernel_failure(error, variant.name, prop, case)
-        print(f"FAIL\n{failure_report(session.complete(raised))}")
+        print(f"FAIL\n{full_report(session.complete(raised))}")
         return 1
     except Exception as error:  # noqa: BLE001 - the suite's own failure, never the kernel's
         print(

@@ -7,7 +7,7 @@ failure) lives in a `ReportSession`, and nowhere else: the pytest plugin keeps o
 its `BenchmarkSession`, and hands it to `verify.hunt`; `python -m verify.replay` makes its own.
 A property raises a `PropertyFailure` that carries the parts of its report; the session that
 catches it completes the message with what only the run knows (the variant's SPEC in the replay
-line, the repro script's path). `failure_message` and `replay_command` only format."""
+line, the repro script's path). `report_text` and `replay_command` only format."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ BUILTIN_SPEC = "fused.registry:BUILTIN_VARIANTS"
 
 
 class PropertyFailure(AssertionError):
-    """A variant broke a property. The message is the whole report (`failure_message`); `ratio`
+    """A variant broke a property. The message is the whole report (`report_text`); `ratio`
     is the worst error as a multiple of its bound where the failure is a numeric one (inf
     otherwise). Until a session completes it (`ReportSession.complete`), the replay line names
     the built-in variants' SPEC."""
@@ -47,7 +47,7 @@ class PropertyFailure(AssertionError):
     ):
         self.variant_name, self.prop, self.case = variant_name, prop, case
         self.details, self.headline, self.ratio = list(details), headline, ratio
-        super().__init__(failure_message(variant_name, prop, case, self.details, headline=headline))
+        super().__init__(report_text(variant_name, prop, case, self.details, headline=headline))
 
     def __reduce__(self):
         # Pickles and copies with its parts and its (possibly completed) message.
@@ -89,7 +89,7 @@ def replay_command(variant_name: str, prop: str, case: Case, spec: str = BUILTIN
     )
 
 
-def failure_message(
+def report_text(
     variant_name: str,
     prop: str,
     case: Case,
@@ -232,7 +232,7 @@ class ReportSession:
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{variant_name}-{prop}-{digest}")
         return Path(self.repro_dir) / f"{stem}.py"
 
-    def failure_message(
+    def report_text(
         self,
         variant_name: str,
         prop: str,
@@ -240,8 +240,8 @@ class ReportSession:
         details: list[str],
         headline: str | None = None,
     ) -> str:
-        """`failure_message` with this run's SPEC for the variant and repro script path."""
-        return failure_message(
+        """`report_text` with this run's SPEC for the variant and repro script path."""
+        return report_text(
             variant_name,
             prop,
             case,
@@ -254,7 +254,7 @@ class ReportSession:
     def complete(self, failure: PropertyFailure) -> PropertyFailure:
         """Rewrite `failure`'s message with this run's replay SPEC and repro path; returns it."""
         failure.args = (
-            self.failure_message(
+            self.report_text(
                 failure.variant_name,
                 failure.prop,
                 failure.case,

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from fused.variant import FEATURES, Variant
-from verify import oracle, runner, tolerance
+from verify import error_bounds, oracle, runner
 from verify.dtypes import largest_finite
 from verify.oracle_comparison import compare
 from verify.report import PropertyFailure
@@ -215,7 +215,7 @@ def _same_results(variant, pytorch, case, *, gradients: bool) -> bool:
     if not isinstance(mine, oracle.Results) or not isinstance(theirs, oracle.Results):
         return mine == theirs
     exact = oracle.expected(case, arrays, gradients=gradients)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=gradients)
+    bounds = error_bounds.bounds(case, arrays, exact, gradients=gradients)
     largest = largest_finite(case.dtype)
     for name in oracle.RESULT_NAMES:
         a, b = getattr(mine, name), getattr(theirs, name)
@@ -223,7 +223,7 @@ def _same_results(variant, pytorch, case, *, gradients: bool) -> bool:
             continue
         if a is None or b is None:
             return False
-        bound, truth = getattr(allowed, name), getattr(exact, name)
+        bound, truth = getattr(bounds, name), getattr(exact, name)
         if bound is None or truth is None:
             if not (a.shape == b.shape and ((a == b) | (a != a) & (b != b)).all()):
                 return False

@@ -12,7 +12,7 @@ import torch
 from fused import FusedConvBN2d
 from fused.custom_op import memory_saving_conv_bn_op
 from fused.entry import conv_bn_entry
-from fused.functional import memory_saving_conv_bn
+from fused.memory_saving import memory_saving_conv_bn
 from fused.registry import BUILTIN_VARIANTS
 from fused.traceable import conv_bn_traceable
 

@@ -7,7 +7,7 @@ import torch
 
 from fused import custom_op
 from fused.custom_op import memory_saving_conv_bn_op
-from fused.functional import memory_saving_conv_bn
+from fused.memory_saving import memory_saving_conv_bn
 from fused.variant import FORMS
 from tests.fused.helpers import clone_tensors, make_case
 

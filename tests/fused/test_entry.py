@@ -15,7 +15,7 @@ from fused.arguments import check_conv_bn_arguments
 from fused.baselines import checkpoint_conv_bn, eager_conv_bn
 from fused.custom_op import memory_saving_conv_bn_op
 from fused.entry import conv_bn_entry, with_form
-from fused.functional import memory_saving_conv_bn
+from fused.memory_saving import memory_saving_conv_bn
 from fused.registry import BUILTIN_VARIANTS
 from fused.traceable import conv_bn_traceable
 from fused.triton_support import triton_missing_reason

@@ -1,5 +1,5 @@
 """verify.chunked (the int32 tier's oracle and bounds, a batch chunk at a time on the GPU) is the
-same model as `oracle.expected` and `tolerance.bounds`: checked on CPU at small sizes, where both
+same model as `oracle.expected` and `error_bounds.bounds`: checked on CPU at small sizes, where both
 run, by handing it outputs placed at known fractions of the NumPy bound. (The int32 tier draws
 float32 and half types: in float64 the two oracles' own summation orders differ by a visible
 fraction of float64's bound.)"""
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from verify import chunked, oracle, runner, tolerance
+from verify import chunked, error_bounds, oracle, runner
 from verify.case import Case
 
 CASES = [
@@ -48,13 +48,13 @@ CASES = [
 def test_chunked_oracle_and_bounds_match_the_numpy_ones(case, fraction):
     arrays = case.arrays()
     exact = oracle.expected(case, arrays, gradients=False)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=False)
+    bounds = error_bounds.bounds(case, arrays, exact, gradients=False)
     tensors = runner.make_inputs(case, arrays, requires_grad=False)
     # Outputs exactly `fraction` of the NumPy bound away from the NumPy oracle (in float64, so
     # no rounding of the kernel's dtype moves them).
-    out = torch.from_numpy(exact.out + fraction * allowed.out)
+    out = torch.from_numpy(exact.out + fraction * bounds.out)
     running = {
-        name: torch.from_numpy(getattr(exact, name) - fraction * getattr(allowed, name))
+        name: torch.from_numpy(getattr(exact, name) - fraction * getattr(bounds, name))
         for name in ("running_mean", "running_var")
     }
     worst = chunked.compare_training_forward(case, tensors, out, running, rows=2)

@@ -8,32 +8,32 @@ import pytest
 from verify.oracle_comparison import compare
 
 EXPECTED = np.array([[1.0, -2.0, 3.0], [0.5, 0.0, -4.0]])
-ALLOWED = np.array([[1e-3, 1e-3, 2e-3], [1e-4, 1e-6, 1e-2]])
+BOUNDS = np.array([[1e-3, 1e-3, 2e-3], [1e-4, 1e-6, 1e-2]])
 
 
 def test_exact_equal_passes_with_ratio_zero():
-    c = compare("out", EXPECTED.copy(), EXPECTED, ALLOWED)
+    c = compare("out", EXPECTED.copy(), EXPECTED, BOUNDS)
     assert c.ok and c.ratio == 0.0 and c.problem == ""
     assert "ok" in c.describe()
 
 
 def test_within_bound_passes_with_ratio_below_one():
-    actual = EXPECTED + 0.5 * ALLOWED
-    c = compare("out", actual, EXPECTED, ALLOWED)
+    actual = EXPECTED + 0.5 * BOUNDS
+    c = compare("out", actual, EXPECTED, BOUNDS)
     assert c.ok and c.ratio == pytest.approx(0.5)
-    exactly = compare("out", EXPECTED + ALLOWED * (1 - 1e-9), EXPECTED, ALLOWED)
+    exactly = compare("out", EXPECTED + BOUNDS * (1 - 1e-9), EXPECTED, BOUNDS)
     assert exactly.ok
 
 
 @pytest.mark.parametrize("index", [(0, 0), (1, 1), (1, 2)])
 def test_element_just_above_bound_fails_and_is_the_worst(index):
-    actual = EXPECTED + 0.9 * ALLOWED * np.array([[1, -1, 1], [-1, 1, -1]])
-    actual[index] = EXPECTED[index] + 1.01 * ALLOWED[index]
-    c = compare("grad_x", actual, EXPECTED, ALLOWED)
+    actual = EXPECTED + 0.9 * BOUNDS * np.array([[1, -1, 1], [-1, 1, -1]])
+    actual[index] = EXPECTED[index] + 1.01 * BOUNDS[index]
+    c = compare("grad_x", actual, EXPECTED, BOUNDS)
     assert not c.ok
     assert c.index == index
     assert c.expected == EXPECTED[index] and c.actual == actual[index]
-    assert c.allowed == ALLOWED[index]
+    assert c.bound == BOUNDS[index]
     assert c.ratio == pytest.approx(1.01)
     text = c.describe()
     assert "grad_x" in text and str(index) in text and "1.01x" in text
@@ -44,7 +44,7 @@ def test_worst_is_largest_relative_not_absolute_error():
     actual = EXPECTED.copy()
     actual[1, 2] += 5e-3  # large absolute error, half its (large) bound
     actual[0, 1] += 2e-3  # small absolute error, twice its (small) bound
-    c = compare("out", actual, EXPECTED, ALLOWED)
+    c = compare("out", actual, EXPECTED, BOUNDS)
     assert not c.ok and c.index == (0, 1) and c.ratio == pytest.approx(2.0)
 
 
@@ -59,25 +59,25 @@ def test_nonfinite_actual_fails_even_with_infinite_bounds(bad):
 def test_nonfinite_expected_must_be_matched_exactly():
     expected = EXPECTED.copy()
     expected[0, 0], expected[0, 1] = np.inf, np.nan
-    assert compare("out", expected.copy(), expected, ALLOWED).ok
+    assert compare("out", expected.copy(), expected, BOUNDS).ok
     for wrong in (1.0, -np.inf, np.nan):
         actual = expected.copy()
         actual[0, 0] = wrong
-        assert not compare("out", actual, expected, ALLOWED).ok, wrong
+        assert not compare("out", actual, expected, BOUNDS).ok, wrong
     actual = expected.copy()
     actual[0, 1] = 0.0
-    assert not compare("out", actual, expected, ALLOWED).ok
+    assert not compare("out", actual, expected, BOUNDS).ok
 
 
 def test_shape_mismatch_fails():
-    c = compare("out", EXPECTED.T.copy(), EXPECTED, ALLOWED)
+    c = compare("out", EXPECTED.T.copy(), EXPECTED, BOUNDS)
     assert not c.ok and c.ratio == np.inf and "shape" in c.problem
-    assert not compare("out", EXPECTED.ravel(), EXPECTED, ALLOWED).ok
+    assert not compare("out", EXPECTED.ravel(), EXPECTED, BOUNDS).ok
     assert "shape" in c.describe()
 
 
 def test_missing_result_fails():
-    c = compare("grad_bias", None, EXPECTED, ALLOWED)
+    c = compare("grad_bias", None, EXPECTED, BOUNDS)
     assert not c.ok and c.ratio == np.inf and "missing" in c.describe()
 
 
@@ -108,11 +108,11 @@ def test_accepts_other_float_dtypes():
 
 
 def test_nan_bound_does_not_pass_a_wrong_value():
-    allowed = ALLOWED.copy()
-    allowed[0, 0] = np.nan
+    bounds = BOUNDS.copy()
+    bounds[0, 0] = np.nan
     actual = EXPECTED.copy()
     actual[0, 0] += 100.0
-    assert not compare("out", actual, EXPECTED, allowed).ok
+    assert not compare("out", actual, EXPECTED, bounds).ok
 
 
 def test_error_against_zero_bound_has_infinite_ratio():

@@ -231,13 +231,13 @@ def test_tier_budgets():
 def test_tiers_of_every_property_are_known():
     for module in PROPERTIES.values():
         known = sizes.ALL_TIERS + (sizes.INT32_TIER,)
-        assert set(getattr(module, "SIZE_TIERS", sizes.SIZE_TIERS)) <= set(known)
-        assert "small" in getattr(module, "SIZE_TIERS", sizes.SIZE_TIERS)
+        assert set(module.SIZE_TIERS) <= set(known)
+        assert "small" in module.SIZE_TIERS
     # The network tiers are opted into by the numeric checks only (their cost per example).
     network = {
         name
         for name, module in PROPERTIES.items()
-        if set(sizes.NETWORK_TIERS) & set(getattr(module, "SIZE_TIERS", sizes.SIZE_TIERS))
+        if set(sizes.NETWORK_TIERS) & set(module.SIZE_TIERS)
     }
     assert network == {"forward", "gradients", "cuda"}
     int32 = {n for n, m in PROPERTIES.items() if sizes.INT32_TIER in getattr(m, "SIZE_TIERS", ())}
@@ -272,3 +272,18 @@ def test_the_hypothesis_test_function_keeps_its_source():
         "    def search(data):\n        run_example(prop_module, variant, data, tier)\n"
         in inspect.getsource(hunt.hunt)
     )
+
+
+def test_a_property_module_without_the_full_shape_is_refused():
+    import types
+
+    from verify.properties import SHAPE, check_shape
+
+    for module in PROPERTIES.values():
+        check_shape(module)
+        assert isinstance(module.APPLIES_TO, str) and module.EXAMPLE_SHARE > 0
+    partial = types.ModuleType("verify.properties.partial")
+    partial.NAME, partial.strategy, partial.check = "partial", None, None
+    with pytest.raises(TypeError, match="partial lacks APPLIES_TO, SIZE_TIERS, EXAMPLE_SHARE"):
+        check_shape(partial)
+    assert SHAPE[0] == "NAME"

@@ -303,7 +303,7 @@ def benchmark_variants(specs=None) -> tuple:
     from fused.registry import BUILTIN_VARIANTS, builtin_variant
 
     if specs:
-        from verify.variants import select
+        from verify.specs import select
 
         variants = list(select(list(specs)))
     else:

@@ -1,9 +1,14 @@
-"""The suite's properties. Each module has NAME, strategy(variant, tier) -> a Hypothesis strategy
-of `Case`s in that size tier (None where the property does not apply to the variant), optionally
-SIZE_TIERS (the tiers it runs at; default all of `verify.strategies.sizes.SIZE_TIERS`), and
-check(variant, case), which returns the worst error as a fraction of its bound or raises
-`verify.report.PropertyFailure`. One name per property: module `verify/properties/<NAME>.py`,
-test `verify/test_<NAME>.py`, and `<NAME>` in failure reports and the end-of-run table.
+"""The suite's properties. Each is a module `verify/properties/<NAME>.py` with the same shape
+(SHAPE, checked when this package is imported):
+
+    NAME            its one name: test `verify/test_<NAME>.py`, reports, the end-of-run table
+    APPLIES_TO      the variants it applies to, as a skip reason says it ("every variant", ...)
+    SIZE_TIERS      the size tiers it runs at (`verify.strategies.sizes`)
+    EXAMPLE_SHARE   its examples per tier as a multiple of the profile's (`verify.hunt`)
+    strategy(variant, tier) -> a Hypothesis strategy of `Case`s in that tier, or None where the
+                    property does not apply to the variant
+    check(variant, case) -> the worst error as a fraction of its bound, or raises
+                    `verify.report.PropertyFailure`
 
 PROPERTIES is in run order: the numeric properties first (what the kernel computes), then the
 calling contexts and invariants, the derivative checks, memory, ops and compile, and the contract
@@ -28,6 +33,8 @@ from verify.properties import (
     shift_invariance,
 )
 
+SHAPE = ("NAME", "APPLIES_TO", "SIZE_TIERS", "EXAMPLE_SHARE", "strategy", "check")
+
 PROPERTIES = {
     module.NAME: module
     for module in (
@@ -49,3 +56,14 @@ PROPERTIES = {
         bad_inputs,
     )
 }
+
+
+def check_shape(module) -> None:
+    """Raise TypeError naming what a property module lacks of SHAPE."""
+    missing = [attribute for attribute in SHAPE if not hasattr(module, attribute)]
+    if missing:
+        raise TypeError(f"property module {module.__name__} lacks {', '.join(missing)} (SHAPE)")
+
+
+for _module in PROPERTIES.values():
+    check_shape(_module)

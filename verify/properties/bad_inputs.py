@@ -16,6 +16,8 @@ from verify.properties.checks import fail
 from verify.strategies.configs import cases
 
 NAME = "bad_inputs"
+APPLIES_TO = "every variant"
+EXAMPLE_SHARE = 1.0
 # Contract rules do not depend on size.
 SIZE_TIERS = ("small",)
 # Exceptions that name a problem. A crash of another kind (IndexError deep in a kernel, a segfault)

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from verify import oracle, runner, tolerance
+from verify import error_bounds, oracle, runner
 from verify.case import Case
 from verify.dtypes import largest_finite
 from verify.oracle import Results
@@ -27,12 +27,12 @@ def assert_close(
     case,
     actual: Results,
     exact: Results,
-    allowed: Results,
+    bounds: Results,
     names,
     *,
     context: str = "",
 ) -> float:
-    """Every named result of `actual` within `allowed` of `exact`; returns the worst ratio."""
+    """Every named result of `actual` within `bounds` of `exact`; returns the worst ratio."""
     __tracebackhide__ = True
     largest = largest_finite(case.dtype)
     comparisons = [
@@ -40,7 +40,7 @@ def assert_close(
             name,
             getattr(actual, name),
             getattr(exact, name),
-            getattr(allowed, name),
+            getattr(bounds, name),
             largest=largest,
         )
         for name in names
@@ -69,18 +69,18 @@ def check_against_oracle(variant, prop: str, case, names, *, gradients: bool) ->
     __tracebackhide__ = True
     arrays = case.arrays()
     exact = oracle.expected(case, arrays, gradients=gradients)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=gradients)
+    bounds = error_bounds.bounds(case, arrays, exact, gradients=gradients)
     actual, _ = runner.run(variant, case, arrays, gradients=gradients)
-    return assert_close(variant, prop, case, actual, exact, allowed, names)
+    return assert_close(variant, prop, case, actual, exact, bounds, names)
 
 
 def check_output(variant, prop: str, case, arrays, out, *, context: str = "") -> float:
     """A forward call's output, already computed on `arrays`, against the oracle's forward."""
     __tracebackhide__ = True
     exact = oracle.expected(case, arrays, gradients=False)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=False)
+    bounds = error_bounds.bounds(case, arrays, exact, gradients=False)
     actual = Results(out=runner.to_numpy(out))
-    return assert_close(variant, prop, case, actual, exact, allowed, ("out",), context=context)
+    return assert_close(variant, prop, case, actual, exact, bounds, ("out",), context=context)
 
 
 # Smallest per-channel spread of the conv output, relative to its scale, for which finite

@@ -17,12 +17,14 @@ import math
 
 import torch
 
-from verify import chunked, oracle, runner, tolerance
+from verify import chunked, error_bounds, oracle, runner
 from verify.properties.checks import assert_close, fail
 from verify.strategies import sizes
 from verify.strategies.configs import cases, dtypes_for
 
 NAME = "cuda"
+APPLIES_TO = "variants that declare 'cuda', on a machine with a CUDA device"
+EXAMPLE_SHARE = 1.0
 SIZE_TIERS = sizes.ALL_TIERS + (sizes.INT32_TIER,)
 # Output rows of one sample the chunked oracle holds in float64 at once (32 x 32769 values).
 CHUNK_ROWS = 32
@@ -64,16 +66,16 @@ def check(variant, case) -> float:
         return _check_past_int32(variant, case)
     arrays = case.arrays()
     exact = oracle.expected(case, arrays)
-    allowed = tolerance.bounds(case, arrays, exact)
+    bounds = error_bounds.bounds(case, arrays, exact)
     with no_tf32():
         on_cuda, _ = runner.run(variant, case, arrays)
     on_cpu, _ = runner.run(variant, case.replace(device="cpu"), arrays)
     names = oracle.RESULT_NAMES
     worst = assert_close(
-        variant, NAME, case, on_cuda, exact, allowed, names, context="CUDA against the oracle"
+        variant, NAME, case, on_cuda, exact, bounds, names, context="CUDA against the oracle"
     )
-    # Both devices are within `allowed` of the oracle, so within twice that of each other.
-    doubled = oracle.Results(**{n: None if v is None else 2 * v for n, v in allowed.items()})
+    # Both devices are within `bounds` of the oracle, so within twice that of each other.
+    doubled = oracle.Results(**{n: None if v is None else 2 * v for n, v in bounds.items()})
     return max(
         worst,
         assert_close(

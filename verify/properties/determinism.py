@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from verify import oracle, runner, tolerance
+from verify import error_bounds, oracle, runner
 from verify.properties.checks import assert_close, fail, training_step_results
+from verify.strategies import sizes
 from verify.strategies.configs import calling_contexts, cases
 
 NAME = "determinism"
+APPLIES_TO = "every variant"
+SIZE_TIERS = sizes.SIZE_TIERS
+EXAMPLE_SHARE = 1.0
 
 
 def strategy(variant, tier: str = "small"):
@@ -45,8 +49,8 @@ def check(variant, case) -> float:
                     ],
                 )
     exact = oracle.expected(case, arrays)
-    allowed = tolerance.bounds(case, arrays, exact)
+    bounds = error_bounds.bounds(case, arrays, exact)
     return max(
-        assert_close(variant, NAME, case, result, exact, allowed, names, context=f"call {i} of 2")
+        assert_close(variant, NAME, case, result, exact, bounds, names, context=f"call {i} of 2")
         for i, result in ((1, first), (2, second))
     )

@@ -17,6 +17,8 @@ from verify.properties.gradcheck import SMOOTH_FAMILIES
 from verify.strategies.configs import cases
 
 NAME = "finite_differences"
+APPLIES_TO = "every variant"
+EXAMPLE_SHARE = 1.0
 # Each example evaluates the forward four times more in float64; the maths it checks does not
 # depend on size, so it keeps to small cases (the gradients property covers the size tiers).
 SIZE_TIERS = ("small",)
@@ -60,11 +62,11 @@ def check(variant, case) -> float:
     coarse, fine = central(STEP), central(STEP / 2)
     numeric = (4 * fine - coarse) / 3
     magnitude = float((grad_out * out.detach()).abs().sum())
-    allowed = SAFETY * (
+    bound = SAFETY * (
         abs(fine - coarse) + ROUNDING_ULPS * unit_roundoff(case.dtype) * magnitude / STEP
     )
-    if allowed > 0:
-        ratio = abs(analytic - numeric) / allowed
+    if bound > 0:
+        ratio = abs(analytic - numeric) / bound
     else:
         ratio = 0.0 if analytic == numeric else np.inf
     if not np.isfinite(analytic) or not ratio <= 1.0:
@@ -75,7 +77,7 @@ def check(variant, case) -> float:
             [
                 f"directional derivative: backward gives {analytic!r}, finite differences give "
                 f"{numeric!r} (steps {STEP:g} -> {coarse!r}, {STEP / 2:g} -> {fine!r}); "
-                f"|diff| {abs(analytic - numeric):.3e} > allowed {allowed:.3e}"
+                f"|diff| {abs(analytic - numeric):.3e} > bound {bound:.3e}"
             ],
         )
     return ratio

@@ -8,11 +8,15 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from verify import oracle, runner, tolerance
+from verify import error_bounds, oracle, runner
 from verify.properties.checks import assert_close, fail
+from verify.strategies import sizes
 from verify.strategies.configs import cases
 
 NAME = "grad_mode"
+APPLIES_TO = "every variant"
+SIZE_TIERS = sizes.SIZE_TIERS
+EXAMPLE_SHARE = 1.0
 MODES = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
 RESULTS = ("out", "running_mean", "running_var")
 
@@ -42,7 +46,7 @@ def _call(variant, case, arrays, mode):
 def check(variant, case) -> float:
     arrays = case.arrays()
     exact = oracle.expected(case, arrays, gradients=False)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=False)
+    bounds = error_bounds.bounds(case, arrays, exact, gradients=False)
     _, enabled = _call(variant, case, arrays, torch.enable_grad)
     worst = assert_close(
         variant,
@@ -50,7 +54,7 @@ def check(variant, case) -> float:
         case,
         enabled,
         exact,
-        allowed,
+        bounds,
         RESULTS,
         context="with autograd on (the reference call)",
     )
@@ -73,7 +77,7 @@ def check(variant, case) -> float:
             case,
             in_mode,
             exact,
-            allowed,
+            bounds,
             RESULTS,
             context=f"under torch.{case.grad_mode}()",
         ),

@@ -13,6 +13,8 @@ from verify.properties.checks import fail, has_spread
 from verify.strategies.configs import cases
 
 NAME = "gradcheck"
+APPLIES_TO = "every variant"
+EXAMPLE_SHARE = 1.0
 SIZE_TIERS = ("small",)
 # Finite differences need smooth, moderately scaled values: no zero-variance channels (the
 # tutorial form's sqrt is not differentiable there, and small integers make them likely), no

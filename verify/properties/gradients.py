@@ -13,6 +13,8 @@ from verify.strategies import sizes
 from verify.strategies.configs import calling_contexts, cases
 
 NAME = "gradients"
+APPLIES_TO = "every variant"
+EXAMPLE_SHARE = 1.0
 # Also at the sizes of real networks: the other properties test what does not depend on size,
 # or (running_stats: 2-4 calls an example) cost too much per element there.
 SIZE_TIERS = sizes.ALL_TIERS

@@ -7,9 +7,13 @@ import torch
 
 from verify import runner
 from verify.properties.checks import check_output, fail
+from verify.strategies import sizes
 from verify.strategies.configs import cases
 
 NAME = "no_mutation"
+APPLIES_TO = "every variant"
+SIZE_TIERS = sizes.SIZE_TIERS
+EXAMPLE_SHARE = 1.0
 UNTOUCHABLE = ("x", "weight", "bias", "bn_weight", "bn_bias", "grad_out")
 
 

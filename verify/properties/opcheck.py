@@ -13,6 +13,7 @@ from verify.properties.checks import fail
 from verify.strategies.configs import cases
 
 NAME = "opcheck"
+EXAMPLE_SHARE = 1.0
 APPLIES_TO = "variants that call a torch.library custom op"
 # opcheck runs the op a dozen times under fake tensors and autograd: small cases only.
 SIZE_TIERS = ("small",)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from verify import oracle, runner, tolerance
+from verify import error_bounds, oracle, runner
 from verify.case import GRAD_MODES, PROGRAMS
 from verify.dtypes import largest_finite
 from verify.oracle import Results
@@ -35,6 +35,7 @@ from verify.properties.checks import assert_close, fail
 from verify.strategies.configs import calling_contexts, cases
 
 NAME = "programs"
+APPLIES_TO = "every variant"
 # What a program does around a call does not depend on the size: block-sized cases are enough.
 SIZE_TIERS = ("small", "tile")
 # Six programs, one of them under three grad modes: twice the profile's examples, so that the
@@ -72,18 +73,18 @@ def check(variant, case) -> float:
 # -- comparing -------------------------------------------------------------------------------------
 def _expected(case, arrays) -> tuple[Results, Results]:
     exact = oracle.expected(case, arrays, gradients=case.grad_mode == "enabled")
-    return exact, tolerance.bounds(case, arrays, exact, gradients=case.grad_mode == "enabled")
+    return exact, error_bounds.bounds(case, arrays, exact, gradients=case.grad_mode == "enabled")
 
 
 def _numpy(tensors: dict) -> dict:
     return {name: runner.to_numpy(t) for name, t in tensors.items()}
 
 
-def _close(variant, case, actual: dict, exact: Results, allowed: Results, context: str) -> float:
+def _close(variant, case, actual: dict, exact: Results, bounds: Results, context: str) -> float:
     __tracebackhide__ = True
     names = [n for n, v in actual.items() if v is not None]
     return assert_close(
-        variant, NAME, case, Results(**actual), exact, allowed, names, context=context
+        variant, NAME, case, Results(**actual), exact, bounds, names, context=context
     )
 
 
@@ -139,12 +140,12 @@ def _in_place(modify):
                     "declare limitations={'inplace_output'} in its Variant if that is intended",
                 ],
             )
-        exact, allowed = _expected(case, dict(arrays, grad_out=grad_out))
+        exact, bounds = _expected(case, dict(arrays, grad_out=grad_out))
         actual = dict(
             out=seen, **runner.accumulated_gradients(tensors), **runner.running_stats(tensors)
         )
         return _close(
-            variant, case, actual, exact, allowed, f"after {what} on the output and backward"
+            variant, case, actual, exact, bounds, f"after {what} on the output and backward"
         )
 
     return check_in_place
@@ -159,16 +160,16 @@ def _retain_graph(variant, case) -> float:
     out = runner.forward(variant, case, tensors, graph=True)
     first = runner.gradients_of(out, tensors, tensors["grad_out"], retain_graph=True)
     runner.backward(out, runner.to_torch(second, case, layout=case.grad_layout))
-    exact, allowed = _expected(case, arrays)
+    exact, bounds = _expected(case, arrays)
     worst = _close(
         variant,
         case,
         dict(out=runner.to_numpy(out), **_numpy(first)),
         exact,
-        allowed,
+        bounds,
         "first backward pass: torch.autograd.grad(out, ..., retain_graph=True)",
     )
-    exact, allowed = _expected(case, dict(arrays, grad_out=second))
+    exact, bounds = _expected(case, dict(arrays, grad_out=second))
     actual = dict(**runner.accumulated_gradients(tensors), **runner.running_stats(tensors))
     return max(
         worst,
@@ -177,7 +178,7 @@ def _retain_graph(variant, case) -> float:
             case,
             actual,
             exact,
-            allowed,
+            bounds,
             "second backward pass through the same graph: out.backward(another grad_out)",
         ),
     )
@@ -192,7 +193,7 @@ class _Layer:
         self.case = case
         self.arrays = case.arrays(0)
         self.tensors = runner.make_inputs(case, self.arrays, requires_grad=True)
-        self.stats_allowed: dict = {n: 0.0 for n in STATS}
+        self.stats_bounds: dict = {n: 0.0 for n in STATS}
         self.steps = 0
 
     def inputs(self) -> dict:
@@ -207,20 +208,20 @@ class _Layer:
         """The oracle's results of the step whose inputs `inputs` gave, and their bounds, the
         running statistics' bound grown by the earlier steps' (decayed by momentum); then moves on
         to the next step's arrays (same parameters)."""
-        exact, allowed = _expected(self.case, self.arrays)
+        exact, bounds = _expected(self.case, self.arrays)
         if self.case.training:
             for name in STATS:
-                if getattr(allowed, name) is not None:
-                    grown = (1 - self.case.momentum) * self.stats_allowed[name]
-                    setattr(allowed, name, grown + getattr(allowed, name))
-                    self.stats_allowed[name] = getattr(allowed, name)
+                if getattr(bounds, name) is not None:
+                    grown = (1 - self.case.momentum) * self.stats_bounds[name]
+                    setattr(bounds, name, grown + getattr(bounds, name))
+                    self.stats_bounds[name] = getattr(bounds, name)
         self.steps += 1
         self.arrays = dict(
             self.case.arrays(self.steps),
             **{n: self.arrays[n] for n in PARAMETERS},
             **{n: getattr(exact, n) for n in STATS},
         )
-        return exact, allowed
+        return exact, bounds
 
     def chainable(self) -> bool:
         """False once the exact running statistics overflow the dtype: the kernel then holds inf,
@@ -253,25 +254,25 @@ def _accumulate(variant, case) -> float:
         if not layer.chainable():
             break
     worst = 0.0
-    for i, (tensors, out, exact, allowed) in enumerate(steps):
+    for i, (tensors, out, exact, bounds) in enumerate(steps):
         actual = dict(out=runner.to_numpy(out))
         if "x" in case.requires_grad:
             actual["grad_x"] = runner.accumulated_gradients(tensors)["grad_x"]
         context = f"step {i + 1} of {len(steps)}: its output and input gradient"
-        worst = max(worst, _close(variant, case, actual, exact, allowed, context))
+        worst = max(worst, _close(variant, case, actual, exact, bounds, context))
     tensors = steps[-1][0]
     grads = {n: g for n, g in runner.accumulated_gradients(tensors).items() if n != "grad_x"}
     exact = Results(**{n: sum(getattr(s[2], n) for s in steps) for n in grads})
-    allowed = Results(**{n: sum(getattr(s[3], n) for s in steps) for n in grads})
+    bounds = Results(**{n: sum(getattr(s[3], n) for s in steps) for n in grads})
     for name in STATS:
         setattr(exact, name, getattr(steps[-1][2], name))
-        setattr(allowed, name, getattr(steps[-1][3], name))
+        setattr(bounds, name, getattr(steps[-1][3], name))
     actual = dict(grads, **runner.running_stats(tensors))
     context = (
         f"after {len(steps)} training steps into the same parameters: .grad must be the sum of "
         "the steps' gradients"
     )
-    return max(worst, _close(variant, case, actual, exact, allowed, context))
+    return max(worst, _close(variant, case, actual, exact, bounds, context))
 
 
 @dataclass
@@ -281,7 +282,7 @@ class _Call:
     tensors: dict
     out: torch.Tensor
     exact: Results
-    allowed: Results
+    bounds: Results
     grads: dict = field(default_factory=dict)
 
     def backward(self) -> None:
@@ -321,7 +322,7 @@ def _repeated(variant, case) -> float:
             f"call {i + 1} of {len(calls)} of one layer, {what}its results read after the last "
             f"call (grad mode {case.grad_mode})"
         )
-        worst = max(worst, _close(variant, case, actual, done.exact, done.allowed, context))
+        worst = max(worst, _close(variant, case, actual, done.exact, done.bounds, context))
     return worst
 
 

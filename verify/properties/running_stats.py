@@ -7,12 +7,15 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from verify import oracle, runner, tolerance
+from verify import error_bounds, oracle, runner
 from verify.dtypes import largest_finite
 from verify.properties.checks import assert_close, check_output, fail
+from verify.strategies import sizes
 from verify.strategies.configs import cases, momenta
 
 NAME = "running_stats"
+SIZE_TIERS = sizes.SIZE_TIERS
+EXAMPLE_SHARE = 1.0
 APPLIES_TO = "variants that declare 'running_stats'"
 STATS = ("running_mean", "running_var")
 
@@ -37,7 +40,7 @@ def check(variant, case) -> float:
         for name in STATS
     }
     expected_stats = {name: first[name] for name in STATS}
-    allowed_stats = {name: np.zeros_like(first[name]) for name in STATS}
+    stats_bounds = {name: np.zeros_like(first[name]) for name in STATS}
     worst = 0.0
     for step in range(steps):
         arrays = dict(case.arrays(step), **expected_stats)
@@ -46,10 +49,10 @@ def check(variant, case) -> float:
         with torch.no_grad():
             runner.call_variant(variant, case, tensors)
         exact = oracle.expected(case, arrays, gradients=False)
-        bound = tolerance.bounds(case, arrays, exact, gradients=False)
+        bound = error_bounds.bounds(case, arrays, exact, gradients=False)
         # Errors of earlier steps decay by (1 - momentum) per step and add to this step's own.
         for name in STATS:
-            allowed_stats[name] = (1 - case.momentum) * allowed_stats[name] + getattr(bound, name)
+            stats_bounds[name] = (1 - case.momentum) * stats_bounds[name] + getattr(bound, name)
         actual = oracle.Results(**{name: runner.to_numpy(stats[name]) for name in STATS})
         worst = max(
             worst,
@@ -59,7 +62,7 @@ def check(variant, case) -> float:
                 case,
                 actual,
                 exact,
-                oracle.Results(**allowed_stats),
+                oracle.Results(**stats_bounds),
                 STATS,
                 context=f"after training step {step + 1} of {steps}",
             ),

@@ -34,6 +34,7 @@ from verify.properties.checks import fail
 from verify.strategies.configs import cases
 
 NAME = "saved_memory"
+EXAMPLE_SHARE = 1.0
 APPLIES_TO = "variants with memory_saving=True"
 # What a kernel saves is decided per call, not per element; block-sized cases are enough.
 SIZE_TIERS = ("small", "tile")

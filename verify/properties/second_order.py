@@ -14,6 +14,8 @@ from verify.properties.checks import fail
 from verify.properties.gradcheck import smooth_cases
 
 NAME = "second_order"
+APPLIES_TO = "every variant"
+EXAMPLE_SHARE = 1.0
 SIZE_TIERS = ("small",)
 
 

@@ -13,12 +13,16 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from verify import oracle, runner, tolerance
+from verify import error_bounds, oracle, runner
 from verify.properties.checks import assert_close
+from verify.strategies import sizes
 from verify.strategies.configs import cases
 from verify.values import round_to_dtype
 
 NAME = "shift_invariance"
+APPLIES_TO = "every variant"
+SIZE_TIERS = sizes.SIZE_TIERS
+EXAMPLE_SHARE = 1.0
 
 
 @st.composite
@@ -54,8 +58,8 @@ def check(variant, case) -> float:
     names = ("out", "running_mean", "running_var")
     actual = [runner.run(variant, case, a, gradients=False)[0] for a in (arrays, shifted)]
     exact = [oracle.expected(case, a, gradients=False) for a in (arrays, shifted)]
-    allowed = [
-        tolerance.bounds(case, a, e, gradients=False)
+    bounds = [
+        error_bounds.bounds(case, a, e, gradients=False)
         for a, e in zip((arrays, shifted), exact, strict=True)
     ]
 
@@ -72,8 +76,8 @@ def check(variant, case) -> float:
     total = oracle.Results(
         **{
             n: None
-            if getattr(allowed[0], n) is None
-            else getattr(allowed[0], n) + getattr(allowed[1], n)
+            if getattr(bounds[0], n) is None
+            else getattr(bounds[0], n) + getattr(bounds[1], n)
             for n in names
         }
     )

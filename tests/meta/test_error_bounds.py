@@ -1,4 +1,4 @@
-"""verify.tolerance.bounds: tight enough to catch a kernel computing in lower precision, wide
+"""verify.error_bounds.bounds: tight enough to catch a kernel computing in lower precision, wide
 enough for correct kernels, on well- and ill-conditioned cases, both forms, train and eval.
 
 Observed on these cases (torch 2.13 CPU), as a fraction of the bound (SAFETY included):
@@ -17,7 +17,7 @@ from hypothesis import given
 from fused.variant import FORMS
 from tests.helpers import ratios
 from tests.meta.helpers import correct, derandomised, lower_precision, single_precision
-from verify import oracle, tolerance
+from verify import error_bounds, oracle
 from verify.case import Case
 from verify.strategies.configs import cases
 
@@ -112,14 +112,14 @@ def test_float32_kernel_fails_float64_bounds(name, form):
 # (d) the bounds scale with the unit roundoff
 def _bounds(case, arrays):
     exact = oracle.expected(case, arrays)
-    return exact, tolerance.bounds(case, arrays, exact)
+    return exact, error_bounds.bounds(case, arrays, exact)
 
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bounds_scale_with_unit_roundoff(name, form, monkeypatch):
     # The relative part of the model scales with u; the underflow floor (tested below) does not.
-    monkeypatch.setattr(tolerance, "underflow_unit", lambda dtype: 0.0)
+    monkeypatch.setattr(error_bounds, "underflow_unit", lambda dtype: 0.0)
     case32 = CASES[name].replace(form=form)
     arrays = case32.arrays()  # float32 values: exact in every wider dtype
     _, b32 = _bounds(case32, arrays)
@@ -153,19 +153,19 @@ def test_bounds_carry_the_safety_margin(monkeypatch):
     case = CASES["normal"]
     arrays = case.arrays()
     exact, base = _bounds(case, arrays)
-    monkeypatch.setattr(tolerance, "SAFETY", tolerance.SAFETY * 2)
+    monkeypatch.setattr(error_bounds, "SAFETY", error_bounds.SAFETY * 2)
     _, doubled = _bounds(case, arrays)
     for result, bound in base.items():
         np.testing.assert_allclose(getattr(doubled, result), 2 * bound, err_msg=result)
-    assert 1 <= tolerance.SAFETY <= 64  # far below 2^13, the float32/float16 roundoff ratio
+    assert 1 <= error_bounds.SAFETY <= 64  # far below 2^13, the float32/float16 roundoff ratio
 
 
 # (e) finite, positive bounds wherever the answer is finite and non-zero
 def _assert_sane(case):
     arrays = case.arrays()
-    exact, allowed = _bounds(case, arrays)
+    exact, bounds = _bounds(case, arrays)
     for result, value in exact.items():
-        bound = getattr(allowed, result)
+        bound = getattr(bounds, result)
         assert bound.shape == value.shape, result
         assert not np.any(np.isnan(bound)), (result, case)
         if result.startswith("running") and not case.training:
@@ -192,8 +192,8 @@ def test_gradients_false_gives_no_gradient_bounds():
     case = CASES["train_stats"]
     arrays = case.arrays()
     exact = oracle.expected(case, arrays, gradients=False)
-    allowed = tolerance.bounds(case, arrays, exact, gradients=False)
-    assert {name for name, _ in allowed.items()} == {"out", "running_mean", "running_var"}
+    bounds = error_bounds.bounds(case, arrays, exact, gradients=False)
+    assert {name for name, _ in bounds.items()} == {"out", "running_mean", "running_var"}
 
 
 def test_bounds_cover_the_underflow_spacing():
@@ -217,15 +217,15 @@ def test_bounds_cover_the_underflow_spacing():
         seed=28,
     )
     arrays = case.arrays(1)
-    exact, allowed = _bounds(case, arrays)
-    assert np.all(allowed.out >= 2.0**-24)
+    exact, bounds = _bounds(case, arrays)
+    assert np.all(bounds.out >= 2.0**-24)
     actual, _ = run(builtin_variant("fused_tutorial"), case, arrays, gradients=False)
-    assert np.all(np.abs(actual.out - exact.out) <= allowed.out)
+    assert np.all(np.abs(actual.out - exact.out) <= bounds.out)
 
 
 # (f) the shared part of a per-channel sum errs linearly in its length
 def test_welford_mean_of_a_constant_channel_errs_linearly():
-    """The measurement behind tolerance.SHARED_SUM: torch's Welford statistics of a channel of R
+    """The measurement behind error_bounds.SHARED_SUM: torch's Welford statistics of a channel of R
     identical values err by about 0.24 R u |mean| (a random walk would give sqrt(R) u)."""
     rng = np.random.default_rng(0)
     u = 2.0**-53
@@ -237,7 +237,7 @@ def test_welford_mean_of_a_constant_channel_errs_linearly():
                 torch.full((1, 1, 1, r), value, dtype=torch.float64), None, None, 0.0
             )
             worst = max(worst, abs(mean.item() - value) / abs(value) / (r * u))
-        assert 0.05 < worst <= 2 * tolerance.SHARED_SUM, (r, worst)  # measured 0.22-0.24
+        assert 0.05 < worst <= 2 * error_bounds.SHARED_SUM, (r, worst)  # measured 0.22-0.24
 
 
 def test_the_large_tier_false_alarm_stays_fixed(monkeypatch):
@@ -262,7 +262,7 @@ def test_the_large_tier_false_alarm_stays_fixed(monkeypatch):
     )
     variant = builtin_variant("fused_tutorial")
     assert shift_invariance.check(variant, case) < 0.1
-    monkeypatch.setattr(tolerance, "SHARED_SUM", 0.0)
+    monkeypatch.setattr(error_bounds, "SHARED_SUM", 0.0)
     with pytest.raises(PropertyFailure, match="out: worst element"):
         shift_invariance.check(variant, case)
 
@@ -297,7 +297,7 @@ def test_the_padded_rows_false_alarm_stays_fixed(monkeypatch):
     )
     variant = builtin_variant("fused_tutorial")
     assert running_stats.check(variant, case) < 0.3
-    monkeypatch.setattr(tolerance, "SHARED_SUM", 0.0)
+    monkeypatch.setattr(error_bounds, "SHARED_SUM", 0.0)
     with pytest.raises(PropertyFailure, match="running_var: worst element"):
         running_stats.check(variant, case)
 
@@ -323,13 +323,13 @@ def test_the_repeated_integers_false_alarm_stays_fixed(monkeypatch):
         values="integers",
         seed=0,
     )
-    assert int(tolerance.repeats(oracle.conv_output(case, case.arrays()))[0]) == 65536 - 43
+    assert int(error_bounds.repeats(oracle.conv_output(case, case.arrays()))[0]) == 65536 - 43
     variant = builtin_variant("tutorial_function")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one Welford pass over the channel, as in a one-thread worker
     try:
         assert forward.check(variant, case) < 0.3
-        monkeypatch.setattr(tolerance, "SHARED_SUM", 0.0)
+        monkeypatch.setattr(error_bounds, "SHARED_SUM", 0.0)
         with pytest.raises(PropertyFailure, match="out: worst element"):
             forward.check(variant, case)
     finally:

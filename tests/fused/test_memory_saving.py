@@ -1,4 +1,4 @@
-"""fused.functional.memory_saving_conv_bn against the float64 oracle, plus its memory and error
+"""fused.memory_saving.memory_saving_conv_bn against the float64 oracle, plus its memory and error
 contract."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fused.functional import memory_saving_conv_bn
+from fused.memory_saving import memory_saving_conv_bn
 from fused.registry import builtin_variant
 from fused.variant import FORMS
 from tests.fused.helpers import (

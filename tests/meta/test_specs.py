@@ -1,4 +1,4 @@
-"""verify.variants: --variant SPEC loading, its errors, and the CLI's answer to a bad SPEC."""
+"""verify.specs: --variant SPEC loading, its errors, and the CLI's answer to a bad SPEC."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from fused.registry import BUILTIN_VARIANTS
 from fused.variant import Variant
 from tests.helpers import run_cli
-from verify.variants import BUILTIN_SPEC, VariantSpecError, load_all, load_variants, select
+from verify.specs import BUILTIN_SPEC, VariantSpecError, load_all, load_variants, select
 
 MODULE = """
 import torch.nn.functional as F
