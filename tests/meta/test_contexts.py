@@ -53,9 +53,10 @@ def test_requires_grad_subset_and_no_gradient_for_the_rest():
 def test_drawn_contexts_cover_every_subset_and_layout():
     seen_subsets, seen_layouts = set(), set()
 
-    # Derandomised: a coverage claim about 300 draws must not depend on the seed (a random run
-    # missed one subset now and then).
-    @derandomised(300)
+    # Derandomised: a coverage claim about 1000 draws must not depend on the seed (a random run
+    # missed one subset now and then). 300 were too few: Hypothesis's draws are correlated, and a
+    # change of this test's source (its seed) left the first-layer subset out.
+    @derandomised(1000)
     @given(case=cases(ALL, "standard").flatmap(calling_contexts))
     def draw(case):
         assert case.requires_grad and legality.problems(case) == []
