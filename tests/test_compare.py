@@ -3,15 +3,12 @@
 import copy
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_cli
 from verify.compare import main
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def bench(name, median, spread=0.02, group="mnist_net batch=256", variant=None, **bytes_figures):
@@ -420,22 +417,9 @@ def test_wrong_number_of_files_is_a_usage_error(tmp_path):
 def test_command_line_entry_point(tmp_path):
     base = write(tmp_path, "base.json", BASE)
     head = write(tmp_path, "head.json", modified(BASE, 0, saved_bytes=10**9))
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    same = subprocess.run(
-        [sys.executable, "-m", "verify.compare", base, base],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    grew = subprocess.run(
-        [sys.executable, "-m", "verify.compare", base, head],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert (same.returncode, grew.returncode) == (0, 1), same.stderr + grew.stderr
+    same = run_cli(["-m", "verify.compare", base, base])
+    grew = run_cli(["-m", "verify.compare", base, head])
+    assert (same.returncode, grew.returncode) == (0, 1), same.stdout + grew.stdout
 
 
 # ---------------------------------------------------------------------------------------------
