@@ -28,6 +28,11 @@ def conv_bn(
     eps=1e-3,
 ):
     y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    # PyTorch's CPU batch norm reads a strided bn_weight as if it were contiguous (its backward
+    # returns NaN): the suite reports that as upstream (docs/upstream-bugs.md), and a C-sized
+    # contiguous copy sidesteps it.
+    if bn_weight is not None:
+        bn_weight = bn_weight.contiguous()
     return F.batch_norm(y, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps)
 
 

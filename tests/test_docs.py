@@ -350,3 +350,17 @@ def test_readme_commands_run(tmp_path):
             assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}{result.stderr}"
         else:
             pytest.fail(f"README command with no rule to check it: {command}")
+
+
+def test_the_readme_example_variant_passes_the_suite():
+    """`examples/my_kernel.py`, the variant file the README hands a newcomer, passes the `ci` run
+    its one command starts (the command test above only collects it): a template that fails
+    would teach that the suite cries wolf."""
+    from tests.helpers import run_cli
+
+    proc = run_cli(
+        ["-m", "pytest", "verify", "-q", "-p", "no:cacheprovider"]
+        + ["--variant", "examples/my_kernel.py:VARIANT"],
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
