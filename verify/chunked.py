@@ -36,12 +36,10 @@ class _Repeats:
         self.seen: list = [[] for _ in range(channels)]
         self.held = [0] * channels
         self.within = [0] * channels
-        self.count = [0] * channels
 
     def add(self, y) -> None:
         for c in range(y.shape[1]):
             distinct = torch.unique(y[:, c])
-            self.count[c] += y[:, c].numel()
             self.within[c] += y[:, c].numel() - distinct.numel()
             if self.seen[c] is not None:
                 self.seen[c].append(distinct)
@@ -49,11 +47,10 @@ class _Repeats:
                 if self.held[c] > DISTINCT_CAP:
                     self.seen[c] = None
 
-    def per_channel(self, device) -> torch.Tensor:
+    def per_channel(self, values: int, device) -> torch.Tensor:
+        """Repeats per channel of `values` values each."""
         counts = [
-            self.within[c]
-            if seen is None
-            else self.count[c] - torch.unique(torch.cat(seen)).numel()
+            self.within[c] if seen is None else values - torch.unique(torch.cat(seen)).numel()
             for c, seen in enumerate(self.seen)
         ]
         return torch.tensor(counts, dtype=torch.float64, device=device)
@@ -155,9 +152,9 @@ def compare_training_forward(case: Case, tensors: dict, out, running: dict, *, r
     for _, y, e_y in conv_chunks():
         centred, e_d = e_d_of(y, e_y)
         sum_var_err = sum_var_err + (2 * centred.abs() * e_d + e_d * e_d).sum(dim=dims)
-    u_sum = unit_roundoff(error_bounds.SUM_DTYPE.get(case.dtype, case.dtype))
+    u_sum = error_bounds.sum_roundoff(case.dtype)
     e_var = sum_var_err / r * r / max(r - 1, 1) + var * (
-        u * root_r + error_bounds.SHARED_SUM * u_sum * repeats.per_channel(x.device)
+        u * root_r + error_bounds.SHARED_SUM * u_sum * repeats.per_channel(r, x.device)
     )
     if case.form == "tutorial":
         std = var.sqrt()

@@ -20,10 +20,9 @@ Sums of n terms are charged sqrt(n) u (probabilistic rounding error analysis, Hi
 rather than the worst case n u, except the part of a per-channel sum that every addend shares
 (the mean of a channel) and the squares of values that repeat (padding's bias-only positions,
 families of few distinct values), whose rounding errors are not independent: they are charged
-n u. The bound
-scales with u, so a kernel that silently computes in a lower precision than its dtype fails by
-the ratio of unit roundoffs (2^13 for float32 against float16, 2^29 for float64 against
-float32), while every amplification of the maths (1/D, the cancellation in y - mean, the
+n u. The bound scales with u, so a kernel that silently computes in a lower precision than its
+dtype fails by the ratio of unit roundoffs (2^13 for float32 against float16, 2^29 for float64
+against float32), while every amplification of the maths (1/D, the cancellation in y - mean, the
 projection in the backward) widens it exactly where a correct kernel loses accuracy. `SAFETY` is
 the margin over the model, calibrated on correct kernels.
 """
@@ -56,9 +55,7 @@ SHARED_SUM = 0.25
 # longer a random walk. Measured on PyTorch's own float64 CPU statistics: torch.var (one thread,
 # Welford) errs by 0.24 R u var on a conv output of small integers (R = 65,536, all but 43 values
 # repeats), and F.batch_norm by 0.1 k u var on k = 10,922 bias-only positions of R = 16,383.
-# Charged SHARED_SUM k u_sum var for k repeats, with u_sum the unit roundoff of the precision sums
-# run in: float32 for the half dtypes (the precision a half kernel must accumulate in; a float16
-# accumulator still fails), the dtype's own otherwise.
+# Charged SHARED_SUM k u_sum var for k repeats, with u_sum = `sum_roundoff(dtype)`.
 SUM_DTYPE = {"float16": "float32", "bfloat16": "float32"}
 # The tutorial form's var term carries sqrt(R/(R-1)) <= sqrt(2) relative to the standard form's.
 VAR_TERM = 1.5
@@ -141,9 +138,8 @@ def _bounds(case, arrays, exact, gradients):
         # |(d + e)^2 - d^2| <= 2 |d| e + e^2, whose second-order term is all that is left on a
         # constant channel (d = 0 exactly, yet a kernel's rounded mean leaves e^2 behind).
         var = stats.var_unbiased
-        u_sum = unit_roundoff(SUM_DTYPE.get(case.dtype, case.dtype))
         e_var = _mean(2 * np.abs(centred) * e_d + e_d * e_d) * r / max(r - 1, 1) + var * (
-            u * root_r + SHARED_SUM * u_sum * repeats(y)
+            u * root_r + SHARED_SUM * sum_roundoff(case.dtype) * repeats(y)
         )
         if case.form == "tutorial":
             std = np.sqrt(var)
@@ -186,6 +182,13 @@ def _bounds(case, arrays, exact, gradients):
         forward = _Forward(u, eta, gamma, denom, xhat, e_xhat, rel_denom)
         result = dataclasses.replace(result, **_gradient_bounds(case, arrays, exact, forward))
     return Results(**{name: SAFETY * value for name, value in result.items()})
+
+
+def sum_roundoff(dtype: str) -> float:
+    """The unit roundoff of the precision a kernel's sums run in: float32 for the half dtypes (the
+    precision a half kernel must accumulate in; a float16 accumulator still fails), the dtype's
+    own otherwise."""
+    return unit_roundoff(SUM_DTYPE.get(dtype, dtype))
 
 
 def repeats(y) -> np.ndarray:

@@ -125,7 +125,7 @@ def geometry(
 
 
 @st.composite
-def _maybe_depthwise(draw, geo: dict, supports: frozenset, tier: str, max_input_elements: int):
+def _maybe_depthwise(draw, geo: dict, supports: frozenset, tier: str):
     """`geo` made depthwise (groups == in == out channels, at one of the tier's widths), where
     `groups` is declared and the case stays within its tier's element bound; shrinks to `geo`.
     Half the examples of the network tiers, a quarter of the wide tier's (three in four keep its
@@ -140,14 +140,11 @@ def _maybe_depthwise(draw, geo: dict, supports: frozenset, tier: str, max_input_
     if not chosen:
         return geo
     width = draw(st.sampled_from(widths))
-    depthwise = Case(**dict(geo, groups=width, in_channels=width, out_channels=width))
-    if tier == "small":
-        fits = math.prod(depthwise.x_shape) <= max_input_elements
-    else:
-        fits = tier not in sizes.NETWORK_TIERS or (
-            _largest_tensor(depthwise) <= sizes.MAX_NETWORK_ELEMENTS
-        )
-    return dict(geo, groups=width, in_channels=width, out_channels=width) if fits else geo
+    depthwise = dict(geo, groups=width, in_channels=width, out_channels=width)
+    fits = tier not in sizes.NETWORK_TIERS or (
+        _largest_tensor(Case(**depthwise)) <= sizes.MAX_NETWORK_ELEMENTS
+    )
+    return depthwise if fits else geo
 
 
 def _largest_tensor(case: Case) -> int:
@@ -234,7 +231,7 @@ def cases(
     layout = draw(st.sampled_from(_layouts_of(tier, tuple(layouts))))
     family = draw(st.sampled_from(value_families(values)))
     seed = draw(st.integers(0, 2**32 - 1))
-    geo = draw(_maybe_depthwise(geo, supports, tier, max_input_elements))
+    geo = draw(_maybe_depthwise(geo, supports, tier))
     return Case(
         **geo,
         **bn,
