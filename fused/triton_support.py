@@ -19,9 +19,41 @@ INSTALL_HINT = "pip install 'convbn-verify[triton]'"
 
 
 def _gpu_available() -> bool:
+    if not _torch_build_has_gpu_backend():
+        return False
     import torch
 
     return torch.cuda.is_available()
+
+
+def _torch_build_has_gpu_backend() -> bool:
+    """False only when the installed torch is certainly a CPU-only build (torch/version.py, read
+    without importing torch: `cuda` and `hip` both None), where `torch.cuda.is_available()` is
+    False on any machine. Importing torch costs a second or more, and the pytest controller
+    process asks this question without ever running a kernel."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return True  # let `import torch` say what is wrong
+    try:
+        tree = ast.parse(
+            (Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text()
+        )
+    except (OSError, SyntaxError, StopIteration):
+        return True
+    backends = {}
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        if isinstance(target, ast.Name) and target.id in ("cuda", "hip"):
+            backends[target.id] = node.value
+    if set(backends) != {"cuda", "hip"}:
+        return True
+    return not all(isinstance(v, ast.Constant) and v.value is None for v in backends.values())
 
 
 def configure_interpreter(force: bool = False) -> bool:

@@ -140,12 +140,14 @@ class Tally:
     # share (verify.upstream); "" for the kernel's own findings and passing tests.
     upstream: str = ""
 
-    def add(self, ratio: float, case_json: str, failed: bool) -> None:
+    def add(self, ratio: float, case: Case | None, failed: bool) -> None:
         self.examples += 1
         self.failures += int(failed)
         if ratio > self.worst_ratio or (failed and not self.worst_case):
             self.worst_ratio = ratio
-            self.worst_case = case_json
+            # Serialised only here: most examples are not the worst, and to_json per example
+            # was a tenth of an example's time at the small tier.
+            self.worst_case = case.to_json() if case is not None else ""
 
     def merge(self, other: "Tally") -> None:
         self.examples += other.examples
@@ -195,9 +197,8 @@ class ReportSession:
         tier: str = "small",
     ) -> None:
         key = TallyKey(variant_name, prop, tier)
-        case_json = case.to_json() if case is not None else ""
         for table in (self.tallies, self._unsent):
-            table.setdefault(key, Tally()).add(ratio, case_json, failed)
+            table.setdefault(key, Tally()).add(ratio, case, failed)
         if failed and case is not None:
             self.last_failure = (variant_name, prop, case)
 

@@ -1,15 +1,22 @@
 """What makes the suite fast keeps what it draws and how it searches: shared strategy objects,
 `target()` told only new bests where a database is set, the deterministic mode switched without
-importing Inductor."""
+importing Inductor, a crash-isolated run's controller without torch, and its worker ending
+without an interpreter teardown."""
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import os
+
+import pytest
 from hypothesis import settings, target
 from hypothesis.database import InMemoryExampleDatabase
 
+from fused import triton_support
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES
-from tests.helpers import run_cli
+from tests.helpers import ROOT, cli_env, run_cli
 from verify import hunt
 from verify.benchmarks.throughput import _examples
 from verify.dtypes import HALF_DTYPES
@@ -117,3 +124,75 @@ def test_throughput_script_counts_one_property_and_tier():
         dict(variant="other", property="forward", tier="small", examples=11),
     ]
     assert _examples(rows, "forward", "small") == 7
+
+
+_CONTROLLER_PROBE = """
+import sys
+
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):
+        with open({path!r}, "w") as f:
+            f.write(" ".join(sorted(m for m in ("torch", "fused.registry") if m in sys.modules)))
+"""
+
+
+def test_an_isolated_run_imports_torch_in_its_worker_only(tmp_path):
+    """The controller of a crash-isolated run never runs a kernel: importing torch there (to ask
+    for a GPU before Triton kernels are defined) was a second or more of every run's start-up.
+    On a CPU-only torch build nothing in it imports torch."""
+    if triton_support._torch_build_has_gpu_backend():
+        pytest.skip("a CUDA or ROCm build of torch: the controller asks torch for a GPU")
+    record = tmp_path / "controller_modules.txt"
+    (tmp_path / "controller_probe.py").write_text(_CONTROLLER_PROBE.format(path=str(record)))
+    env = cli_env(PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]))
+    done = run_cli(
+        [
+            "-m",
+            "pytest",
+            "verify/test_forward.py",
+            "-q",
+            "-p",
+            "controller_probe",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "eager and small",
+        ],
+        env=env,
+    )
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:]
+    assert record.read_text() == ""
+
+
+def test_the_gpu_question_reads_the_torch_build_without_importing_torch(tmp_path, monkeypatch):
+    package = tmp_path / "torch"
+    package.mkdir()
+    spec = importlib.machinery.ModuleSpec("torch", None, is_package=True)
+    spec.submodule_search_locations = [str(package)]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+    version = package / "version.py"
+    for text, has_backend in (
+        ("cuda: Optional[str] = None\nhip: Optional[str] = None\n", False),
+        ("cuda: Optional[str] = '12.8'\nhip: Optional[str] = None\n", True),
+        ("cuda = None\nhip = '6.4'\n", True),
+        ("cuda = None\n", True),  # an unknown layout: ask torch
+        ("cuda = (\n", True),  # unreadable: ask torch
+    ):
+        version.write_text(text)
+        assert triton_support._torch_build_has_gpu_backend() is has_backend, text
+    version.unlink()
+    assert triton_support._torch_build_has_gpu_backend() is True
+
+
+def test_an_isolation_worker_ends_without_tearing_its_interpreter_down():
+    """What it printed is flushed; the teardown (about a second with torch loaded) is skipped."""
+    code = (
+        "import atexit, sys\n"
+        "from verify.isolation import _exit_without_teardown\n"
+        "atexit.register(print, 'teardown ran')\n"
+        "sys.stdout.write('printed before the end')\n"
+        "_exit_without_teardown()\n"
+        "print('after the end')\n"
+    )
+    done = run_cli(["-c", code])
+    assert (done.returncode, done.stdout) == (0, "printed before the end")
