@@ -18,6 +18,7 @@ from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES
 from tests.helpers import ROOT, cli_env, run_cli
 from verify import hunt
+from verify.benchmarks import throughput
 from verify.benchmarks.throughput import _examples
 from verify.dtypes import HALF_DTYPES
 from verify.properties import forward
@@ -196,3 +197,12 @@ def test_an_isolation_worker_ends_without_tearing_its_interpreter_down():
     )
     done = run_cli(["-c", code])
     assert (done.returncode, done.stdout) == (0, "printed before the end")
+
+
+def test_time_to_catch_puts_one_planted_bug_under_test():
+    source = throughput._CATCH_VARIANT.format(
+        module="tests.gallery.bugs", attr="ALL", name="one_pass_variance"
+    )
+    namespace: dict = {}
+    exec(compile(source, "catch_one_pass_variance.py", "exec"), namespace)
+    assert namespace["VARIANT"].name == "one_pass_variance"

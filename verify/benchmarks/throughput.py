@@ -8,7 +8,12 @@ run pays, start-up included. The runs alternate between the two checkouts (A B A
 the load of a shared machine falls on both; the table gives the median of each side and their
 ratio. Only the checkouts' pytest command line is used, so any commit can be the base.
 
-A run's fixed cost (import, worker start, collection) is the wall time of `--examples 1`."""
+A run's fixed cost (import, worker start, collection) is the wall time of `--examples 1`.
+
+`--catch NAME,...` measures instead what a kernel engineer waits for: the wall time of `CI=1 pytest
+verify -x --variant` one planted bug of the checkout's gallery (`--gallery`, a list of Variants)
+until it stops on the first failure, alternated between the checkouts, with the median and the
+worst per side."""
 
 from __future__ import annotations
 
@@ -119,6 +124,60 @@ def _row(prop: str, tier: str, base: list, head: list) -> str:
     )
 
 
+# Imported in the measured checkout: one planted bug of its gallery as the --variant under test.
+_CATCH_VARIANT = """
+from {module} import {attr} as _ALL
+
+VARIANT = next(v for v in _ALL if v.name == {name!r})
+"""
+
+
+def time_to_catch(checkout: Path, name: str, gallery: str, tmp: Path) -> float:
+    """Seconds until `CI=1 pytest verify -x --variant <gallery bug name>` in `checkout` stops on
+    the bug; a run that does not catch it is an error."""
+    module, attr = gallery.split(":")
+    spec = tmp / f"catch_{name}.py"
+    spec.write_text(_CATCH_VARIANT.format(module=module, attr=attr, name=name))
+    env = dict(os.environ, PYTHONPATH=str(checkout), OMP_NUM_THREADS="1", CI="1")
+    command = [sys.executable, "-m", "pytest", "verify", "-x", "-q", "-p", "no:cacheprovider"]
+    start = time.perf_counter()
+    done = subprocess.run(
+        command + ["--variant", f"{spec}:VARIANT"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    # Exit 1 on the failure; 2 also counts where it says "failed": 13103c8 turned `-x` into
+    # pytest's "interrupted" (2) under crash isolation.
+    caught = done.returncode == 1 or (done.returncode == 2 and " failed" in done.stdout)
+    if not caught:
+        raise SystemExit(
+            f"{name} was not caught in {checkout} (exit {done.returncode}):\n"
+            + (done.stdout + done.stderr)[-3000:]
+        )
+    return wall
+
+
+def catch_table(sides: dict, names: list[str], gallery: str, repeats: int) -> None:
+    print(f"time to catch with -x (s): CI=1 pytest verify -x --variant <{gallery} bug>")
+    print(f"{'bug':<32} {'base':>7} {'head':>7}")
+    per_side: dict[str, list[float]] = {"base": [], "head": []}
+    with tempfile.TemporaryDirectory() as name:
+        for bug in names:
+            walls: dict[str, list[float]] = {"base": [], "head": []}
+            for _ in range(repeats):
+                for side, checkout in sides.items():
+                    walls[side].append(time_to_catch(checkout, bug, gallery, Path(name)))
+            cells = {side: statistics.median(w) for side, w in walls.items()}
+            for side in per_side:
+                per_side[side].append(cells[side])
+            print(f"{bug:<32} {cells['base']:>7.1f} {cells['head']:>7.1f}", flush=True)
+    for what, pick in (("median", statistics.median), ("worst", max)):
+        print(f"{what:<32} {pick(per_side['base']):>7.1f} {pick(per_side['head']):>7.1f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verify.benchmarks.throughput")
     parser.add_argument("--base", required=True, type=Path, help="the checkout to compare against")
@@ -128,8 +187,21 @@ def main(argv=None) -> int:
     parser.add_argument("--properties", default=",".join(PROPERTIES))
     parser.add_argument("--tiers", default=",".join(TIERS))
     parser.add_argument("--isolation", choices=("on", "off"), default="on")
+    parser.add_argument(
+        "--catch", default="", metavar="NAME,...", help="time to catch these planted bugs instead"
+    )
+    parser.add_argument(
+        "--gallery",
+        default="tests.gallery.bugs:ALL",
+        metavar="MODULE:ATTR",
+        help="where --catch finds the bugs, in each checkout",
+    )
     args = parser.parse_args(argv)
     sides = {"base": args.base.resolve(), "head": args.head.resolve()}
+    if args.catch:
+        print(f"base {sides['base']}\nhead {sides['head']}")
+        catch_table(sides, args.catch.split(","), args.gallery, args.repeats)
+        return 0
     print(f"base {sides['base']}\nhead {sides['head']}")
     print(f"variant {VARIANT}, max_examples {args.examples}, isolation {args.isolation}")
     print(
