@@ -9,6 +9,7 @@ import importlib.machinery
 import importlib.util
 import os
 
+import hypothesis.core
 import pytest
 from hypothesis import settings, target
 from hypothesis.database import InMemoryExampleDatabase
@@ -54,8 +55,10 @@ def test_target_is_told_only_new_bests(monkeypatch):
 
 def test_a_property_test_scores_few_examples_and_still_targets(monkeypatch):
     """Hypothesis checks every scored example against its Pareto front while a database is set
-    (about half its time per example when every example was scored); a property test scores
-    only its new bests, and still scores some (so Hypothesis still hill-climbs)."""
+    (about half its time per example when every example was scored, the front growing with
+    them); a property test scores only its new bests and ties (the hill-climbing replays the best
+    example with changes that keep its score: a front of one point), and still scores some (so
+    Hypothesis still hill-climbs). Seeded: a random run's count of ties varies."""
     told = []
 
     def counting_target(score, label):
@@ -63,6 +66,7 @@ def test_a_property_test_scores_few_examples_and_still_targets(monkeypatch):
         return target(score, label=label)
 
     monkeypatch.setattr(hunt, "target", counting_target)
+    monkeypatch.setattr(hypothesis.core, "global_force_seed", 0)
     profile = settings.get_current_profile_name()
     settings.register_profile(
         "throughput-test", max_examples=60, derandomize=False, database=InMemoryExampleDatabase()
@@ -75,7 +79,7 @@ def test_a_property_test_scores_few_examples_and_still_targets(monkeypatch):
         settings.load_profile(profile)
     examples = sum(t.examples for t in session.tallies.values())
     assert examples >= 60
-    assert 1 <= len(told) <= examples // 3
+    assert 1 <= len(set(told)) <= examples // 6
     assert told == sorted(told)
 
 
