@@ -5,6 +5,7 @@ without an interpreter teardown."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.machinery
 import importlib.util
 import os
@@ -22,7 +23,7 @@ from verify import hunt
 from verify.benchmarks import throughput
 from verify.benchmarks.throughput import _examples
 from verify.dtypes import HALF_DTYPES
-from verify.properties import forward
+from verify.properties import forward, gradients
 from verify.report import ReportSession
 from verify.strategies.configs import geometry
 from verify.strategies.shared import shared
@@ -210,3 +211,41 @@ def test_time_to_catch_puts_one_planted_bug_under_test():
     namespace: dict = {}
     exec(compile(source, "catch_one_pass_variance.py", "exec"), namespace)
     assert namespace["VARIANT"].name == "one_pass_variance"
+
+
+def _ci_cases(prop, tier: str, monkeypatch) -> list[str]:
+    """The cases `pytest verify` draws for eager under the `ci` profile, in order."""
+    drawn: list[str] = []
+    check = hunt.legality.check
+    monkeypatch.setattr(
+        hunt.legality, "check", lambda case: (drawn.append(case.to_json()), check(case))
+    )
+    profile = settings.get_current_profile_name()
+    settings.load_profile("ci")
+    try:
+        hunt.hunt(prop, builtin_variant("eager"), tier, ReportSession())
+    finally:
+        settings.load_profile(profile)
+    return drawn
+
+
+# sha1 of the ci cases of eager, one JSON line each, as `CI=true pytest verify` drew them at
+# 2cdbb35;
+# building the strategy objects once since then left all 3,070 ci cases of that run as they
+# were.
+CI_DRAWS = {
+    ("forward", "small"): "ff0070ecf619382f26b461e3d822ee43681a1249",
+    ("gradients", "small"): "4caa64b8b893ccf362ddfe7bd2e681575558a931",
+    ("forward", "channels"): "b2d965f79856e233f6e060b22e891a248b9b39a5",
+}
+
+
+@pytest.mark.parametrize(("name", "tier"), sorted(CI_DRAWS))
+def test_the_ci_draws_stay_as_the_gallery_was_calibrated_on(name, tier, monkeypatch):
+    """The gallery's catches are calibrated on the derandomised `ci` draws: a change to the
+    strategies that moves them (a new draw, a different order, fewer spans) must say so here, and
+    tests/test_gallery.py must be rerun (docs/performance.md: what a flatter draw cost)."""
+    prop = {"forward": forward, "gradients": gradients}[name]
+    drawn = _ci_cases(prop, tier, monkeypatch)
+    digest = hashlib.sha1("\n".join(drawn).encode()).hexdigest()
+    assert digest == CI_DRAWS[(name, tier)], (digest, len(drawn), drawn[:2])

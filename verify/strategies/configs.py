@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from verify.case import GRAD_LAYOUTS, LAYOUTS, Case
 from verify.dtypes import BASE_DTYPES, HALF_DTYPES
 from verify.strategies import sizes
-from verify.strategies.shared import shared
+from verify.strategies.shared import BOOLEANS, choice, ints, shared
 from verify.values import VALUE_FAMILIES
 
 EPS_VALUES = (1e-3, 1e-5, 1e-1)
@@ -24,13 +24,17 @@ EPS_VALUES = (1e-3, 1e-5, 1e-1)
 MAX_INPUT_ELEMENTS = 2048
 
 
+# Training twice as often as eval: it is where the statistics are computed.
+_TRAINING = st.sampled_from((True, False, True))
+
+
 @shared
 @st.composite
 def _pair(draw, values, enabled: bool, default: int):
     if not enabled:
         return (default, default)
     first = draw(values)
-    square = draw(st.booleans())
+    square = draw(BOOLEANS)
     return (first, first) if square else (first, draw(values))
 
 
@@ -56,28 +60,28 @@ def geometry(
         boundaries = sizes.channel_boundaries(tier)
         out_channels = draw(sizes.channel_count(boundaries, past=tier in sizes.NETWORK_TIERS))
         group_choices = [g for g in (1, 2, 3, 4) if out_channels % g == 0]
-        groups = draw(st.sampled_from(tuple(group_choices))) if "groups" in supports else 1
+        groups = draw(choice(tuple(group_choices))) if "groups" in supports else 1
         out_per_group = out_channels // groups
     else:
-        groups = draw(st.integers(1, 3 if per_group == 3 else 2)) if "groups" in supports else 1
-        out_per_group = draw(st.integers(1, per_group))
-    in_per_group = draw(st.integers(1, per_group))
-    kernel = draw(_pair(st.integers(1, 3), True, 1))
-    stride = draw(_pair(st.integers(1, 3 if tier == "small" else 2), "stride" in supports, 1))
-    dilation = draw(_pair(st.integers(1, 2), "dilation" in supports, 1))
+        groups = draw(ints(1, 3 if per_group == 3 else 2)) if "groups" in supports else 1
+        out_per_group = draw(ints(1, per_group))
+    in_per_group = draw(ints(1, per_group))
+    kernel = draw(_pair(ints(1, 3), True, 1))
+    stride = draw(_pair(ints(1, 3 if tier == "small" else 2), "stride" in supports, 1))
+    dilation = draw(_pair(ints(1, 2), "dilation" in supports, 1))
     # Dilation does nothing along an axis whose kernel is 1 wide, and there it only reaches a
     # PyTorch 2.13 CPU convolution segfault (width 1, 1-wide kernel, stride 2, padding 1,
     # dilation 2, in float16, and bfloat16/float32 channels_last): keep such axes at 1.
     dilation = tuple(d if k > 1 else 1 for d, k in zip(dilation, kernel, strict=True))
-    padding = draw(_pair(st.integers(0, 2), "padding" in supports, 0))
+    padding = draw(_pair(ints(0, 2), "padding" in supports, 0))
     if tier == "grid":
         batch, out_hw = draw(sizes.grid_layout())
     elif tier in sizes.REDUCTION_BOUNDARIES:
         batch, out_hw = draw(sizes.reduction_layout(tier))
     else:
         limit = {"small": 4, "channels": 2}.get(tier, 6)
-        out_hw = (draw(st.integers(1, limit)), draw(st.integers(1, limit)))
-        batch = draw(st.integers(1, sizes.MAX_BATCH[tier]))
+        out_hw = (draw(ints(1, limit)), draw(ints(1, limit)))
+        batch = draw(ints(1, sizes.MAX_BATCH[tier]))
     if tier in sizes.NETWORK_TIERS and tier != "channels":
         # Keep the input about as large as the output (the element bound): no stride or
         # dilation, and a 1-wide kernel along an axis of fewer than 8 outputs.
@@ -87,7 +91,7 @@ def geometry(
     for o, k, s, d, p in zip(out_hw, kernel, stride, dilation, padding, strict=True):
         # The input that gives `o` outputs: (o - 1) s + d (k - 1) + 1 - 2 p, plus up to s - 1
         # columns the last stride leaves unread. Padding is capped so it stays at least 1 wide.
-        unpadded = (o - 1) * s + d * (k - 1) + 1 + draw(st.integers(0, s - 1))
+        unpadded = (o - 1) * s + d * (k - 1) + 1 + draw(ints(0, s - 1))
         p = min(p, (unpadded - 1) // 2)
         legal_padding.append(p)
         in_hw.append(unpadded - 2 * p)
@@ -134,12 +138,12 @@ def _maybe_depthwise(draw, geo: dict, supports: frozenset, tier: str):
     if not widths:
         return geo
     if tier in sizes.NETWORK_TIERS:
-        chosen = draw(st.booleans())
+        chosen = draw(BOOLEANS)
     else:
-        chosen = draw(st.integers(0, 3)) == 3
+        chosen = draw(ints(0, 3)) == 3
     if not chosen:
         return geo
-    width = draw(st.sampled_from(widths))
+    width = draw(choice(widths))
     depthwise = dict(geo, groups=width, in_channels=width, out_channels=width)
     fits = tier not in sizes.NETWORK_TIERS or (
         _largest_tensor(Case(**depthwise)) <= sizes.MAX_NETWORK_ELEMENTS
@@ -164,17 +168,16 @@ def batch_norm_options(draw, supports: frozenset, *, training=None):
     """training, running stats, momentum, affine, eps. Returns a dict of Case fields."""
     has_stats = "running_stats" in supports
     if training is None:
-        # Training twice as often as eval: it is where the statistics are computed.
-        training = draw(st.sampled_from((True, False, True))) if has_stats else True
-    running_stats = True if not training else (draw(st.booleans()) if has_stats else False)
+        training = draw(_TRAINING) if has_stats else True
+    running_stats = True if not training else (draw(BOOLEANS) if has_stats else False)
     momentum = draw(momenta()) if running_stats and training else 0.1
     return dict(
         training=training,
         running_stats=running_stats,
         momentum=momentum,
-        affine="affine" in supports and draw(st.booleans()),
-        bias="bias" in supports and draw(st.booleans()),
-        eps=draw(st.sampled_from(EPS_VALUES)),
+        affine="affine" in supports and draw(BOOLEANS),
+        bias="bias" in supports and draw(BOOLEANS),
+        eps=draw(choice(EPS_VALUES)),
     )
 
 
@@ -223,14 +226,14 @@ def cases(
             max_input_elements=max_input_elements,
         )
     )
-    dtype = draw(st.sampled_from(tuple(dtypes or dtypes_for(supports))))
+    dtype = draw(choice(tuple(dtypes or dtypes_for(supports))))
     if bn["eps"] not in eps_values(dtype):
-        bn["eps"] = draw(st.sampled_from(eps_values(dtype)))
+        bn["eps"] = draw(choice(eps_values(dtype)))
     # Mixed precision (torch.autocast's layout): half activations, float32 batch-norm parameters.
-    mixed = dtype in HALF_DTYPES and "autocast" in supports and draw(st.booleans())
-    layout = draw(st.sampled_from(_layouts_of(tier, tuple(layouts))))
-    family = draw(st.sampled_from(value_families(values)))
-    seed = draw(st.integers(0, 2**32 - 1))
+    mixed = dtype in HALF_DTYPES and "autocast" in supports and draw(BOOLEANS)
+    layout = draw(choice(_layouts_of(tier, tuple(layouts))))
+    family = draw(choice(value_families(values)))
+    seed = draw(ints(0, 2**32 - 1))
     geo = draw(_maybe_depthwise(geo, supports, tier))
     return Case(
         **geo,
@@ -276,7 +279,5 @@ def calling_contexts(draw, case: Case):
         | ({"bias"} if case.bias else set())
         | ({"bn_weight", "bn_bias"} if case.affine else set())
     )
-    subset = tuple(n for n in draw(st.sampled_from(REQUIRES_GRAD_SUBSETS)) if n in present)
-    return case.replace(
-        requires_grad=subset or ("x",), grad_layout=draw(st.sampled_from(GRAD_LAYOUTS))
-    )
+    subset = tuple(n for n in draw(choice(REQUIRES_GRAD_SUBSETS)) if n in present)
+    return case.replace(requires_grad=subset or ("x",), grad_layout=draw(choice(GRAD_LAYOUTS)))

@@ -41,7 +41,7 @@ import math
 
 from hypothesis import strategies as st
 
-from verify.strategies.shared import shared
+from verify.strategies.shared import BOOLEANS, choice, ints, shared
 
 # The tiers every property runs at unless it says otherwise (its SIZE_TIERS).
 SIZE_TIERS = ("small", "tile", "split", "large", "wide")
@@ -158,7 +158,7 @@ def _image(draw, pixels: int):
     """(H_out, W_out) with H_out * W_out == pixels: rows from the squarest factorisation down to
     a single row of `pixels` columns (a prime count of pixels has only that one), by index."""
     rows = sorted(_divisors_up_to_root(pixels), reverse=True)
-    height = rows[draw(st.integers(0, 7)) % len(rows)]
+    height = rows[draw(ints(0, 7)) % len(rows)]
     return height, pixels // height
 
 
@@ -168,13 +168,13 @@ def reduction_layout(draw, tier: str):
     """(batch, (H_out, W_out)) whose product sits next to one of the tier's boundaries."""
     if tier in NETWORK_TIERS:
         near = network_sizes(tier)
-        values = draw(st.sampled_from(near[draw(st.sampled_from(tuple(near)))]))
+        values = draw(choice(near[draw(choice(tuple(near)))]))
     else:
-        values = draw(st.sampled_from(reduction_sizes(tier)))
+        values = draw(choice(reduction_sizes(tier)))
     # The factorisation is picked by index modulo the number of choices, so the same draws follow
     # whatever `values` is: the shrinker can then move `values` alone to a smaller size.
     batches = _divisors(values, MAX_BATCH[tier])
-    batch = batches[draw(st.integers(0, MAX_BATCH[tier] - 1)) % len(batches)]
+    batch = batches[draw(ints(0, MAX_BATCH[tier] - 1)) % len(batches)]
     return batch, draw(_image(values // batch))
 
 
@@ -183,9 +183,9 @@ def reduction_layout(draw, tier: str):
 def grid_layout(draw):
     """(batch, (H_out, W_out)) with either the batch or H_out*W_out next to GRID_BOUNDARY and the
     other one or two: the two grid dimensions a kernel launches over, one at a time."""
-    across_pixels = draw(st.booleans())
-    count = draw(st.sampled_from(past_first(offsets_around(GRID_BOUNDARY), GRID_BOUNDARY - 1)))
-    other = draw(st.integers(1, 2))
+    across_pixels = draw(BOOLEANS)
+    count = draw(choice(past_first(offsets_around(GRID_BOUNDARY), GRID_BOUNDARY - 1)))
+    other = draw(ints(1, 2))
     if across_pixels:
         return other, draw(_image(count))
     return count, (1, other)
@@ -195,9 +195,9 @@ def grid_layout(draw):
 @st.composite
 def channel_count(draw, boundaries=CHANNEL_BOUNDARIES, *, past: bool = False):
     """Output channels next to one of `boundaries` (from the one past it first, if `past`)."""
-    boundary = draw(st.sampled_from(boundaries))
+    boundary = draw(choice(boundaries))
     near = (boundary - 1, boundary, boundary + 1)
-    return draw(st.sampled_from(past_first(near, boundary) if past else near))
+    return draw(choice(past_first(near, boundary) if past else near))
 
 
 @shared
@@ -206,7 +206,7 @@ def int32_geometry(draw):
     """Case fields past 2^31 elements: one channel of 2^31 + 2^16 values (its count overflows an
     int32), or two of 2^30 + 2^15 (the output's flat index overflows one). A pointwise
     convolution of one input channel, so x holds no more than the output."""
-    channels = draw(st.integers(1, 2))
+    channels = draw(ints(1, 2))
     return dict(
         batch=3 - channels,
         in_channels=1,
