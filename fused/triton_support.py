@@ -36,13 +36,11 @@ def _torch_build_has_gpu_backend() -> bool:
     from pathlib import Path
 
     spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
+    if spec is None or spec.origin is None:
         return True  # let `import torch` say what is wrong
     try:
-        tree = ast.parse(
-            (Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text()
-        )
-    except (OSError, SyntaxError, StopIteration):
+        tree = ast.parse((Path(spec.origin).parent / "version.py").read_text())
+    except (OSError, SyntaxError):
         return True
     backends = {}
     for node in tree.body:

@@ -54,6 +54,19 @@ def test_target_is_told_only_new_bests(monkeypatch):
     assert told == [(0.1, "forward"), (0.2, "forward"), (0.2, "forward"), (3.0, "forward")]
 
 
+def _hunt_eager(prop, tier: str, profile: str) -> ReportSession:
+    """`prop` on the built-in eager variant at `tier` as `pytest verify` runs it, under the
+    Hypothesis profile `profile` (the current one is restored); the run's tallies."""
+    current = settings.get_current_profile_name()
+    settings.load_profile(profile)
+    session = ReportSession()
+    try:
+        hunt.hunt(prop, builtin_variant("eager"), tier, session)
+    finally:
+        settings.load_profile(current)
+    return session
+
+
 def test_a_property_test_scores_few_examples_and_still_targets(monkeypatch):
     """Hypothesis checks every scored example against its Pareto front while a database is set
     (about half its time per example when every example was scored, the front growing with
@@ -68,16 +81,10 @@ def test_a_property_test_scores_few_examples_and_still_targets(monkeypatch):
 
     monkeypatch.setattr(hunt, "target", counting_target)
     monkeypatch.setattr(hypothesis.core, "global_force_seed", 0)
-    profile = settings.get_current_profile_name()
     settings.register_profile(
         "throughput-test", max_examples=60, derandomize=False, database=InMemoryExampleDatabase()
     )
-    settings.load_profile("throughput-test")
-    session = ReportSession()
-    try:
-        hunt.hunt(forward, builtin_variant("eager"), "small", session)
-    finally:
-        settings.load_profile(profile)
+    session = _hunt_eager(forward, "small", "throughput-test")
     examples = sum(t.examples for t in session.tallies.values())
     assert examples >= 60
     assert 1 <= len(set(told)) <= examples // 6
@@ -89,14 +96,8 @@ def test_without_a_database_every_example_is_scored(monkeypatch):
     derandomised draws (and the gallery's catches) do not move."""
     told = []
     monkeypatch.setattr(hunt, "target", lambda score, label: told.append(score))
-    profile = settings.get_current_profile_name()
     settings.register_profile("throughput-test-ci", max_examples=15, database=None)
-    settings.load_profile("throughput-test-ci")
-    session = ReportSession()
-    try:
-        hunt.hunt(forward, builtin_variant("eager"), "small", session)
-    finally:
-        settings.load_profile(profile)
+    session = _hunt_eager(forward, "small", "throughput-test-ci")
     assert len(told) == sum(t.examples for t in session.tallies.values()) >= 15
 
 
@@ -173,8 +174,7 @@ def test_an_isolated_run_imports_torch_in_its_worker_only(tmp_path):
 def test_the_gpu_question_reads_the_torch_build_without_importing_torch(tmp_path, monkeypatch):
     package = tmp_path / "torch"
     package.mkdir()
-    spec = importlib.machinery.ModuleSpec("torch", None, is_package=True)
-    spec.submodule_search_locations = [str(package)]
+    spec = importlib.machinery.ModuleSpec("torch", None, origin=str(package / "__init__.py"))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
     version = package / "version.py"
     for text, has_backend in (
@@ -220,19 +220,13 @@ def _ci_cases(prop, tier: str, monkeypatch) -> list[str]:
     monkeypatch.setattr(
         hunt.legality, "check", lambda case: (drawn.append(case.to_json()), check(case))
     )
-    profile = settings.get_current_profile_name()
-    settings.load_profile("ci")
-    try:
-        hunt.hunt(prop, builtin_variant("eager"), tier, ReportSession())
-    finally:
-        settings.load_profile(profile)
+    _hunt_eager(prop, tier, "ci")
     return drawn
 
 
 # sha1 of the ci cases of eager, one JSON line each, as `CI=true pytest verify` drew them at
-# 2cdbb35;
-# building the strategy objects once since then left all 3,070 ci cases of that run as they
-# were.
+# 2cdbb35; building the strategy objects once since then left all 3,070 ci cases of that run as
+# they were.
 CI_DRAWS = {
     ("forward", "small"): "ff0070ecf619382f26b461e3d822ee43681a1249",
     ("gradients", "small"): "4caa64b8b893ccf362ddfe7bd2e681575558a931",

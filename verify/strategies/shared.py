@@ -26,21 +26,12 @@ def shared(strategy_function):
     return build
 
 
-# Hypothesis's own cache of `st.integers(...)` still costs a call through its validation wrapper
-# per draw, and `st.sampled_from(...)` builds and labels a new object each time: about a tenth of
-# drawing a case. The same object gives the same values for the same choices (and labels do not
-# steer the derandomised draws: every `ci` case of `pytest verify` stayed the same).
+# The integers and samples a case is drawn from, one object per argument list too: Hypothesis's
+# own cache of `st.integers(...)` still costs a call through its validation wrapper per draw, and
+# `st.sampled_from(...)` builds and labels a new object each time: about a tenth of drawing a
+# case. The same object gives the same values for the same choices (and labels do not steer the
+# derandomised draws: every `ci` case of `pytest verify` stayed the same). Equal tuples of other
+# types, (1, 0) and (True, False), would share one `choice`.
 BOOLEANS = st.booleans()
-
-
-@functools.lru_cache(maxsize=None)
-def ints(low: int, high: int):
-    """`st.integers(low, high)`, built once."""
-    return st.integers(low, high)
-
-
-@functools.lru_cache(maxsize=None)
-def choice(values: tuple):
-    """`st.sampled_from(values)`, built once per tuple of values of one type (equal tuples of
-    other types, (1, 0) and (True, False), would share an entry)."""
-    return st.sampled_from(values)
+ints = shared(st.integers)
+choice = shared(st.sampled_from)
