@@ -14,8 +14,13 @@ from pathlib import Path
 
 import pytest
 
-import verify.profiles  # noqa: F401 - registers and selects the Hypothesis profiles
-from verify import report
+from verify.assert_rewriting import leave_unrewritten
+
+# Before Hypothesis and the suite's modules are imported, or pytest rewrites them all again.
+leave_unrewritten()
+
+import verify.profiles  # noqa: E402, F401 - registers and selects the Hypothesis profiles
+from verify import report  # noqa: E402
 
 pytest_plugins = ["verify.isolation", "verify.campaign"]
 

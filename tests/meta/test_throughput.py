@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.machinery
 import importlib.util
+import json
 import os
 
 import hypothesis.core
@@ -19,7 +20,7 @@ from fused import triton_support
 from fused.registry import builtin_variant
 from fused.variant import BN_FEATURES, CONV_FEATURES
 from tests.helpers import ROOT, cli_env, run_cli
-from verify import hunt
+from verify import assert_rewriting, hunt
 from verify.benchmarks import throughput
 from verify.benchmarks.throughput import _examples
 from verify.dtypes import HALF_DTYPES
@@ -133,42 +134,80 @@ def test_throughput_script_counts_one_property_and_tier():
     assert _examples(rows, "forward", "small") == 7
 
 
-_CONTROLLER_PROBE = """
+_PROBE = """
+import json
 import sys
 
 def pytest_sessionfinish(session):
-    if not hasattr(session.config, "workerinput"):
-        with open({path!r}, "w") as f:
-            f.write(" ".join(sorted(m for m in ("torch", "fused.registry") if m in sys.modules)))
+    from _pytest.assertion.rewrite import AssertionRewritingHook
+
+    role = "worker" if hasattr(session.config, "workerinput") else "controller"
+    rewritten = sorted(
+        name
+        for name, module in list(sys.modules.items())
+        if isinstance(getattr(module, "__loader__", None), AssertionRewritingHook)
+    )
+    loaded = [m for m in ("torch", "fused.registry", "hypothesis") if m in sys.modules]
+    with open({directory!r} + "/" + role + ".json", "w") as f:
+        json.dump(dict(loaded=loaded, rewritten=rewritten), f)
 """
 
 
-def test_an_isolated_run_imports_torch_in_its_worker_only(tmp_path):
+@pytest.fixture(scope="module")
+def isolated_run(tmp_path_factory) -> dict:
+    """What the controller and the worker of `pytest verify/test_forward.py -k "eager and small"`
+    had imported, and which modules pytest rewrote, each at the end of its session."""
+    directory = tmp_path_factory.mktemp("isolated_run")
+    (directory / "probe_of_the_run.py").write_text(_PROBE.format(directory=str(directory)))
+    env = cli_env(PYTHONPATH=os.pathsep.join([str(ROOT), str(directory)]))
+    command = ["-m", "pytest", "verify/test_forward.py", "-q", "-p", "probe_of_the_run"]
+    done = run_cli(command + ["-p", "no:cacheprovider", "-k", "eager and small"], env=env)
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:]
+    return {
+        role: json.loads((directory / f"{role}.json").read_text())
+        for role in ("controller", "worker")
+    }
+
+
+def test_an_isolated_run_imports_torch_in_its_worker_only(isolated_run):
     """The controller of a crash-isolated run never runs a kernel: importing torch there (to ask
     for a GPU before Triton kernels are defined) was a second or more of every run's start-up.
     On a CPU-only torch build nothing in it imports torch."""
     if triton_support._torch_build_has_gpu_backend():
         pytest.skip("a CUDA or ROCm build of torch: the controller asks torch for a GPU")
-    record = tmp_path / "controller_modules.txt"
-    (tmp_path / "controller_probe.py").write_text(_CONTROLLER_PROBE.format(path=str(record)))
-    env = cli_env(PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]))
-    done = run_cli(
-        [
-            "-m",
-            "pytest",
-            "verify/test_forward.py",
-            "-q",
-            "-p",
-            "controller_probe",
-            "-p",
-            "no:cacheprovider",
-            "-k",
-            "eager and small",
-        ],
-        env=env,
-    )
-    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:]
-    assert record.read_text() == ""
+    assert isolated_run["controller"]["loaded"] == ["hypothesis"]
+    assert isolated_run["worker"]["loaded"] == ["torch", "fused.registry", "hypothesis"]
+
+
+# The suite's plugins (pytest marks each as it imports it) and the modules imported before
+# verify.plugin unmarks their package: its own, and the benchmarks' plugin where pytest loads
+# that entry point first.
+_SUITE_PLUGINS = (
+    "verify.plugin",
+    "verify.isolation",
+    "verify.campaign",
+    "verify.benchmarks.plugin",
+)
+_REWRITTEN_FIRST = ("verify", "verify.assert_rewriting", "verify.benchmarks")
+
+
+@pytest.mark.parametrize("role", ["controller", "worker"])
+def test_pytest_rewrites_the_tests_but_not_the_libraries(isolated_run, role):
+    """pytest marks every module of a distribution with a pytest plugin for assertion rewriting,
+    and without written bytecode (PYTHONDONTWRITEBYTECODE) redid it in every process: a second
+    of each process's start-up (verify.assert_rewriting)."""
+    rewritten = isolated_run[role]["rewritten"]
+    assert "verify.plugin" in rewritten
+    if role == "worker":
+        assert "verify.test_forward" in rewritten  # a test file
+    libraries = [
+        name
+        for name in rewritten
+        if name.split(".")[0] in assert_rewriting.LIBRARIES
+        and name not in _REWRITTEN_FIRST + _SUITE_PLUGINS
+        and not name.rpartition(".")[2].startswith("test_")
+    ]
+    assert libraries == []
 
 
 def test_the_gpu_question_reads_the_torch_build_without_importing_torch(tmp_path, monkeypatch):

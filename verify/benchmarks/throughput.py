@@ -33,21 +33,30 @@ TIERS = ("small", "tile", "split", "large", "wide")
 VARIANT = "eager"
 
 # Registered in the measured process through `-p`: the `fuzz` profile's settings with the
-# example count and database directory this script chooses, independent of the checkout.
+# example count and database directory this script chooses, independent of the checkout. It
+# imports Hypothesis when pytest configures, as a user's run does (through verify.plugin), not
+# when `-p` loads it, before the checkout's plugin could keep pytest from rewriting Hypothesis
+# (verify.assert_rewriting); it runs before Hypothesis's plugin loads the profile.
 _PROFILE_PLUGIN = """
 import os
-from hypothesis import HealthCheck, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
 
-settings.register_profile(
-    "throughput",
-    max_examples=int(os.environ["CONVBN_THROUGHPUT_EXAMPLES"]),
-    derandomize=False,
-    database=DirectoryBasedExampleDatabase(os.environ["CONVBN_THROUGHPUT_DB"]),
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=list(HealthCheck),
-)
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    from hypothesis import HealthCheck, settings
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    settings.register_profile(
+        "throughput",
+        max_examples=int(os.environ["CONVBN_THROUGHPUT_EXAMPLES"]),
+        derandomize=False,
+        database=DirectoryBasedExampleDatabase(os.environ["CONVBN_THROUGHPUT_DB"]),
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=list(HealthCheck),
+    )
 """
 
 

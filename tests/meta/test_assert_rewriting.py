@@ -1,0 +1,43 @@
+"""verify.assert_rewriting unmarks the libraries in pytest's rewriting hook, and nothing else."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from _pytest.assertion.rewrite import AssertionRewritingHook
+
+from verify.assert_rewriting import LIBRARIES, leave_unrewritten
+
+
+class _Hook:
+    def __init__(self, *marked: str):
+        self._must_rewrite = set(marked)
+        self._marked_for_rewrite_cache = {name: True for name in marked}
+
+
+def test_the_libraries_are_unmarked_and_the_rest_kept():
+    hook = _Hook("hypothesis", "fused", "verify", "pytest_benchmark", "myplugin")
+    unmarked = leave_unrewritten(meta_path=[object(), hook])
+    assert sorted(unmarked) == ["fused", "hypothesis", "verify"]
+    assert hook._must_rewrite == {"pytest_benchmark", "myplugin"}
+    # pytest caches its verdict per module name: a stale "rewrite" must not survive
+    assert hook._marked_for_rewrite_cache == {}
+
+
+def test_a_hook_whose_internals_differ_is_left_alone():
+    hook = _Hook("hypothesis")
+    hook._must_rewrite = frozenset(hook._must_rewrite)  # type: ignore[assignment]
+    assert leave_unrewritten(meta_path=[hook]) == []
+    assert hook._must_rewrite == {"hypothesis"}
+    assert leave_unrewritten(meta_path=[]) == []
+
+
+def test_this_sessions_hook_has_the_libraries_unmarked():
+    """Where pytest renames the internals it edits, the unmarking silently stops: this says so."""
+    hooks = [f for f in sys.meta_path if isinstance(f, AssertionRewritingHook)]
+    if not hooks:
+        pytest.skip("run with --assert=plain: pytest rewrites nothing")
+    for hook in hooks:
+        assert isinstance(hook._must_rewrite, set)
+        assert not set(LIBRARIES) & hook._must_rewrite
