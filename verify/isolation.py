@@ -21,7 +21,6 @@ in-process instead (no protection)."""
 
 from __future__ import annotations
 
-import atexit
 import faulthandler
 import json
 import math
@@ -74,11 +73,11 @@ _worker: list = [None]
 
 
 def _exit_without_teardown() -> None:
-    """End an isolation worker without tearing its interpreter down. Runs at exit, after
-    execnet's serve loop has handed every result to the controller, which waits for the process
-    to end: with torch loaded, destroying every object takes about a second (0.7 s for `import
-    torch` alone), an eighth of a short run's wall time. Not when coverage is measuring, which
-    saves its data at exit."""
+    """End an isolation worker once xdist has handed the controller its last message, which
+    waits for the process to end: pytest's unconfigure (two full garbage collections for
+    unraisable exceptions, which a worker could no longer report) and the interpreter's teardown
+    (destroying every object, 0.7 s for `import torch` alone) were a tenth of a short run's wall
+    time. Not when coverage is measuring, which saves its data at exit."""
     if "coverage" in sys.modules:
         return
     for stream in (sys.stdout, sys.stderr):
@@ -181,7 +180,6 @@ def pytest_configure(config):
         settings = worker_input.get(_WORKERINPUT_KEY)
         if settings:
             _worker[0] = _Worker(settings["dir"], worker_input["workerid"], settings["timeout"])
-            atexit.register(_exit_without_teardown)
         return
     distributing = config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
     if distributing and _runs_only_the_suite(config):
@@ -216,6 +214,16 @@ def pytest_runtest_protocol(item, nextitem):
         yield
     finally:
         worker.idle()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session):
+    # Around xdist's own wrapper, which sends "workerfinished" (the worker's last message) after
+    # every other implementation has run.
+    result = yield
+    if _worker[0] is not None:
+        _exit_without_teardown()
+    return result
 
 
 # -- controller side ------------------------------------------------------------------------------
