@@ -93,9 +93,13 @@ def test_ctrl_c_exits_2(kernels, tmp_path, options):
     env = dict(cli_env(), KERNEL_STARTED=str(started))
     args = ["-m", "pytest", "verify/test_forward.py", "-q", "-p", "no:cacheprovider", "-k", "small"]
     args += ["--variant", f"{kernels}:SLEEPS", *options]
+    # A terminal's Ctrl-C reaches a process that handles SIGINT; one started in the background
+    # of a non-interactive shell (a CI runner's `cmd &`) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: the run under test would sleep through it.
     proc = subprocess.Popen(
         [sys.executable, *args], cwd=ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
