@@ -14,7 +14,9 @@ pytest marks one by one as it imports them, are still rewritten.
 pytest has no public way to unmark a name; this edits the marks of its import hook
 (`AssertionRewritingHook._must_rewrite`, a set since pytest 3) and does nothing where the hook
 is absent (`--assert=plain`) or its internals differ. It must run before the libraries are
-imported: verify.plugin calls it first."""
+imported: verify.plugin calls it at `pytest_cmdline_main`, and only in a run of the suite
+(`verify.isolation.runs_only_the_suite`), so that other sessions keep pytest's marks. (A later
+pytest session in the same process then warns that `hypothesis` was imported unrewritten.)"""
 
 from __future__ import annotations
 

@@ -147,12 +147,12 @@ def why_not_isolated(config) -> str | None:
 
     if measuring_requested(config):
         return "benchmarks are measured (they must run in-process, without xdist)"
-    if not _runs_only_the_suite(config):
+    if not runs_only_the_suite(config):
         return "the run includes tests outside the verify package"
     return None
 
 
-def _runs_only_the_suite(config) -> bool:
+def runs_only_the_suite(config) -> bool:
     """Whether every test path of the command line lies in the verify package: tests of the tools
     (tests/) are left as they are."""
     import importlib.util
@@ -182,7 +182,7 @@ def pytest_configure(config):
             _worker[0] = _Worker(settings["dir"], worker_input["workerid"], settings["timeout"])
         return
     distributing = config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
-    if distributing and _runs_only_the_suite(config):
+    if distributing and runs_only_the_suite(config):
         config.pluginmanager.register(_MaxfailIsAFailure(), "convbn-maxfail-exit")
     if not distributing:
         if why_not_isolated(config) is not None:
@@ -193,7 +193,7 @@ def pytest_configure(config):
         config.option.numprocesses = 1
         config.option.dist = "load"
         config.option.tx = ["popen"]
-    elif config.getoption("verify_isolation") == "off" or not _runs_only_the_suite(config):
+    elif config.getoption("verify_isolation") == "off" or not runs_only_the_suite(config):
         return  # -n given by hand for other tests: plain xdist
     if config.getoption("maxworkerrestart", None) is None:
         config.option.maxworkerrestart = str(DEFAULT_MAX_RESTARTS)
@@ -218,8 +218,8 @@ def pytest_runtest_protocol(item, nextitem):
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_sessionfinish(session):
-    # Around xdist's own wrapper, which sends "workerfinished" (the worker's last message) after
-    # every other implementation has run.
+    # tryfirst: around xdist's wrapper (not tryfirst), which sends "workerfinished", the worker's
+    # last message, once the implementations inside it have run.
     result = yield
     if _worker[0] is not None:
         _exit_without_teardown()

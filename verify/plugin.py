@@ -14,13 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from verify import report
 from verify.assert_rewriting import leave_unrewritten
-
-# Before Hypothesis and the suite's modules are imported, or pytest rewrites them all again.
-leave_unrewritten()
-
-import verify.profiles  # noqa: E402, F401 - registers and selects the Hypothesis profiles
-from verify import report  # noqa: E402
 
 pytest_plugins = ["verify.isolation", "verify.campaign"]
 
@@ -97,6 +92,17 @@ def _setup_triton_interpreter(config):
     configure_interpreter(force=config.getoption("--triton-interpret"))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    # Before Hypothesis and the suite's modules are imported (nothing this plugin loads at import
+    # time imports them), and only in a run of the suite: other sessions keep pytest's marks.
+    from verify.isolation import runs_only_the_suite
+
+    if runs_only_the_suite(config):
+        leave_unrewritten()
+    import verify.profiles  # noqa: F401 - registers and selects the Hypothesis profiles
+
+
 def pytest_configure(config):
     _setup_triton_interpreter(config)
     for line in MARKERS:
@@ -127,6 +133,10 @@ def pytest_collect_file(file_path, parent):
         return None
     if any(fnmatch.fnmatch(file_path.name, p) for p in parent.config.getini("python_files")):
         return None  # pytest's python plugin collects it already
+    # A test file, rewritten like the ones python_files names (verify.assert_rewriting unmarks
+    # the package they live in).
+    module = ".".join(("verify", *file_path.relative_to(VERIFY_DIR).with_suffix("").parts))
+    parent.config.pluginmanager.rewrite_hook.mark_rewrite(module)
     return pytest.Module.from_parent(parent, path=file_path)
 
 

@@ -85,6 +85,12 @@ def test_an_interrupted_run_exits_2(kernels, options):
     assert "KeyboardInterrupt" in proc.stdout or "keyboard-interrupt" in proc.stdout
 
 
+_SIGINT_AS_IN_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
 @pytest.mark.parametrize(
     "options", [(), ("--verify-isolation", "off")], ids=["isolated", "in-process"]
 )
@@ -95,11 +101,11 @@ def test_ctrl_c_exits_2(kernels, tmp_path, options):
     args += ["--variant", f"{kernels}:SLEEPS", *options]
     # A terminal's Ctrl-C reaches a process that handles SIGINT; one started in the background
     # of a non-interactive shell (a CI runner's `cmd &`) inherits SIGINT ignored, and Python then
-    # installs no KeyboardInterrupt handler: the run under test would sleep through it.
+    # installs no KeyboardInterrupt handler: the run under test would sleep through it. The
+    # trampoline restores the default before exec (preexec_fn is unsafe with torch's threads).
     proc = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=env, text=True,
+        [sys.executable, "-c", _SIGINT_AS_IN_A_TERMINAL, *args], cwd=ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
