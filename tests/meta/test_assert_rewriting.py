@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 from _pytest.assertion.rewrite import AssertionRewritingHook
 
+from tests.helpers import ROOT, cli_env, run_cli
 from verify.assert_rewriting import leave_unrewritten
 
 
@@ -44,3 +46,29 @@ def test_a_session_of_other_tests_keeps_pytests_marks():
         assert isinstance(hook._must_rewrite, set)
         assert isinstance(hook._marked_for_rewrite_cache, dict)
         assert "hypothesis" in hook._must_rewrite  # Hypothesis ships a pytest plugin
+
+
+_BENCH_PROBE = """
+import sys
+
+from _pytest.assertion.rewrite import AssertionRewritingHook
+
+
+def pytest_collection_finish(session):
+    module = sys.modules["verify.benchmarks.bench_oracle"]
+    print("bench_oracle rewritten:", isinstance(module.__loader__, AssertionRewritingHook))
+"""
+
+
+def test_benchmark_files_collected_outside_the_checkout_are_still_rewritten(tmp_path):
+    """From elsewhere no ini names bench_*.py; verify.plugin collects them, and marks them for
+    rewriting, as pytest does for the test files it names, inside a package it unmarked."""
+    (tmp_path / "bench_probe.py").write_text(_BENCH_PROBE)
+    env = cli_env(PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]))
+    done = run_cli(
+        ["-m", "pytest", "--pyargs", "verify.benchmarks.bench_oracle", "--collect-only", "-q"]
+        + ["-p", "no:cacheprovider", "-p", "bench_probe"],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert "bench_oracle rewritten: True" in done.stdout, done.stdout[-3000:]
