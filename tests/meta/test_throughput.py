@@ -124,6 +124,31 @@ assert not inductor_config.deterministic
     assert done.returncode == 0, done.stdout[-2000:]
 
 
+def test_throughput_script_warns_of_cached_rewrites(tmp_path, monkeypatch, capsys):
+    """Rewritten bytecode an earlier run left would flatter a base that rewrites libraries."""
+    base, head, site = (tmp_path / name for name in ("base", "head", "site"))
+    for root in (base, head, site):
+        (root / "pkg" / "__pycache__").mkdir(parents=True)
+        (root / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"")
+    monkeypatch.setattr(throughput.sysconfig, "get_paths", lambda: {"purelib": str(site)})
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    sides = {"base": base, "head": head}
+    throughput._warn_of_cached_rewrites(sides)
+    assert capsys.readouterr().err == ""  # plain bytecode is the same for both sides
+    cached = site / "pkg" / "__pycache__" / "mod.cpython-311-pytest-9.2.0.pyc"
+    cached.write_bytes(b"")
+    throughput._warn_of_cached_rewrites(sides)
+    warning = capsys.readouterr().err
+    assert (
+        warning.startswith("warning: pytest's rewritten bytecode, left by a run that wrote")
+        and str(cached) in warning
+    )
+    assert f"find {site} {base} {head} -name '*-pytest-*.pyc' -delete" in warning
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE")
+    throughput._warn_of_cached_rewrites(sides)  # where bytecode is written, both sides cache
+    assert capsys.readouterr().err == ""
+
+
 def test_throughput_script_counts_one_property_and_tier():
     rows = [
         dict(variant="eager", property="forward", tier="small", examples=7),

@@ -24,6 +24,7 @@ import re
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +59,32 @@ def pytest_configure(config):
         suppress_health_check=list(HealthCheck),
     )
 """
+
+
+def cached_rewrites(roots) -> list[Path]:
+    """pytest's rewritten bytecode under `roots` (`__pycache__/*-pytest-*.pyc`).
+
+    Where bytecode is not written (PYTHONDONTWRITEBYTECODE, as on CI machines), pytest still
+    reads what an earlier run wrote. A checkout whose pytest rewrites Hypothesis and its own
+    library modules (13103c8 does; verify.assert_rewriting stops it) then skips work it would
+    do on a fresh machine and looks faster than it is."""
+    return sorted(p for root in roots for p in Path(root).rglob("__pycache__/*-pytest-*.pyc"))
+
+
+def _warn_of_cached_rewrites(sides: dict) -> None:
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return
+    roots = [Path(sysconfig.get_paths()["purelib"]), *sides.values()]
+    found = cached_rewrites(roots)
+    if found:
+        print(
+            "warning: pytest's rewritten bytecode, left by a run that wrote bytecode "
+            f"({len(found)} files, e.g. {found[0]}), makes a checkout that rewrites libraries "
+            "look faster than on a fresh machine; for a fair comparison delete it: find "
+            + " ".join(str(r) for r in roots)
+            + " -name '*-pytest-*.pyc' -delete",
+            file=sys.stderr,
+        )
 
 
 def run_once(checkout: Path, prop: str, tier: str, examples: int, isolation: bool, tmp: Path):
@@ -207,6 +234,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     sides = {"base": args.base.resolve(), "head": args.head.resolve()}
+    _warn_of_cached_rewrites(sides)
     if args.catch:
         print(f"base {sides['base']}\nhead {sides['head']}")
         catch_table(sides, args.catch.split(","), args.gallery, args.repeats)
