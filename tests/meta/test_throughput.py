@@ -144,6 +144,8 @@ def test_throughput_script_warns_of_cached_rewrites(tmp_path, monkeypatch, capsy
         and str(cached) in warning
     )
     assert f"find {site} {base} {head} -name '*-pytest-*.pyc' -delete" in warning
+    # a checkout holding the virtual environment: each file counted once
+    assert throughput.cached_rewrites([tmp_path, site]) == [cached.resolve()]
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE")
     throughput._warn_of_cached_rewrites(sides)  # where bytecode is written, both sides cache
     assert capsys.readouterr().err == ""

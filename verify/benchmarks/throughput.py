@@ -68,7 +68,10 @@ def cached_rewrites(roots) -> list[Path]:
     reads what an earlier run wrote. A checkout whose pytest rewrites Hypothesis and its own
     library modules (13103c8 does; verify.assert_rewriting stops it) then skips work it would
     do on a fresh machine and looks faster than it is."""
-    return sorted(p for root in roots for p in Path(root).rglob("__pycache__/*-pytest-*.pyc"))
+    # a set: a checkout may hold the virtual environment whose site-packages is another root
+    return sorted(
+        {p.resolve() for root in roots for p in Path(root).rglob("__pycache__/*-pytest-*.pyc")}
+    )
 
 
 def _warn_of_cached_rewrites(sides: dict) -> None:
